@@ -1,0 +1,44 @@
+# phonjax — the two commands of the README:
+#   make demo   set up, convert the embedded default model (SevenNet-0) once, predict LiF's dispersion
+#   make test   set up (incl. Quantum ESPRESSO) and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+OUT    ?= out/demo
+MODEL  ?= .cache/models/sevennet-0
+
+.PHONY: setup setup-qe demo test test-fast bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch's CPU wheel first (plain `torch` would pull a multi-GB CUDA build)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[convert,test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+setup-qe:
+	bash scripts/install_qe.sh $(PY)
+
+$(MODEL)/config.json: | setup
+	$(VENV)/bin/phonjax convert sevennet --out $(MODEL)
+
+demo: setup $(MODEL)/config.json
+	$(VENV)/bin/phonjax predict examples/LiF/POSCAR --model $(MODEL) --born examples/LiF/BORN \
+		--supercell 4 4 4 --out $(OUT)
+	@echo "demo written to $(OUT)/ (band.png, band.yaml, force_constants.hdf5, summary.txt)"
+
+test: setup setup-qe
+	$(PY) -m pytest -q -ra tests
+
+test-fast: setup
+	$(PY) -m pytest -q -ra -m "not slow and not qe" tests
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache out

@@ -1,0 +1,307 @@
+"""Dipole–dipole force constants C_dd(q) by Ewald summation (Gonze & Lee, PRB 55, 10355 (1997)).
+
+Reading of the seed's Eqs. 6–9 implemented here (e²/(4πε0) = ``born.factor``, V the primitive volume):
+
+  Eq. 6 (reciprocal sum, phonopy's C-type phase):
+      R_ij(q) = factor·4π/V Σ_{G, |q+G| > 0} Z_iᵀ [K Kᵀ / (K·ε·K)] Z_j · exp(−K·ε·K / 4Λ²) · exp(2πi G·(τ_i − τ_j)),
+      K = q + G in Cartesian 1/Å **without** 2π (q_cart = q_red @ inv(cell).T), so Λ is phonopy's Λ.
+  Eq. 7 (real-space erfc sum over the lattice, d = R + τ_j − τ_i ≠ 0, Λ_G = 2πΛ):
+      S_ij(q) = −factor·Λ_G³/√det ε Σ_R Z_iᵀ H(Λ_G Δ, Λ_G D) Z_j · exp(2πi q·d),
+      Δ = ε⁻¹ d, D = √(d·ε⁻¹·d),
+      H_ab(x, y) = x_a x_b [3 erfc(y)/y³ + 2/√π e^{−y²} (3/y² + 2)] / y² − (ε⁻¹)_ab [erfc(y)/y³ + 2/√π e^{−y²}/y²].
+      (−Λ_G³H/√det ε = −∂_a∂_b [erfc(Λ_G D)/(√det ε D)]: the short-range half of the screened dipole tensor.)
+  Eq. 8 (limiting term, removes the self interaction the reciprocal sum contains):
+      L_i = −factor·4Λ_G³/(3√π) Z_iᵀ ε⁻¹ Z_i / √det ε   (on the diagonal block i = j).
+  Eq. 9 (q = 0 subtraction, acoustic sum rule):
+      C_dd(q)_ij = [R + S + δ_ij L](q)_ij − δ_ij Σ_k [R + S + δ_ik L](0)_ik ,   the G = 0 term dropped at q = 0.
+  The limiting term cancels in Eq. 9; it matters only without the subtraction (``subtract_q0=False``: the
+  plain lattice sum of dipole–dipole interactions excluding each dipole's self interaction).
+
+The total (R + S + L) is independent of Λ once both sums are converged; the reciprocal-only variant (Eq. 13:
+R alone, minus its own q = 0 sum) is phonopy's default and depends on Λ when Λ is large for the supercell.
+
+At q = 0 (|q+G| < 1e-5 Å⁻¹) the G = 0 term is dropped (TO = LO), or, with a Cartesian ``q_direction`` q̂,
+replaced by the non-analytic term Z_iᵀ q̂ q̂ᵀ Z_j / (q̂·ε·q̂) (Eq. 5, times factor·4π/V).
+
+Output arrays: (nq, n, 3, n, 3) complex128 in eV/Å² (not mass-weighted), C[q, i, a, j, b].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erfc
+
+from phonjax.born import Born, BornError
+from phonjax.structure import Crystal
+
+__all__ = ["EwaldParameters", "ewald_parameters", "phonopy_recip_parameters", "dipole_dipole",
+           "DipoleKernel", "make_dipole_kernel", "QDirectionError", "Q_ZERO_TOL", "cartesian_q",
+           "pad_bucket"]
+
+#: |q + G| (1/Å, no 2π) below which a term counts as the q = 0 term (phonopy's Q_DIRECTION_TOLERANCE).
+Q_ZERO_TOL = 1e-5
+
+
+class QDirectionError(ValueError):
+    """Invalid q direction (zero length, wrong shape)."""
+
+
+def cartesian_q(q_red, crystal: Crystal) -> np.ndarray:
+    """q (reduced, no 2π) → Cartesian 1/Å without 2π: q_red @ inv(cell).T."""
+    return np.asarray(q_red, dtype=np.float64) @ np.linalg.inv(crystal.cell).T
+
+
+def check_q_direction(q_direction) -> np.ndarray | None:
+    """None or a finite non-zero (3,) vector (returned as float64); raise :class:`QDirectionError` otherwise."""
+    if q_direction is None:
+        return None
+    d = np.asarray(q_direction, dtype=np.float64)
+    if d.shape != (3,) or not np.all(np.isfinite(d)):
+        raise QDirectionError(f"q_direction must be 3 finite numbers, got {q_direction!r}")
+    if np.linalg.norm(d) < 1e-12:
+        raise QDirectionError("q_direction has zero length")
+    return d
+
+
+def pad_bucket(n: int) -> int:
+    """Static size bucket for n q-points (powers of two, at least 8) so kernels compile once per bucket."""
+    return max(8, 1 << (max(n, 1) - 1).bit_length())
+
+
+@dataclass(frozen=True, eq=False)
+class EwaldParameters:
+    """Ewald split parameters.
+
+    lam: Λ in phonopy's convention (1/Å, no 2π; the Gaussian is exp(−K·ε·K/4Λ²) with K without 2π).
+    g_vectors: (nG, 3) Cartesian reciprocal-lattice vectors (1/Å, no 2π) in the reciprocal sum.
+    r_vectors: (nR, 3) Cartesian lattice vectors (Å) in the real-space sum (empty: reciprocal only).
+    tolerance: the truncation target (relative size of the first omitted terms).
+    """
+
+    lam: float
+    g_vectors: np.ndarray
+    r_vectors: np.ndarray
+    tolerance: float
+    with_real_space: bool
+
+    @property
+    def g_cutoff(self) -> float:
+        return float(np.linalg.norm(self.g_vectors, axis=1).max()) if len(self.g_vectors) else 0.0
+
+
+def _lattice_points_in_sphere(basis: np.ndarray, radius: float) -> np.ndarray:
+    """Integer combinations n @ basis (rows) with |n @ basis| <= radius, (m, 3) Cartesian, 0 first."""
+    inv = np.linalg.inv(basis)
+    # |n_k| <= radius · |column k of inv(basis)| bounds the coefficients
+    nmax = np.ceil(radius * np.linalg.norm(inv, axis=0)).astype(int) + 1
+    grids = [np.arange(-m, m + 1) for m in nmax]
+    n = np.stack(np.meshgrid(*grids, indexing="ij"), -1).reshape(-1, 3)
+    v = n @ basis
+    r = np.linalg.norm(v, axis=1)
+    keep = r <= radius
+    v, r = v[keep], r[keep]
+    return v[np.argsort(r, kind="stable")]
+
+
+def default_lambda(crystal: Crystal) -> float:
+    """A balanced Λ (phonopy convention) for the full Ewald sum: Λ_G = 2πΛ = √π / V^{1/3}."""
+    return math.sqrt(math.pi) / crystal.volume ** (1.0 / 3.0) / (2 * math.pi)
+
+
+def ewald_parameters(crystal: Crystal, born: Born, *, lam: float | None = None, tolerance: float = 1e-12,
+                     with_real_space: bool = True) -> EwaldParameters:
+    """Cutoffs from Λ and a tolerance.
+
+    Reciprocal: keep |G| < G_max with exp(−ε_min G_max²/4Λ²) = tolerance (plus the |q| ≤ half-BZ margin).
+    Real space: keep lattice vectors with |R| ≤ r_max + max|τ_j − τ_i|, where erfc(y_max) ≈ tolerance,
+    y_max = Λ_G D_max, D_max = r_max/√ε_max.
+    """
+    if lam is None:
+        lam = default_lambda(crystal)
+    if not (lam > 0):
+        raise ValueError(f"Ewald Λ must be positive, got {lam}")
+    if not (0 < tolerance < 1):
+        raise ValueError(f"tolerance must be in (0, 1), got {tolerance}")
+    w = np.linalg.eigvalsh(born.epsilon)
+    rec = np.linalg.inv(crystal.cell).T  # rows b_j (no 2π)
+    ln = math.log(1.0 / tolerance)
+    gmax = 2 * lam * math.sqrt(ln / w.min())
+    qmax = 0.5 * np.linalg.norm(rec, axis=1).sum()  # |q| of any first-BZ point is below this
+    g = _lattice_points_in_sphere(rec, gmax + qmax)
+    if with_real_space:
+        lam_g = 2 * math.pi * lam
+        y_max = math.sqrt(ln) + 1.0
+        r_max = y_max * math.sqrt(w.max()) / lam_g
+        span = np.linalg.norm(crystal.positions[:, None, :] - crystal.positions[None, :, :], axis=-1).max()
+        r = _lattice_points_in_sphere(crystal.cell, r_max + span)
+    else:
+        r = np.zeros((0, 3))
+    return EwaldParameters(float(lam), g, r, float(tolerance), bool(with_real_space))
+
+
+def phonopy_recip_parameters(crystal: Crystal, born: Born, *, num_g_points: int = 300, g_cutoff: float | None = None,
+                             lam: float | None = None) -> EwaldParameters:
+    """phonopy's ``DynamicalMatrixGL`` defaults (Eq. 13, reciprocal only).
+
+    G_cut = (3·num_G/(4πV))^{1/3}, the G list = all |G| < G_cut, Λ = √(G_cut²·tr(ε)/3 / (4 ln 10¹⁰)) so the
+    Gaussian is 1e−10 at the cutoff.
+    """
+    if g_cutoff is None:
+        g_cutoff = (3 * num_g_points / (4 * np.pi) / crystal.volume) ** (1.0 / 3)
+    rec = np.linalg.inv(crystal.cell).T
+    g = _lattice_points_in_sphere(rec, g_cutoff * (1 - 1e-14))
+    g = g[np.linalg.norm(g, axis=1) < g_cutoff]
+    if lam is None:
+        geg = g_cutoff ** 2 * np.trace(born.epsilon) / 3
+        lam = math.sqrt(-geg / 4 / math.log(1e-10))
+    if not (lam > 0):
+        raise ValueError(f"Ewald Λ must be positive, got {lam}")
+    return EwaldParameters(float(lam), g, np.zeros((0, 3)), 1e-10, False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# jit kernels
+# ---------------------------------------------------------------------------------------------------------
+def _recip_one(q_cart, qdir, has_dir, g, tau, z, eps, lam):
+    """Σ_G w(K) (K·Z_i) (K·Z_j)ᵀ e^{2πiG·(τi−τj)} for one q. Returns (n, 3, n, 3) complex (no prefactor)."""
+    K = g + q_cart[None, :]
+    knorm = jnp.linalg.norm(K, axis=1)
+    small = knorm < Q_ZERO_TOL
+    keps = jnp.einsum("ga,ab,gb->g", K, eps, K)
+    safe = jnp.where(small, 1.0, keps)
+    w = jnp.where(small, 0.0, jnp.exp(-safe / (4 * lam ** 2)) / safe)
+    deps = qdir @ eps @ qdir
+    w = jnp.where(small & has_dir, 1.0 / jnp.where(has_dir, deps, 1.0), w)
+    K = jnp.where(small[:, None], qdir[None, :], K)
+    kz = jnp.einsum("gm,ima->gia", K, z)  # (K·Z_i)_a
+    ph = jnp.exp(2j * jnp.pi * (g @ tau.T))  # (nG, n)
+    A = kz * ph[:, :, None]
+    return jnp.einsum("g,gia,gjb->iajb", w, A, jnp.conj(A))
+
+
+def _real_one(q_red, dfrac, P):
+    """Σ_R P[R,i,j] e^{2πi q·d}, d in primitive fractional coordinates. (n, 3, n, 3) complex."""
+    ph = jnp.exp(2j * jnp.pi * jnp.einsum("rijk,k->rij", dfrac, q_red))
+    return jnp.einsum("rij,rijab->iajb", ph, P)
+
+
+def _h_tensor(d: np.ndarray, eps: np.ndarray, lam_g: float) -> np.ndarray:
+    """−Λ_G³ H(Λ_G Δ, Λ_G D)/√det ε for displacement vectors d (..., 3) Å, zero at d = 0. (..., 3, 3)."""
+    d = jnp.asarray(d)
+    einv = jnp.linalg.inv(eps)
+    delta = d @ einv.T
+    D = jnp.sqrt(jnp.maximum(jnp.einsum("...a,...a->...", d, delta), 0.0))
+    zero = D < 1e-10
+    y = lam_g * jnp.where(zero, 1.0, D)
+    x = lam_g * delta
+    ey = jnp.exp(-y ** 2)
+    ec = erfc(y)
+    A = (3 * ec / y ** 3 + 2 / jnp.sqrt(jnp.pi) * ey * (3 / y ** 2 + 2)) / y ** 2
+    B = ec / y ** 3 + 2 / jnp.sqrt(jnp.pi) * ey / y ** 2
+    H = x[..., :, None] * x[..., None, :] * A[..., None, None] - einv * B[..., None, None]
+    H = jnp.where(zero[..., None, None], 0.0, H)
+    return -(lam_g ** 3) * H / jnp.sqrt(jnp.linalg.det(eps))
+
+
+@dataclass(frozen=True, eq=False)
+class DipoleKernel:
+    """A compiled C_dd(q) evaluator for one crystal, Born object and Ewald parameters.
+
+    ``kernel(q_red, q_direction=None)`` → (nq, n, 3, n, 3) complex128 eV/Å². q-lists are padded to
+    :func:`pad_bucket` sizes so repeated calls do not recompile.
+    """
+
+    crystal: Crystal
+    born: Born
+    params: EwaldParameters
+    subtract_q0: bool
+    _fn: object
+    _q0: np.ndarray
+
+    def __call__(self, q_red, q_direction=None) -> np.ndarray:
+        q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
+        qd = check_q_direction(q_direction)
+        nq = len(q)
+        nb = pad_bucket(nq)
+        qp = np.zeros((nb, 3))
+        qp[:nq] = q
+        has = qd is not None
+        qd_arr = np.zeros(3) if qd is None else qd / np.linalg.norm(qd)
+        out = self._fn(jnp.asarray(qp), jnp.asarray(qd_arr), jnp.asarray(has), jnp.asarray(self._q0))
+        return np.asarray(out)[:nq]
+
+
+def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract_q0: bool = True) -> DipoleKernel:
+    """Build the jitted, q-vmapped C_dd kernel (see module docstring for the terms)."""
+    crystal = Crystal.coerce(crystal)
+    n = crystal.n_atoms
+    if born.n_atoms != n:
+        raise BornError(f"Born charges for {born.n_atoms} atoms, crystal has {n}")
+    pref = born.nac_prefactor(crystal.volume)
+    lam = params.lam
+    lam_g = 2 * math.pi * lam
+    g = jnp.asarray(params.g_vectors)
+    tau = jnp.asarray(crystal.positions)
+    z = jnp.asarray(born.zstar)
+    eps = jnp.asarray(born.epsilon)
+    rec_t = np.linalg.inv(crystal.cell).T
+    with_real = params.with_real_space and len(params.r_vectors) > 0
+    if with_real:
+        dcart = (params.r_vectors[:, None, None, :] + crystal.positions[None, None, :, :]
+                 - crystal.positions[None, :, None, :])  # (nR, i, j, 3): R + τ_j − τ_i
+        phi = np.asarray(_h_tensor(dcart, born.epsilon, lam_g))  # (nR, n, n, 3, 3)
+        P = born.factor * np.einsum("ima,rijmn,jnb->rijab", born.zstar, phi, born.zstar)
+        dfrac = jnp.asarray(dcart @ np.linalg.inv(crystal.cell))
+        P = jnp.asarray(P)
+        einv = np.linalg.inv(born.epsilon)
+        lim = -born.factor * 4 * lam_g ** 3 / (3 * math.sqrt(math.pi)) / math.sqrt(np.linalg.det(born.epsilon))
+        lim_blocks = lim * np.einsum("ima,mn,inb->iab", born.zstar, einv, born.zstar)
+    else:
+        dfrac = P = None
+        lim_blocks = np.zeros((n, 3, 3))
+    lim_blocks = jnp.asarray(lim_blocks)
+    eye = jnp.eye(n)
+
+    def one(q_red, qdir, has_dir, q0):
+        q_cart = q_red @ jnp.asarray(rec_t)
+        c = pref * _recip_one(q_cart, qdir, has_dir, g, tau, z, eps, lam)
+        if with_real:
+            c = c + _real_one(q_red, dfrac, P)
+        if subtract_q0:
+            c = c - jnp.einsum("ij,iab->iajb", eye, q0)
+        else:
+            c = c + jnp.einsum("ij,iab->iajb", eye, lim_blocks)
+        return c
+
+    fn = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
+    zero_q0 = np.zeros((n, 3, 3), dtype=np.complex128)
+    if subtract_q0:
+        c0 = np.asarray(fn(jnp.zeros((1, 3)), jnp.zeros(3), jnp.asarray(False), jnp.asarray(zero_q0)))[0]
+        q0 = c0.sum(axis=2)  # Σ_k C(0)[i, a, k, b] → (i, a, b)
+        q0 = 0.5 * (q0 + np.conj(np.swapaxes(q0, 1, 2)))  # Hermitian part, as phonopy
+    else:
+        q0 = zero_q0
+    return DipoleKernel(crystal, born, params, subtract_q0, fn, q0)
+
+
+def dipole_dipole(q_red, crystal, born: Born, *, lam: float | None = None, with_real_space: bool = True,
+                  q_direction=None, tolerance: float = 1e-12, subtract_q0: bool = True) -> np.ndarray:
+    """C_dd(q) (nq, n, 3, n, 3) complex128 eV/Å² at reduced q (see module docstring).
+
+    with_real_space=True: full Ewald (Eqs. 6–9), Λ-independent, cutoffs from ``tolerance``; Λ defaults to a
+    balanced value. with_real_space=False: reciprocal sum only (Eq. 13) with phonopy's default G list and Λ
+    unless ``lam`` is given (then the G list follows from Λ and ``tolerance``).
+    q_direction: Cartesian direction used for the G = 0 term at q = 0 (None: dropped).
+    """
+    crystal = Crystal.coerce(crystal)
+    if with_real_space:
+        params = ewald_parameters(crystal, born, lam=lam, tolerance=tolerance, with_real_space=True)
+    elif lam is None:
+        params = phonopy_recip_parameters(crystal, born)
+    else:
+        params = ewald_parameters(crystal, born, lam=lam, tolerance=tolerance, with_real_space=False)
+    return make_dipole_kernel(crystal, born, params, subtract_q0=subtract_q0)(q_red, q_direction)

@@ -181,6 +181,64 @@ def energy_offsets(model: TrainableModel, tparams, train: Dataset, how: str, log
 
 
 # ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FcTerm:
+    """Force-constant loss inputs: padded single-structure batch, home-cell rows, reference fc rows."""
+
+    batch: Batch
+    rows: jnp.ndarray
+    fc: jnp.ndarray
+    n_super: int
+    weight: float
+    n_vectors: int
+
+
+def build_steps(model: TrainableModel, loss_cfg, optimizer, ema_decay: float | None, use_stress: bool,
+                fc: FcTerm | None = None):
+    """Jitted ``train_step(state, batch, lr_scale) -> (state, terms)`` and
+    ``eval_step(tparams, batch) -> (terms, error_sums)``. state = {params, opt_state, ema, rng, step}."""
+
+    def loss_fn(tp, batch, key):
+        pred = predict(model, tp, batch, with_stress=use_stress)
+        terms = loss_terms(pred, batch.labels, loss_cfg, use_stress)
+        if fc is not None:
+            n_rows = fc.fc.shape[0]
+            dirs = (random_directions(key, fc.n_vectors, n_rows) if fc.n_vectors > 0
+                    else jnp.asarray(unit_directions(n_rows)))
+
+            def e_of_pos(pos):
+                return total_energies(model, tp, fc.batch, pos, fc.batch.cells)[0]
+
+            terms["fc"] = fc_loss_padded(e_of_pos, fc.batch.positions, fc.rows, fc.fc, dirs, fc.n_super)
+            terms["total"] = terms["total"] + fc.weight * terms["fc"]
+        return terms["total"], terms
+
+    def train_step(state, batch, lr_scale):
+        key, sub = jax.random.split(state["rng"])
+        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, sub)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        updates = jax.tree_util.tree_map(lambda u: u * jnp.asarray(lr_scale, u.dtype), updates)
+        params = optax.apply_updates(state["params"], updates)
+        ema = ema_update(state["ema"], params, ema_decay, state["step"]) if ema_decay else params
+        return {"params": params, "opt_state": opt_state, "ema": ema, "rng": key,
+                "step": state["step"] + 1}, terms
+
+    def eval_step(tp, batch):
+        pred = predict(model, tp, batch, with_stress=use_stress)
+        terms = loss_terms(pred, batch.labels, loss_cfg, use_stress)
+        return terms, error_sums(pred, batch.labels)
+
+    return jax.jit(train_step), jax.jit(eval_step)
+
+
+def init_state(optimizer, tparams, seed: int) -> dict:
+    """Fresh training state (copies of the parameters as EMA; raw uint32 PRNG key; step 0)."""
+    return {"params": tparams, "opt_state": optimizer.init(tparams),
+            "ema": jax.tree_util.tree_map(jnp.array, tparams),
+            "rng": jax.random.PRNGKey(seed), "step": jnp.asarray(0, jnp.int64)}
+
+
+# ----------------------------------------------------------------------------------------------
 class _Stage:
     """Everything of one stage that stays fixed while it trains (data, shapes, compiled steps)."""
 
@@ -216,53 +274,17 @@ class _Stage:
             f"{self.n_batches} batches/epoch, capacities {self.caps}")
 
     def build(self, tparams):
-        cfg, model = self.cfg, self.model
         self.mask = trainable_mask(tparams, self.freeze)
-        self.optimizer = make_optimizer(cfg.optim, self.schedule, self.mask)
-        loss_cfg, use_stress, decay = cfg.loss, self.use_stress, cfg.optim.ema_decay
-        fc_w, n_vec = cfg.loss.fc.weight, cfg.loss.fc.n_vectors
-        fc_batch = self.fc_batch
-
-        def loss_fn(tp, batch, key):
-            pred = predict(model, tp, batch, with_stress=use_stress)
-            terms = loss_terms(pred, batch.labels, loss_cfg, use_stress)
-            if fc_batch is not None:
-                n_rows = self.fc.shape[0]
-                dirs = (random_directions(key, n_vec, n_rows) if n_vec > 0
-                        else jnp.asarray(unit_directions(n_rows)))
-
-                def e_of_pos(pos):
-                    return total_energies(model, tp, fc_batch, pos, fc_batch.cells)[0]
-
-                full = fc_loss_padded(e_of_pos, fc_batch.positions, self.fc_rows, self.fc, dirs, self.fc_n)
-                terms["fc"] = full
-                terms["total"] = terms["total"] + fc_w * full
-            return terms["total"], terms
-
-        optimizer = self.optimizer
-
-        def train_step(state, batch, lr_scale):
-            key, sub = jax.random.split(state["rng"])
-            (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, sub)
-            updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-            updates = jax.tree_util.tree_map(lambda u: u * lr_scale.astype(u.dtype), updates)
-            params = optax.apply_updates(state["params"], updates)
-            ema = ema_update(state["ema"], params, decay, state["step"]) if decay else params
-            return {"params": params, "opt_state": opt_state, "ema": ema, "rng": key,
-                    "step": state["step"] + 1}, terms
-
-        def eval_step(tp, batch):
-            pred = predict(model, tp, batch, with_stress=use_stress)
-            terms = loss_terms(pred, batch.labels, loss_cfg, use_stress)
-            return terms, error_sums(pred, batch.labels)
-
-        self.train_step = jax.jit(train_step, donate_argnums=())
-        self.eval_step = jax.jit(eval_step)
+        self.optimizer = make_optimizer(self.cfg.optim, self.schedule, self.mask)
+        fc = None
+        if self.fc_batch is not None:
+            fc = FcTerm(self.fc_batch, self.fc_rows, self.fc, self.fc_n, self.cfg.loss.fc.weight,
+                        self.cfg.loss.fc.n_vectors)
+        self.train_step, self.eval_step = build_steps(self.model, self.cfg.loss, self.optimizer,
+                                                      self.cfg.optim.ema_decay, self.use_stress, fc)
 
     def init_state(self, tparams, seed: int):
-        return {"params": tparams, "opt_state": self.optimizer.init(tparams),
-                "ema": jax.tree_util.tree_map(jnp.array, tparams),
-                "rng": jax.random.PRNGKey(seed + 1000 * self.index), "step": jnp.asarray(0, jnp.int64)}
+        return init_state(self.optimizer, tparams, seed + 1000 * self.index)
 
     def evaluate(self, tparams) -> dict:
         sums, loss, n = None, 0.0, 0.0
@@ -347,6 +369,9 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
         if meta is None:
             meta = {"step": 0, "epoch": 0, "best_metric": 1e300, "best_epoch": 0, "bad": 0,
                     "finished": False, "stopped_early": False, "plateau": None, "history": history}
+            v0 = run.evaluate(state["params"])  # epoch 0: the starting point of the learning curve
+            history.append({"stage": run.stage.name, "epoch": 0, "step": 0, "lr": 0.0,
+                            "train_loss": float("nan"), **{f"valid_{k2}": v2 for k2, v2 in v0.items()}})
         plateau = PlateauScheduler(cfg.optim.plateau_factor, cfg.optim.plateau_patience,
                                    cfg.optim.plateau_min_lr_ratio, meta["plateau"])
         interrupted = False

@@ -1,0 +1,194 @@
+"""Running QE executables: MPI launch, recorded inputs/outputs, atomic writes, resumable sample loops.
+
+Layout of one calculation directory::
+
+    <dir>/<name>.in      the input, written before the run
+    <dir>/<name>.out     the output, moved into place (atomic rename) only after the run ended
+    <dir>/<name>.err     stderr
+    <dir>/result.json    (sample directories) the parsed result, written atomically: its presence is the
+                         "finished" marker used to resume
+
+A killed run leaves at most ``<name>.out.partial``; the next run starts the sample again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+
+class QENotFoundError(ValueError):
+    """A Quantum ESPRESSO executable (or mpirun) is not installed."""
+
+
+class QERunError(RuntimeError):
+    """A QE executable exited with a non-zero status."""
+
+
+INSTALL_HINT = "install Quantum ESPRESSO with `bash scripts/install_qe.sh` (Debian package quantum-espresso)"
+
+
+def find_executable(name: str) -> str:
+    """Absolute path of ``name`` (e.g. 'pw.x') on PATH, or QENotFoundError naming scripts/install_qe.sh."""
+    path = shutil.which(name)
+    if path is None:
+        raise QENotFoundError(f"{name} not found on PATH: {INSTALL_HINT}")
+    return path
+
+
+def qe_available(names: Iterable[str] = ("pw.x",)) -> bool:
+    return all(shutil.which(n) for n in names)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True))
+
+
+def _env(threads: int = 1) -> dict:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    env.setdefault("OPENBLAS_NUM_THREADS", str(threads))
+    # Open MPI refuses root without these (containers, CI)
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+    return env
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished executable run: files and wall time (s)."""
+
+    input_path: Path
+    output_path: Path
+    seconds: float
+
+
+def run_qe(executable: str, input_text: str, workdir: str | Path, name: str, *, nprocs: int = 1,
+           npool: int | None = None, timeout: float | None = None, nice: int = 0,
+           extra_args: tuple[str, ...] = ()) -> RunRecord:
+    """Run ``executable`` (e.g. 'pw.x') on ``input_text`` in ``workdir``; inputs and outputs are kept.
+
+    ``nprocs`` > 1 launches through mpirun; ``npool`` adds ``-nk``. The output file appears only when the
+    process ended (written as ``<name>.out.partial`` meanwhile). Non-zero exit → QERunError.
+    """
+    exe = find_executable(executable)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    inp = workdir / f"{name}.in"
+    out = workdir / f"{name}.out"
+    partial = workdir / f"{name}.out.partial"
+    err = workdir / f"{name}.err"
+    atomic_write_text(inp, input_text)
+    cmd = [exe, "-in", inp.name, *extra_args]
+    if npool and npool > 1:
+        cmd[1:1] = ["-nk", str(npool)]
+    if nprocs > 1:
+        cmd = [find_executable("mpirun"), "-np", str(nprocs), *cmd]
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
+    t0 = time.perf_counter()
+    with open(partial, "w") as fo, open(err, "w") as fe:
+        try:
+            proc = subprocess.run(cmd, cwd=workdir, stdout=fo, stderr=fe, env=_env(), timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise QERunError(f"{executable} in {workdir} exceeded {timeout} s") from None
+    dt = time.perf_counter() - t0
+    os.replace(partial, out)
+    if proc.returncode != 0:
+        tail = "".join(out.read_text(errors="replace").splitlines(keepends=True)[-5:])
+        raise QERunError(f"{executable} exited with status {proc.returncode} in {workdir} "
+                         f"(see {out.name}, {err.name}): {' '.join(tail.split())[-300:]}")
+    return RunRecord(inp, out, dt)
+
+
+# ---------------------------------------------------------------------------------- resumable sample loops
+def load_result(sample_dir: str | Path) -> dict | None:
+    """The finished result of a sample directory, or None when absent or unreadable (then recomputed)."""
+    p = Path(sample_dir) / "result.json"
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    """What a sample loop did: indices computed now, reused from disk, and failures (index → message)."""
+
+    computed: tuple[int, ...]
+    reused: tuple[int, ...]
+    failed: dict
+
+
+def run_samples(indices: Iterable[int], sample_dir: Callable[[int], Path], compute: Callable[[int], dict],
+                *, workers: int = 1, resume: bool = True, desc: str = "samples",
+                progress: bool = True) -> LoopReport:
+    """Run ``compute(i)`` for every index not finished yet; each result dict is written atomically to
+    ``sample_dir(i)/result.json`` (the marker). Exceptions are recorded per sample, never lose others.
+
+    Samples run concurrently in ``workers`` threads (each QE run is its own process).
+    """
+    indices = list(indices)
+    reused, todo = [], []
+    for i in indices:
+        if resume and load_result(sample_dir(i)) is not None:
+            reused.append(i)
+        else:
+            todo.append(i)
+    computed, failed = [], {}
+
+    def one(i):
+        res = compute(i)
+        atomic_write_json(Path(sample_dir(i)) / "result.json", res)
+        return i
+
+    bar = None
+    if progress and todo:
+        try:
+            from tqdm.auto import tqdm  # noqa: PLC0415
+            bar = tqdm(total=len(indices), initial=len(reused), desc=desc, unit="sample")
+        except ImportError:
+            bar = None
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futs = {pool.submit(one, i): i for i in todo}
+        for f in as_completed(futs):
+            i = futs[f]
+            try:
+                f.result()
+                computed.append(i)
+            except Exception as e:  # noqa: BLE001 - recorded and reported, other samples continue
+                failed[i] = f"{type(e).__name__}: {e}"
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(failed=len(failed))
+    if bar is not None:
+        bar.close()
+    return LoopReport(tuple(sorted(computed)), tuple(sorted(reused)), failed)

@@ -29,7 +29,7 @@ from ..structure import Crystal, make_supercell
 from .pseudos import provenance, pseudos_for
 from .qe_io import PwSettings, QEOutputError, parse_pw_output, write_pw_input
 from .rattle import rattled_sample
-from .runner import atomic_write_json, atomic_write_text, find_executable, load_result, run_qe, run_samples
+from .runner import QERunError, atomic_write_json, atomic_write_text, find_executable, load_result, run_qe, run_samples
 
 
 class DatasetInputError(ValueError):
@@ -223,8 +223,10 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
                            strain_sigma=config.strain_sigma)
         text = write_pw_input(c, config.pw, pseudo_dir=pdir, pseudo_files=files, prefix=f"s{i:05d}",
                               outdir="./tmp")
-        rec = run_qe("pw.x", text, sdir(i), "scf", nprocs=nproc, timeout=config.timeout_s)
-        res = parse_pw_output(rec.output_path.read_text())
+        rec = run_qe("pw.x", text, sdir(i), "scf", nprocs=nproc, timeout=config.timeout_s, check=False)
+        res = parse_pw_output(rec.output_path.read_text())  # SCFNotConvergedError / QEOutputError first
+        if rec.returncode != 0:
+            raise QERunError(f"pw.x exited with status {rec.returncode} in {sdir(i)}")
         _ase_crosscheck(rec.output_path, res, f"sample {i}")
         if res.forces is None or res.stress is None:
             raise QEOutputError(f"sample {i}: pw.x output has no forces/stress")

@@ -175,6 +175,8 @@ def parse_pw_output(text: str, *, require_converged: bool = True, require_done: 
         raise QEOutputError("pw.x output has no 'number of atoms/cell' line: not a pw.x output?")
     nat = int(m.group(1))
     energies = re.findall(r"^!\s+total energy\s*=\s*(" + _FLOAT + r")\s*Ry", text, re.M)
+    if not energies and not_conv:  # last SCF iterate of an unconverged run (require_converged=False)
+        energies = re.findall(r"^\s+total energy\s*=\s*(" + _FLOAT + r")\s*Ry", text, re.M)
     if not energies:
         raise QEOutputError("pw.x output has no converged total energy ('!' line)")
     energy = float(energies[-1]) * units.RYDBERG_EV

@@ -86,15 +86,17 @@ class RunRecord:
     input_path: Path
     output_path: Path
     seconds: float
+    returncode: int = 0
 
 
 def run_qe(executable: str, input_text: str, workdir: str | Path, name: str, *, nprocs: int = 1,
            npool: int | None = None, timeout: float | None = None, nice: int = 0,
-           extra_args: tuple[str, ...] = ()) -> RunRecord:
+           extra_args: tuple[str, ...] = (), check: bool = True) -> RunRecord:
     """Run ``executable`` (e.g. 'pw.x') on ``input_text`` in ``workdir``; inputs and outputs are kept.
 
     ``nprocs`` > 1 launches through mpirun; ``npool`` adds ``-nk``. The output file appears only when the
-    process ended (written as ``<name>.out.partial`` meanwhile). Non-zero exit → QERunError.
+    process ended (written as ``<name>.out.partial`` meanwhile). Non-zero exit → QERunError when
+    ``check`` (else the caller inspects ``returncode``, e.g. to report an unconverged SCF precisely).
     """
     exe = find_executable(executable)
     workdir = Path(workdir)
@@ -120,11 +122,11 @@ def run_qe(executable: str, input_text: str, workdir: str | Path, name: str, *, 
             raise QERunError(f"{executable} in {workdir} exceeded {timeout} s") from None
     dt = time.perf_counter() - t0
     os.replace(partial, out)
-    if proc.returncode != 0:
+    if proc.returncode != 0 and check:
         tail = "".join(out.read_text(errors="replace").splitlines(keepends=True)[-5:])
         raise QERunError(f"{executable} exited with status {proc.returncode} in {workdir} "
                          f"(see {out.name}, {err.name}): {' '.join(tail.split())[-300:]}")
-    return RunRecord(inp, out, dt)
+    return RunRecord(inp, out, dt, proc.returncode)
 
 
 # ---------------------------------------------------------------------------------- resumable sample loops

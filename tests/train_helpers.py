@@ -30,8 +30,9 @@ class PairModel:
 
     r_max = 4.0
 
-    def __init__(self, type_names=("Li", "F"), seed=0, scale=1.0):
+    def __init__(self, type_names=("Li", "F"), seed=0, scale=1.0, r_max=4.0):
         self.type_names = tuple(type_names)
+        self.r_max = float(r_max)
         n = len(self.type_names)
         rng = np.random.default_rng(seed)
         a = rng.normal(size=(n, n)) * 0.3

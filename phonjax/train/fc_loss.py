@@ -61,16 +61,22 @@ def fc_reference_from_phonopy(phonon, source: str = "") -> FcReference:
                        np.asarray(sc.cell, np.float64), p2s, fc, source)
 
 
-def load_fc_reference(path: str | Path, force_constants: str | Path | None = None) -> FcReference:
-    """Read a phonopy yaml (``phonopy.yaml``/``phonopy_params.yaml`` with FORCE_SETS or force
-    constants); ``force_constants`` optionally names a ``force_constants.hdf5``/``FORCE_CONSTANTS``."""
+def load_fc_reference(path: str | Path, *, force_sets: str | Path | None = None,
+                      force_constants: str | Path | None = None) -> FcReference:
+    """Read a phonopy yaml (``phonopy.yaml``/``phonopy_params.yaml`` holding force constants or a
+    displacement dataset with forces); ``force_sets`` names a FORCE_SETS file and ``force_constants``
+    a ``force_constants.hdf5``/``FORCE_CONSTANTS`` file to use with it."""
     import phonopy
     path = Path(path)
     if not path.is_file():
         raise FcReferenceError(f"force-constant reference not found: {path}")
+    kw = {}
+    if force_sets:
+        kw["force_sets_filename"] = str(force_sets)
+    if force_constants:
+        kw["force_constants_filename"] = str(force_constants)
     try:
-        kw = {"force_constants_filename": str(force_constants)} if force_constants else {}
-        ph = phonopy.load(str(path), produce_fc=True, symmetrize_fc=False, **kw)
+        ph = phonopy.load(str(path), produce_fc=True, symmetrize_fc=False, log_level=0, **kw)
     except Exception as e:  # noqa: BLE001 - phonopy raises many types
         raise FcReferenceError(f"{path}: cannot load with phonopy ({type(e).__name__}: {e})") from None
     return fc_reference_from_phonopy(ph, str(path))

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -59,13 +59,26 @@ class FinetuneResult:
 
     out_dir: Path
     model_dir: Path | None
-    history: tuple[dict, ...]
+    history: tuple[dict, ...] = field(repr=False)
     stages: tuple[StageResult, ...]
     energy_offsets: dict[str, float]
-    params: object
-    last_state: object
-    compilations: dict
+    params: object = field(repr=False)
+    last_state: object = field(repr=False)
+    compilations: dict = field(repr=False)
     interrupted: bool = False
+
+    def __str__(self) -> str:
+        lines = [f"finetuned model: {self.model_dir}" if self.model_dir else f"interrupted; resume from {self.out_dir}"]
+        for s in self.stages:
+            lines.append(f"  stage {s.name}: {s.epochs} epochs, {s.steps} steps, best epoch {s.best_epoch} "
+                         f"(valid {s.best_metric:.4g}){', stopped early' if s.stopped_early else ''}")
+        if self.history:
+            h = self.history[-1]
+            lines.append(f"  last validation: E MAE {1000 * h.get('valid_e_mae', float('nan')):.3g} meV/atom, "
+                         f"F MAE {1000 * h.get('valid_f_mae', float('nan')):.3g} meV/Å, "
+                         f"S MAE {1000 * h.get('valid_s_mae', float('nan')):.3g} meV/Å³")
+        lines.append(f"  metrics: {self.out_dir / 'metrics.csv'}")
+        return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -383,7 +396,7 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
                 from tqdm.auto import tqdm
                 bar = tqdm(total=len(order), desc=f"{run.stage.name} epoch {epoch + 1}/{run.max_epochs}",
                            leave=False)
-            tr_loss, tr_n = 0.0, 0
+            tr_loss, tr_n, n_struct, t0 = 0.0, 0, 0, time.perf_counter()
             scale = plateau.state["scale"] if cfg.optim.schedule == "plateau" else 1.0
             for bidx in order:
                 if max_steps is not None and steps_this_call >= max_steps:
@@ -398,6 +411,7 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
                                              f"{int(state['step'])} (lower optim.learning_rate?)")
                 tr_loss += loss_v
                 tr_n += 1
+                n_struct += len(bidx)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_v:.3g}")
@@ -405,13 +419,15 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
                 bar.close()
             if interrupted:
                 break
+            t_train = time.perf_counter() - t0
             meta["epoch"] = epoch = epoch + 1
             meta["step"] = int(state["step"])
             if epoch % cfg.training.eval_every == 0 or epoch == run.max_epochs:
                 eval_params = state["ema"] if cfg.optim.ema_decay else state["params"]
                 v = run.evaluate(eval_params)
                 row = {"stage": run.stage.name, "epoch": epoch, "step": meta["step"],
-                       "lr": float(run.schedule(meta["step"])) * scale, "train_loss": tr_loss / max(tr_n, 1)}
+                       "lr": float(run.schedule(meta["step"])) * scale, "train_loss": tr_loss / max(tr_n, 1),
+                       "train_time_s": t_train, "structures_per_s": n_struct / max(t_train, 1e-9)}
                 row.update({f"valid_{k2}": v2 for k2, v2 in v.items()})
                 metric = v[cfg.training.monitor]
                 if cfg.optim.schedule == "plateau":

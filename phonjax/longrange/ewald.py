@@ -28,6 +28,7 @@ Output arrays: (nq, n, 3, n, 3) complex128 in eV/Å² (not mass-weighted), C[q, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import itertools
 import math
 
 import numpy as np
@@ -40,7 +41,7 @@ from phonjax.structure import Crystal
 
 __all__ = ["EwaldParameters", "ewald_parameters", "phonopy_recip_parameters", "dipole_dipole",
            "DipoleKernel", "make_dipole_kernel", "QDirectionError", "Q_ZERO_TOL", "cartesian_q",
-           "pad_bucket"]
+           "pad_bucket", "fold_to_bz", "bz_representatives"]
 
 #: |q + G| (1/Å, no 2π) below which a term counts as the q = 0 term (phonopy's Q_DIRECTION_TOLERANCE).
 Q_ZERO_TOL = 1e-5
@@ -65,6 +66,38 @@ def check_q_direction(q_direction) -> np.ndarray | None:
     if np.linalg.norm(d) < 1e-12:
         raise QDirectionError("q_direction has zero length")
     return d
+
+
+def fold_to_bz(q_red, cell) -> np.ndarray:
+    """Shortest representatives q + n (n integer) of reduced q-points (Cartesian metric of ``inv(cell)``);
+    ties (zone boundary) go to the first candidate within 1e-10."""
+    q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
+    base = np.floor(q + 1e-12)
+    qq = q - base
+    rec_t = np.linalg.inv(np.asarray(cell)).T
+    shifts = np.array(list(itertools.product(range(-2, 2), repeat=3)), dtype=np.float64)
+    cand = qq[:, None, :] + shifts[None, :, :]
+    norm = np.linalg.norm(cand @ rec_t, axis=-1)
+    best = np.argmin(np.round(norm, 10), axis=1)
+    out = cand[np.arange(len(q)), best]
+    return q - np.rint(q - out)  # exact: q minus an integer vector
+
+
+def bz_representatives(q_red, cell, *, tol: float = 1e-9):
+    """All shortest representatives of each q (ties on the zone boundary included).
+
+    Returns (reps (m, 3) reduced, owner (m,) index of the input q each representative belongs to)."""
+    q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
+    base = np.floor(q + 1e-12)
+    rec_t = np.linalg.inv(np.asarray(cell)).T
+    shifts = np.array(list(itertools.product(range(-2, 2), repeat=3)), dtype=np.float64)
+    cand = (q - base)[:, None, :] + shifts[None, :, :]
+    norm = np.linalg.norm(cand @ rec_t, axis=-1)
+    tie = norm <= norm.min(axis=1, keepdims=True) + tol
+    owner, k = np.nonzero(tie)
+    reps = cand[owner, k]
+    reps = q[owner] - np.rint(q[owner] - reps)
+    return reps, owner
 
 
 def pad_bucket(n: int) -> int:
@@ -222,17 +255,35 @@ class DipoleKernel:
     _fn: object
     _q0: np.ndarray
 
-    def __call__(self, q_red, q_direction=None) -> np.ndarray:
-        q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
+    def __call__(self, q_red, q_direction=None, *, fold: bool = True) -> np.ndarray:
+        """fold: evaluate at the shortest representatives q' = q − G0 (averaged over ties on the zone
+        boundary) and apply the C-type phase exp(2πi G0·(τ_j − τ_i)), so the truncated G sum is periodic and
+        conjugation-symmetric like the short-range part (exact commensurate invariance of ``gonze``)."""
+        q_in = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
         qd = check_q_direction(q_direction)
+        if fold:
+            reps, owner = bz_representatives(q_in, self.crystal.cell)
+        else:
+            reps, owner = q_in, np.arange(len(q_in))
+        raw = self._eval(reps, qd)
+        if not fold:
+            return raw
+        g0 = (q_in[owner] - reps) @ np.linalg.inv(self.crystal.cell).T  # Cartesian G0 (no 2π)
+        tau = self.crystal.positions
+        ph = np.exp(2j * np.pi * np.einsum("qc,ijc->qij", g0, tau[None, :, :] - tau[:, None, :]))
+        raw = raw * ph[:, :, None, :, None]
+        out = np.zeros((len(q_in),) + raw.shape[1:], dtype=np.complex128)
+        np.add.at(out, owner, raw)
+        return out / np.bincount(owner, minlength=len(q_in))[:, None, None, None, None]
+
+    def _eval(self, q, qd) -> np.ndarray:
         nq = len(q)
         nb = pad_bucket(nq)
         qp = np.zeros((nb, 3))
         qp[:nq] = q
         has = qd is not None
         qd_arr = np.zeros(3) if qd is None else qd / np.linalg.norm(qd)
-        out = self._fn(jnp.asarray(qp), jnp.asarray(qd_arr), jnp.asarray(has), jnp.asarray(self._q0))
-        return np.asarray(out)[:nq]
+        return np.asarray(self._fn(jnp.asarray(qp), jnp.asarray(qd_arr), jnp.asarray(has), jnp.asarray(self._q0)))[:nq]
 
 
 def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract_q0: bool = True) -> DipoleKernel:

@@ -19,21 +19,9 @@ import itertools
 import numpy as np
 
 from phonjax.structure import Supercell, commensurate_qpoints
+from phonjax.longrange.ewald import fold_to_bz
 
 __all__ = ["fold_to_bz", "supercell_dipole_fc", "gonze_short_range_fc", "ws_phase_sum"]
-
-
-def fold_to_bz(q_red, cell) -> np.ndarray:
-    """Shortest representatives q + n (n integer) of reduced q-points (Cartesian metric of ``inv(cell)``)."""
-    q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
-    q = q - np.floor(q + 1e-12)
-    rec_t = np.linalg.inv(np.asarray(cell)).T
-    shifts = np.array(list(itertools.product(range(-2, 2), repeat=3)), dtype=np.float64)
-    cand = q[:, None, :] + shifts[None, :, :]
-    norm = np.linalg.norm(cand @ rec_t, axis=-1)
-    # prefer the smallest norm; ties (zone boundary) resolved by the first candidate within 1e-10
-    best = np.argmin(np.round(norm, 10), axis=1)
-    return cand[np.arange(len(q)), best]
 
 
 def supercell_dipole_fc(supercell: Supercell, dd, *, commensurate=None) -> np.ndarray:

@@ -396,29 +396,34 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
                 from tqdm.auto import tqdm
                 bar = tqdm(total=len(order), desc=f"{run.stage.name} epoch {epoch + 1}/{run.max_epochs}",
                            leave=False)
-            tr_loss, tr_n, n_struct, t0 = 0.0, 0, 0, time.perf_counter()
+            losses, n_struct, t0 = [], 0, time.perf_counter()
             scale = plateau.state["scale"] if cfg.optim.schedule == "plateau" else 1.0
+            scale_arr = jnp.asarray(scale, jnp.float64)
             for bidx in order:
                 if max_steps is not None and steps_this_call >= max_steps:
                     interrupted = True
                     break
+                # host work (neighbour lists, padding) of the next batch overlaps the device's current step:
+                # nothing below waits for the device except the occasional progress-bar read of an old loss
                 batch = make_batch(model, [run.train.frames[i] for i in bidx], run.caps, run.use_stress)
-                state, terms = run.train_step(state, batch, jnp.asarray(scale, jnp.float64))
+                state, terms = run.train_step(state, batch, scale_arr)
                 steps_this_call += 1
-                loss_v = float(terms["total"])
-                if not math.isfinite(loss_v):
-                    raise FloatingPointError(f"stage {run.stage.name}: loss became {loss_v} at step "
-                                             f"{int(state['step'])} (lower optim.learning_rate?)")
-                tr_loss += loss_v
-                tr_n += 1
+                losses.append(terms["total"])
                 n_struct += len(bidx)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_v:.3g}")
+                    if len(losses) >= 2 and len(losses) % 5 == 0:
+                        bar.set_postfix(loss=f"{float(losses[-2]):.3g}")
             if bar is not None:
                 bar.close()
             if interrupted:
                 break
+            loss_vals = np.asarray(jax.device_get(losses), dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(loss_vals))
+            if bad.size:
+                raise FloatingPointError(f"stage {run.stage.name}: loss became {loss_vals[bad[0]]} in epoch "
+                                         f"{epoch + 1}, batch {bad[0]} (lower optim.learning_rate?)")
+            tr_loss, tr_n = float(loss_vals.sum()), len(loss_vals)
             t_train = time.perf_counter() - t0
             meta["epoch"] = epoch = epoch + 1
             meta["step"] = int(state["step"])

@@ -100,10 +100,10 @@ def band_path(crystal: Crystal, path: str = "GXU,KGL", npoints: int = 130):
     return np.concatenate(qs), tuple(int(c) for c in counts), lab
 
 
-def born_text(epsilon: np.ndarray, zstar: np.ndarray, comment: str = "") -> str:
-    """phonopy BORN text listing ε∞ and Z* of every atom (default unit-conversion line for phonopy)."""
-    lines = ["# " + ln for ln in comment.splitlines()] if comment else []
-    lines.append("14.399652")
+def born_text(epsilon: np.ndarray, zstar: np.ndarray) -> str:
+    """phonopy BORN text: unit factor (e²/4πε₀ in eV·Å), ε∞ (9 numbers), Z*[E, u] of *every* atom (9 each).
+    No comment lines: phonopy's parser reads line 1 as the factor and line 2 as ε∞."""
+    lines = ["14.399652"]
     lines.append(" ".join(f"{x:.8f}" for x in np.asarray(epsilon).ravel()))
     lines += [" ".join(f"{x:.8f}" for x in np.asarray(z).ravel()) for z in zstar]
     return "\n".join(lines) + "\n"
@@ -195,8 +195,7 @@ def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
                     symbols=tuple(symbols), scaled_positions=crystal.scaled_positions,
                     masses=np.array(crystal.masses), comment=comment)
     write_band_yaml(out / "band.yaml", band)
-    atomic_write_text(out / "BORN", born_text(eps, zstar, "epsilon_inf and Z* [E, u] of ALL atoms in POSCAR "
-                                              "order from QE ph.x (epsil); neutrality imposed"))
+    atomic_write_text(out / "BORN", born_text(eps, zstar))
     shutil.copyfile(qe_dir / f"{pref}.fc", out / f"{pref}.fc")
     write_poscar(out / "POSCAR", crystal, f"{''.join(symbols)} used by the DFPT run")
     g = np.sort(freqs[np.all(np.abs(q) < 1e-9, axis=1)], axis=1)[:, 3:]

@@ -303,11 +303,11 @@ def _qe_positions(text: str):
     m = re.search(r"lattice parameter \(alat\)\s*=\s*(" + _NUM + r")\s*a\.u\.", text)
     if m:
         alat = float(m.group(1)) * units.BOHR_A
-    m = re.search(r"site n\.\s+atom\s+positions \(alat units\)\n((?:\s+\d+\s+\S+\s+tau\(.*\n)+)", text)
+    m = re.search(r"site n\.\s+atom.*positions \(alat units\)\n((?:\s+\d+\s+\S+.*tau\(.*\n)+)", text)
     if alat is not None and m:
         labels, pos = [], []
         for ln in m.group(1).splitlines():
-            mm = re.match(r"\s*\d+\s+(\S+)\s+tau\(\s*\d+\)\s*=\s*\((.*)\)", ln)
+            mm = re.match(r"\s*\d+\s+(\S+)\s+(?:\S+\s+)?tau\(\s*\d+\)\s*=\s*\((.*)\)", ln)
             if mm:
                 labels.append(mm.group(1))
                 pos.append(_nums(mm.group(2))[:3])
@@ -321,7 +321,7 @@ def _qe_dyn_positions(lines: list[str]):
         hdr = _nums(lines[2])
         ntyp, nat, ibrav = int(hdr[0]), int(hdr[1]), int(hdr[2])
         alat = hdr[3] * units.BOHR_A
-        k = 3 + (3 if ibrav == 0 else 0) + ntyp
+        k = 3 + (4 if ibrav == 0 else 0) + ntyp  # 'Basis vectors' + 3 lines when ibrav = 0
         pos = []
         for ln in lines[k:k + nat]:
             v = _nums(ln)

@@ -118,7 +118,8 @@ def test_corrupted_and_truncated_outputs(displaced):
 
 
 def test_units_constants():
-    assert units.RY_PER_BOHR_TO_EV_PER_A == pytest.approx(5.14220674763e11 / 2 * 1e-10, rel=1e-9)  # CODATA 2018 a.u. of field (V/m)
+    # CODATA 2018 atomic unit of electric field, 5.14220674763e11 V/m = 2 Ry/(e bohr)
+    assert units.RY_PER_BOHR_TO_EV_PER_A == pytest.approx(5.14220674763e11 / 2 * 1e-10, rel=1e-9)
 
 
 def test_missing_pw_and_unknown_element(monkeypatch, tmp_path):
@@ -145,13 +146,13 @@ def test_materials_project_without_key(monkeypatch):
 
 
 def test_pw_input_round_trip_through_ase(tmp_path):
-    """Our pw.x input is read back by ASE's espresso-in reader as the same structure (Å, ordering)."""
-    from ase.io import read
+    """Our pw.x input is read back (read_structure → ASE's espresso-in reader) as the same structure."""
+    from phonjax.dataset import read_structure
     c = lif_primitive(4.1, shift=(0.1, 0.0, -0.05))
     text = write_pw_input(c, tiny_pw(), pseudo_dir="/x", pseudo_files={"Li": "Li.UPF", "F": "F.UPF"})
     p = tmp_path / "pw.in"
     p.write_text(text)
-    at = read(str(p), format="espresso-in")
+    at = read_structure(p).to_ase()
     np.testing.assert_allclose(at.cell.array, c.cell, atol=1e-10)
     np.testing.assert_allclose(at.positions, c.positions, atol=1e-10)
     assert list(at.numbers) == [3, 9]

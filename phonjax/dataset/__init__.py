@@ -3,7 +3,8 @@
 Public API: build_dataset / DatasetConfig (builder.py), run_dfpt / DfptConfig (dfpt.py); parsers and
 input writers in qe_io.py; runner.py runs executables with resumable per-sample directories.
 """
-from .builder import DatasetConfig, DatasetInputError, DatasetResult, build_dataset, load_dataset_config, read_structure
+from .builder import (DatasetConfig, DatasetInputError, DatasetResult, build_dataset, load_dataset_config,
+                      read_structure)
 from .dfpt import DfptConfig, DfptResult, band_path, born_text, load_dfpt_config, run_dfpt
 from .pseudos import PseudoError
 from .qe_io import PwSettings, QEOutputError, SCFNotConvergedError, parse_pw_output

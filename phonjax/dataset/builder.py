@@ -29,7 +29,8 @@ from ..structure import Crystal, make_supercell
 from .pseudos import provenance, pseudos_for
 from .qe_io import PwSettings, QEOutputError, parse_pw_output, write_pw_input
 from .rattle import rattled_sample
-from .runner import QERunError, atomic_write_json, atomic_write_text, find_executable, load_result, run_qe, run_samples
+from .runner import (QERunError, atomic_write_json, atomic_write_text, find_executable, load_result, run_qe,
+                     run_samples)
 
 
 class DatasetInputError(ValueError):
@@ -199,7 +200,8 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
             atom = Crystal(np.diag([box, box * 1.05, box * 1.1]), [[0.0, 0.0, 0.0]], [z])
             text = write_pw_input(atom, iso_pw, pseudo_dir=pdir, pseudo_files=files, prefix=f"iso_{el}",
                                   system={"nspin": 2, "starting_magnetization(1)": 1.0},
-                                  electrons={"mixing_beta": 0.3, "electron_maxstep": 300})
+                                  electrons={"mixing_beta": 0.3, "mixing_mode": "local-TF",
+                                             "electron_maxstep": 300})
             rec = run_qe("pw.x", text, iso_dir(k), "scf", nprocs=nproc, timeout=config.timeout_s)
             res = parse_pw_output(rec.output_path.read_text())
             return {"element": el, "energy": res.energy, "seconds": rec.seconds}

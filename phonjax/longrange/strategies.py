@@ -21,8 +21,10 @@ wang           fc                                     C_na(q̂ = q/|q|) ⊙ W(q)
 ``lo_projection=True`` (seed follow-up d): every dipole term D added or subtracted is replaced by
 Q D Qᵀ with Q[ia, jb] = δ_ij δ_ab − m_i δ_ab / Σm — in mass-weighted coordinates the orthogonal projector onto
 the complement of the three rigid translations (the acoustic subspace at Γ), so the correction acts only on
-optical (polar) modes and cannot shift a rigid translation at any q. For ``gonze`` the projected term is used
-for both the subtraction and the addition, so commensurate frequencies remain unchanged.
+optical (polar) modes and cannot shift a rigid translation at any q (the translation pattern is taken in the
+gauge of the shortest representative of q, and the projected term is carried to other representatives with
+the C-type phase so it stays periodic). For ``gonze`` the projected term is used for both the subtraction and
+the addition, so commensurate frequencies remain unchanged.
 
 Λ conventions: Λ is phonopy's (Gaussian exp(−K·ε·K/4Λ²), K = q + G in 1/Å without 2π).
 * gonze: phonopy's G list (300 points) and Λ (Gaussian 1e-10 at the cutoff) unless ``ewald_lambda`` is given
@@ -39,7 +41,7 @@ import numpy as np
 
 from phonjax.born import Born, BornError
 from phonjax.structure import Supercell
-from phonjax.longrange.ewald import (Q_ZERO_TOL, DipoleKernel, check_q_direction,
+from phonjax.longrange.ewald import (Q_ZERO_TOL, DipoleKernel, bz_representatives, check_q_direction,
                                      ewald_parameters, make_dipole_kernel, phonopy_recip_parameters)
 from phonjax.longrange.gonze import gonze_short_range_fc, ws_images, ws_phase_sum
 from phonjax.longrange.leak import leak_fc, leak_pairs, leak_q, parse_leak_region
@@ -103,15 +105,27 @@ class Correction:
         return cq + self.long_range(q, q_direction)
 
 
-def _projected(term, Q):
+def _projected(term, Q, crystal):
+    """q ↦ Q term(q) Qᵀ, made periodic in phonopy's C-type convention: the projector (uniform translations)
+    refers to the shortest representative q' of q, so the projection is done there (averaged over zone-boundary
+    ties) and carried to q with the phase exp(2πi G0·(τ_j − τ_i)), G0 = q − q'."""
     if Q is None:
         return term
+    rec_t = np.linalg.inv(crystal.cell).T
+    tau = crystal.positions
 
     def f(q, qd):
-        c = np.asarray(term(q, qd))
-        nq, n = c.shape[0], c.shape[1]
-        c2 = Q @ c.reshape(nq, 3 * n, 3 * n) @ Q.T
-        return c2.reshape(c.shape)
+        q = np.asarray(q, dtype=np.float64).reshape(-1, 3)
+        reps, owner = bz_representatives(q, crystal.cell)
+        c = np.asarray(term(reps, qd))
+        nr, n = c.shape[0], c.shape[1]
+        c = (Q @ c.reshape(nr, 3 * n, 3 * n) @ Q.T).reshape(c.shape)
+        g0 = (q[owner] - reps) @ rec_t
+        ph = np.exp(2j * np.pi * np.einsum("qc,ijc->qij", g0, tau[None, :, :] - tau[:, None, :]))
+        c = c * ph[:, :, None, :, None]
+        out = np.zeros((len(q),) + c.shape[1:], dtype=np.complex128)
+        np.add.at(out, owner, c)
+        return out / np.bincount(owner, minlength=len(q))[:, None, None, None, None]
 
     return f
 
@@ -164,7 +178,7 @@ def make_correction(lr: str, born: Born | None, supercell: Supercell, fc, *, ewa
                 out[at_gamma] = na_term(qd, born, pref_vol)
             return out
 
-        return Correction(lr, fc, removed, born, None, lo_projection, info, _projected(term, Q))
+        return Correction(lr, fc, removed, born, None, lo_projection, info, _projected(term, Q, prim))
 
     if lr == "wang":
         from phonjax.longrange.nac import na_term
@@ -185,7 +199,7 @@ def make_correction(lr: str, born: Born | None, supercell: Supercell, fc, *, ewa
                 out[k] = na_term(d, born, prim.volume) * W[k][:, None, :, None]
             return out
 
-        return Correction(lr, fc, removed, born, None, lo_projection, info, _projected(term, Q))
+        return Correction(lr, fc, removed, born, None, lo_projection, info, _projected(term, Q, prim))
 
     if lr in ("ewald", "ewald-leak"):
         params = ewald_parameters(prim, born, lam=ewald_lambda, tolerance=tolerance, with_real_space=True)
@@ -200,13 +214,13 @@ def make_correction(lr: str, born: Born | None, supercell: Supercell, fc, *, ewa
             if Q is not None:
                 # projected leak removal must act in q-space: add Q (C_dd − C_leak) Qᵀ, keep fc as is
                 pairs = leak_pairs(prim, born, region)
-                term = _projected(lambda q, qd: kern(q, qd) - leak_q(q, prim, pairs), Q)
+                term = _projected(lambda q, qd: kern(q, qd) - leak_q(q, prim, pairs), Q, prim)
                 info.update(n_g=len(params.g_vectors), n_r=len(params.r_vectors), tolerance=tolerance)
                 return Correction(lr, fc, removed, born, lam, lo_projection, info, term)
             removed = leak_fc(supercell, born, region)
             sr = fc - removed
         info.update(n_g=len(params.g_vectors), n_r=len(params.r_vectors), tolerance=tolerance)
-        return Correction(lr, sr, removed, born, lam, lo_projection, info, _projected(_kernel_term(kern), Q))
+        return Correction(lr, sr, removed, born, lam, lo_projection, info, _projected(_kernel_term(kern), Q, prim))
 
     if lr == "recip":
         if ewald_lambda is None:
@@ -215,7 +229,7 @@ def make_correction(lr: str, born: Born | None, supercell: Supercell, fc, *, ewa
             params = ewald_parameters(prim, born, lam=ewald_lambda, tolerance=tolerance, with_real_space=False)
         kern = make_dipole_kernel(prim, born, params)
         info.update(n_g=len(params.g_vectors), g_cutoff=params.g_cutoff)
-        return Correction(lr, fc, removed, born, params.lam, lo_projection, info, _projected(_kernel_term(kern), Q))
+        return Correction(lr, fc, removed, born, params.lam, lo_projection, info, _projected(_kernel_term(kern), Q, prim))
 
     # gonze
     if gonze_full_ewald:
@@ -223,7 +237,7 @@ def make_correction(lr: str, born: Born | None, supercell: Supercell, fc, *, ewa
     else:
         params = phonopy_recip_parameters(prim, born, num_g_points=num_g_points, lam=ewald_lambda)
     kern = make_dipole_kernel(prim, born, params)
-    term = _projected(_kernel_term(kern), Q)
+    term = _projected(_kernel_term(kern), Q, prim)
     sr, removed = gonze_short_range_fc(fc, supercell, lambda q: term(q, None))
     info.update(n_g=len(params.g_vectors), g_cutoff=params.g_cutoff, full_ewald=bool(gonze_full_ewald))
     return Correction(lr, sr, removed, born, params.lam, lo_projection, info, term)

@@ -44,7 +44,8 @@ class DatasetConfig:
     structure: a file ASE reads (cif, POSCAR, pw.x input, ...) or a Materials Project id 'mp-…'
     (needs MP_API_KEY and the mp-api package). supercell: diagonal (3 ints) of the relaxed unit cell.
     position_sigma Å; strain_sigma dimensionless (see rattle.py). relax_pw: unit-cell vc-relax settings;
-    pw: supercell SCF settings; isolated_box Å (cubic box edge for the isolated atoms).
+    pw: supercell SCF settings; isolated_box Å (box edges ×1, 1.05, 1.1 for the isolated atoms, spin-polarised,
+    Γ, smearing, local-TF mixing; isolated_conv_thr Ry).
     workers: concurrent pw.x runs; nprocs_per_worker: MPI ranks of each.
     """
 
@@ -61,6 +62,7 @@ class DatasetConfig:
     pw: PwSettings = PwSettings(kpts=(1, 1, 1), gamma_only=True, conv_thr=1e-8)
     isolated_atoms: bool = True
     isolated_box: float = 10.0
+    isolated_conv_thr: float = 1e-6
     workers: int = 1
     nprocs_per_worker: int = 1
     timeout_s: float | None = None
@@ -142,6 +144,25 @@ def _ase_crosscheck(out_path: Path, res, where: str) -> None:
             raise QEOutputError(f"{where}: forces disagree with ASE's reader (unit bug?)")
 
 
+_MADELUNG = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (4, 0), (3, 2), (4, 1), (5, 0), (4, 2), (5, 1), (6, 0),
+             (4, 3), (5, 2), (6, 1), (7, 0), (5, 3), (6, 2), (7, 1)]
+
+
+def hund_unpaired(z: int) -> int | None:
+    """Unpaired electrons of the free atom from aufbau + Hund's rule; None for open d/f shells (there the
+    aufbau guess is unreliable: the isolated-atom run then uses smearing)."""
+    left = int(z)
+    for n, l in _MADELUNG:
+        cap = 2 * (2 * l + 1)
+        k = min(left, cap)
+        left -= k
+        if left == 0:
+            if l >= 2 and 0 < k < cap:
+                return None
+            return k if k <= cap // 2 else cap - k
+    return None
+
+
 def _symbols(c: Crystal) -> list[str]:
     return [chemical_symbols[int(z)] for z in c.numbers]
 
@@ -188,7 +209,8 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
         species = list(dict.fromkeys(symbols))
         box = config.isolated_box
         iso_pw = dataclasses.replace(config.pw, kpts=(1, 1, 1), gamma_only=True, smearing="gaussian",
-                                     degauss=0.005, kshift=(0, 0, 0))
+                                     degauss=0.005, kshift=(0, 0, 0),
+                                     conv_thr=config.isolated_conv_thr)
 
         def iso_dir(k):
             return out / "isolated" / species[k]
@@ -198,13 +220,18 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
             z = chemical_symbols.index(el)
             # slightly orthorhombic box so that p-shell degeneracies do not trap the SCF
             atom = Crystal(np.diag([box, box * 1.05, box * 1.1]), [[0.0, 0.0, 0.0]], [z])
-            text = write_pw_input(atom, iso_pw, pseudo_dir=pdir, pseudo_files=files, prefix=f"iso_{el}",
-                                  system={"nspin": 2, "starting_magnetization(1)": 1.0},
-                                  electrons={"mixing_beta": 0.3, "mixing_mode": "local-TF",
-                                             "electron_maxstep": 300})
+            unpaired = hund_unpaired(z)
+            if unpaired is None:  # open d/f shell: smeared, spin-polarised
+                pw_el, sysd = iso_pw, {"nspin": 2, "starting_magnetization(1)": 1.0}
+            else:  # Hund's-rule spin with fixed integer occupations (fast, no smearing)
+                pw_el = dataclasses.replace(iso_pw, smearing=None)
+                sysd = {"nspin": 2, "occupations": "fixed", "tot_magnetization": unpaired}
+            text = write_pw_input(atom, pw_el, pseudo_dir=pdir, pseudo_files=files, prefix=f"iso_{el}",
+                                  system=sysd, electrons={"mixing_beta": 0.3, "mixing_mode": "local-TF",
+                                                          "electron_maxstep": 300})
             rec = run_qe("pw.x", text, iso_dir(k), "scf", nprocs=nproc, timeout=config.timeout_s)
             res = parse_pw_output(rec.output_path.read_text())
-            return {"element": el, "energy": res.energy, "seconds": rec.seconds}
+            return {"element": el, "energy": res.energy, "seconds": rec.seconds, "unpaired": unpaired}
 
         rep = run_samples(range(len(species)), iso_dir, iso, workers=workers or config.workers,
                           resume=resume, desc="isolated atoms", progress=progress)

@@ -287,7 +287,7 @@ class _Stage:
             f"{self.n_batches} batches/epoch, capacities {self.caps}")
 
     def build(self, tparams):
-        self.mask = trainable_mask(tparams, self.freeze)
+        self.mask = trainable_mask(tparams, self.freeze, never=tuple(getattr(self.model, "never_train", ())))
         self.optimizer = make_optimizer(self.cfg.optim, self.schedule, self.mask)
         fc = None
         if self.fc_batch is not None:

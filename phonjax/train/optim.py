@@ -50,12 +50,13 @@ def _path_str(path) -> str:
     return "/".join(parts)
 
 
-def trainable_mask(params, cfg: FreezeConfig, n_layers: int | None = None):
+def trainable_mask(params, cfg: FreezeConfig, n_layers: int | None = None, never: tuple[str, ...] = ()):
     """Boolean pytree (same structure as ``params``) of trainable leaves.
 
     ``params`` is the training tree ``{"model": model_params, "offsets": (n_types,)}``; model parameter
     paths are matched by module names as in torch nequip (``layer{i}_convnet``,
-    ``per_atom_energy_readout``, ``per_type_energy_scale_shift``).
+    ``per_atom_energy_readout``, ``per_type_energy_scale_shift``). ``never``: regexes of parameters the
+    model keeps fixed (e.g. non-trainable shifts), excluded whatever ``cfg`` says.
     """
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     paths = [_path_str(p) for p, _ in flat]
@@ -76,12 +77,13 @@ def trainable_mask(params, cfg: FreezeConfig, n_layers: int | None = None):
     else:
         pats = list(cfg.patterns)
     regs = [re.compile(p) for p in pats]
+    fixed = [re.compile(p) for p in never]
     mask_leaves = []
     for p in paths:
         if p.startswith("offsets"):
             mask_leaves.append(bool(cfg.train_energy_offsets))
         else:
-            mask_leaves.append(any(r.search(p) for r in regs))
+            mask_leaves.append(any(r.search(p) for r in regs) and not any(r.search(p) for r in fixed))
     if not any(m for m, p in zip(mask_leaves, paths) if not p.startswith("offsets")):
         raise FreezeError(f"freeze.train={cfg.train!r} selects no model parameter (patterns {pats})")
     treedef = jax.tree_util.tree_structure(params)

@@ -1,0 +1,1 @@
+"""torch → phonjax converters (torch is imported only inside this package and tests/benchmarks)."""

@@ -1,0 +1,452 @@
+"""torch nequip → phonjax: `.nequip.zip` packages, Lightning `.ckpt` files and in-memory models.
+
+``convert_nequip(src, out)`` reads the model, maps its architecture to a :class:`phonjax.model.ModelConfig`
+(read from the loaded *modules*, not from a config file, so finetuned/packaged models work), maps every
+weight by name, checks the converted model against torch on a small structure, and writes a phonjax model
+directory atomically (temporary sibling + rename: nothing half-written in OUT on failure).
+
+Unsupported architecture features raise :class:`phonjax.model.UnsupportedFeature` naming the feature.
+torch is imported only in this package.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import math
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from phonjax.model import Model, ModelConfig, UnsupportedFeature
+from phonjax.nn import irreps as I
+
+
+class ConversionError(ValueError):
+    """The source is not a (readable) nequip model."""
+
+
+EXPECTED_PREFIX = ("type_embed", "spharm", "edge_norm", "bessel_encode", "factor")
+
+
+# -- public API -------------------------------------------------------------------------------------
+def convert_nequip(src, out, *, dtype: str | None = None, overwrite: bool = False, check: bool = True) -> Model:
+    """Convert ``src`` (.nequip.zip package or Lightning .ckpt) into the phonjax model directory ``out``.
+
+    dtype: "float32"/"float64" to override the source model's dtype (default: keep it).
+    check: compare energies/forces with torch on a small test structure before writing.
+    Returns the Model; ``model.metadata["message"]`` says which weights were used (EMA or raw).
+    """
+    t0 = time.perf_counter()
+    src = Path(src)
+    if not src.is_file():
+        raise ConversionError(f"{src}: no such file")
+    outp = Path(out)
+    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())) and not overwrite:
+        raise FileExistsError(f"{outp} exists and is not empty")
+    digest = _sha256(src)
+    if zipfile.is_zipfile(src) and _is_package(src):
+        graph_model, info = _load_package(src)
+    else:
+        graph_model, info = _load_ckpt(src)
+    model = from_torch_module(graph_model, dtype=dtype, check=check)
+    meta = dict(model.metadata)
+    meta.update(info)
+    meta.update(source_file=str(src.name), source_sha256=digest,
+                conversion_date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                conversion_seconds=round(time.perf_counter() - t0, 2))
+    model = Model(model.config, model.params, meta)
+    model.save(outp, overwrite=overwrite)
+    return model
+
+
+def from_torch_module(graph_model, *, dtype: str | None = None, check: bool = True) -> Model:
+    """Model from an in-memory torch nequip ``GraphModel`` (or ``ModuleDict{"sole_model": ...}``)."""
+    import torch
+
+    gm = _unwrap(graph_model)
+    func = gm.model.func if hasattr(gm.model, "func") else gm.model
+    names = [n for n, _ in func.named_children()]
+    mods = dict(func.named_children())
+    _expect_modules(names, mods)
+    src_dtype = {torch.float32: "float32", torch.float64: "float64"}[gm.model_dtype]
+    config, params = _config_and_params(gm, func, names, mods, src_dtype)
+    if dtype is not None and dtype != src_dtype:
+        config = config.replace(dtype=dtype)
+        params = _cast_params(params, dtype)
+    meta = dict(type_names=list(config.type_names), nequip_version=_nequip_version(gm),
+                source_dtype=src_dtype, n_params_torch=int(sum(p.numel() for p in gm.parameters())))
+    model = Model(config, params, meta)
+    if check:
+        err = self_check(gm, model)
+        meta["self_check"] = err
+        tol = 1e-8 if (src_dtype == "float64" and config.dtype == "float64") else 1e-3
+        if not (err["energy_per_atom"] <= tol and err["forces"] <= 10 * tol):
+            raise UnsupportedFeature(f"converted model disagrees with torch ({err}); the architecture uses a feature "
+                                     "phonjax does not reproduce")
+    return model
+
+
+# -- loading --------------------------------------------------------------------------------------
+def _is_package(p: Path) -> bool:
+    with zipfile.ZipFile(p) as z:
+        return any(n.endswith("eager_model.pkl") or n.endswith(".data/version") for n in z.namelist())
+
+
+def _load_package(p: Path):
+    import torch
+    import yaml
+
+    try:
+        imp = torch.package.PackageImporter(str(p))
+        info = {}
+        try:
+            info["package_metadata"] = yaml.safe_load(imp.load_text("model", "package_metadata.txt"))
+        except Exception:
+            pass
+        obj = imp.load_pickle("model", "eager_model.pkl", map_location="cpu")
+    except Exception as e:
+        raise ConversionError(f"{p}: not a readable nequip package ({type(e).__name__}: {str(e)[:200]})") from None
+    gm = obj["sole_model"] if isinstance(obj, torch.nn.ModuleDict) or "sole_model" in getattr(obj, "_modules", {}) else obj
+    meta = info.get("package_metadata") or {}
+    versions = meta.get("versions", {}) if isinstance(meta, dict) else {}
+    info = {"source_format": "nequip-package", "weights": "as packaged (nequip packages hold EMA weights when "
+            "training used EMA)", "message": "converted packaged weights",
+            "nequip_version_package": versions.get("nequip")}
+    return gm, info
+
+
+def _load_ckpt(p: Path):
+    import torch
+
+    try:
+        ck = torch.load(str(p), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ConversionError(f"{p}: not a nequip package or Lightning checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or "state_dict" not in ck or "hyper_parameters" not in ck:
+        raise ConversionError(f"{p}: not a Lightning checkpoint (no state_dict/hyper_parameters)")
+    try:
+        info_dict = ck["hyper_parameters"]["info_dict"]
+        model_cfg = info_dict["training_module"]["model"]
+    except (KeyError, TypeError):
+        raise ConversionError(f"{p}: checkpoint has no nequip model config "
+                              "(hyper_parameters.info_dict.training_module.model)") from None
+    from hydra.utils import instantiate
+    from nequip.utils.global_state import set_global_state
+
+    set_global_state()
+    try:
+        from omegaconf import OmegaConf
+        cfg = OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True) if not isinstance(model_cfg, dict) \
+            else model_cfg
+        built = instantiate(cfg, _recursive_=False)
+    except Exception as e:
+        raise ConversionError(f"{p}: cannot rebuild the nequip model from its config ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from None
+    gm = _unwrap(built)
+    sd = ck["state_dict"]
+    prefix = "model.sole_model."
+    msd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not msd:
+        raise ConversionError(f"{p}: no model.sole_model.* weights in the checkpoint")
+    missing, unexpected = gm.load_state_dict(msd, strict=False)
+    missing = [m for m in missing if not m.endswith("._empty")]
+    if missing:
+        raise ConversionError(f"{p}: checkpoint lacks weights {missing[:3]}…")
+    ema = {k: v for k, v in sd.items() if ".ema_weight_" in k or k.startswith("ema.")}
+    used = "raw"
+    if ema:
+        params = [q for q in gm.parameters()]
+        ema_list = [ema[k] for k in sorted(ema, key=lambda k: int(k.rsplit("_", 1)[-1]))]
+        if len(ema_list) != len(params):
+            raise ConversionError(f"{p}: {len(ema_list)} EMA weights for {len(params)} parameters")
+        with torch.no_grad():
+            for q, e in zip(params, ema_list):
+                q.copy_(e.to(q.dtype).reshape(q.shape))
+        used = "EMA"
+    gm.eval()
+    return gm, {"source_format": "lightning-ckpt", "weights": used,
+                "message": f"converted {used} weights from the Lightning checkpoint"}
+
+
+def _unwrap(m):
+    import torch
+
+    if isinstance(m, torch.nn.ModuleDict) or (hasattr(m, "_modules") and "sole_model" in m._modules):
+        if "sole_model" not in m._modules:
+            raise ConversionError(f"ModuleDict without 'sole_model' (has {list(m._modules)})")
+        m = m._modules["sole_model"]
+    if type(m).__name__ != "GraphModel" or not hasattr(m, "model"):
+        raise ConversionError(f"not a nequip GraphModel (got {type(m).__name__})")
+    inner = m.model
+    if type(inner).__name__ not in ("ForceStressOutput", "ForceOutput", "SequentialGraphNetwork"):
+        raise UnsupportedFeature(f"top-level module {type(inner).__name__} (compiled or modified model)")
+    return m
+
+
+def _expect_modules(names, mods):
+    if tuple(names[:5]) != EXPECTED_PREFIX:
+        raise UnsupportedFeature(f"module sequence {names[:6]} is not a NequIP GNN (expected {list(EXPECTED_PREFIX)}…)")
+    k = 0
+    while f"layer{k}_convnet" in mods:
+        k += 1
+    rest = names[5 + k:]
+    allowed = [["per_atom_energy_readout", "per_type_energy_scale_shift", "total_energy_sum"],
+               ["per_atom_energy_readout", "per_type_energy_scale_shift", "pair_potential", "total_energy_sum"]]
+    if k == 0 or names[5:5 + k] != [f"layer{i}_convnet" for i in range(k)] or rest not in allowed:
+        raise UnsupportedFeature(f"module sequence {names} (expected embedding, layer*_convnet, readout, "
+                                 "scale/shift, [pair_potential], total_energy_sum)")
+
+
+# -- architecture + weights -----------------------------------------------------------------------
+def _np(t):
+    return t.detach().cpu().numpy()
+
+
+def _act_name(fn) -> str:
+    import torch
+
+    f = getattr(fn, "f", fn)
+    if f is torch.nn.functional.silu or isinstance(f, torch.nn.SiLU):
+        return "silu"
+    if f is torch.tanh or isinstance(f, torch.nn.Tanh):
+        return "tanh"
+    raise UnsupportedFeature(f"activation {getattr(f, '__name__', f)}")
+
+
+def _mlp_weights(mlp_fn):
+    """(weights, nonlinearity) of a nequip ScalarMLPFunction."""
+    import torch
+
+    m = mlp_fn.mlp
+    if type(m).__name__ == "DeepLinearMLP":
+        return [_np(w) for w in m.weights], None
+    ws, act = [], None
+    for layer in m:
+        name = type(layer).__name__
+        if name == "ScalarLinearLayer":
+            if layer.bias is not None:
+                raise UnsupportedFeature("MLP with bias")
+            if float(layer.alpha) != float(layer.alpha):
+                raise UnsupportedFeature("MLP alpha")
+            ws.append(_np(layer.weight))
+        elif isinstance(layer, torch.nn.SiLU):
+            act = "silu"
+        elif isinstance(layer, torch.nn.Tanh):
+            act = "tanh"
+        else:
+            raise UnsupportedFeature(f"MLP layer {name} (parametrised or unusual nonlinearity)")
+    return ws, act
+
+
+def _irr(x) -> str:
+    return I.irreps_str(I.parse_irreps(str(x)))
+
+
+def _config_and_params(gm, func, names, mods, dtype):
+    te = mods["type_embed"]
+    if getattr(te, "do_categorical_graph_field_embed", False):
+        raise UnsupportedFeature("categorical_graph_field_embed")
+    emb = _np(te.embed_module.weight)
+    type_names = list(gm.type_names) or list(gm.metadata.get("type_names", "").split())
+    if len(type_names) != emb.shape[0]:
+        raise ConversionError(f"{len(type_names)} type names for {emb.shape[0]} embedding rows")
+    sh = mods["spharm"]
+    if not (getattr(sh.sh, "normalize", True) and getattr(sh.sh, "normalization", "component") == "component"):
+        raise UnsupportedFeature("spherical harmonics normalisation other than normalize=True/component")
+    en = mods["edge_norm"]
+    if getattr(en, "_per_edge_type", False):
+        raise UnsupportedFeature("per_edge_type_cutoff")
+    r_max = float(en.r_max)
+    be = mods["bessel_encode"]
+    if type(be.cutoff).__name__ not in ("PolynomialCutoff", "RecursiveScriptModule") or not hasattr(be.cutoff, "p"):
+        raise UnsupportedFeature(f"edge cutoff {type(be.cutoff).__name__}")
+    bessel_w = _np(be.bessel_weights).astype(np.float64).reshape(1, -1)
+    fac = mods["factor"]
+    layers, params, hidden, depth, width = [], {}, [], [], []
+    avg, resnet, sc_flags = None, [], []
+    acts_s, acts_g = None, None
+    k = 0
+    while f"layer{k}_convnet" in mods:
+        L = mods[f"layer{k}_convnet"]
+        conv = L.conv
+        if type(L.equivariant_nonlin).__name__ != "Gate":
+            raise UnsupportedFeature("nonlinearity_type='norm' (NormActivation)")
+        if type(conv).__name__ != "InteractionBlock":
+            raise UnsupportedFeature(f"convolution {type(conv).__name__}")
+        hidden.append(_irr(L.feature_irreps_hidden))
+        ws, act = _mlp_weights(conv.edge_mlp)
+        if act != "silu":
+            raise UnsupportedFeature(f"radial MLP nonlinearity {act}")
+        depth.append(len(ws) - 1)
+        width.append(int(ws[0].shape[1]) if len(ws) > 1 else 0)
+        nc = tuple(float(x) for x in _np(conv.avg_num_neighbors_norm.norm_const).reshape(-1))
+        a = tuple(1.0 / (c * c) for c in nc)
+        avg = a if avg is None else avg
+        if a != avg:
+            raise UnsupportedFeature("different avg_num_neighbors per layer")
+        resnet.append(bool(L.resnet))
+        sc_flags.append(conv.sc is not None)
+        g = L.equivariant_nonlin
+        s_names = [_act_name(f) for f in g.act_scalars.acts]
+        g_names = [_act_name(f) for f in g.act_gates.acts]
+        s_irr = I.parse_irreps(str(g.irreps_scalars))
+        g_irr = I.parse_irreps(str(g.irreps_gates))
+        s_map = {p: n for (_, _, p), n in zip(s_irr, s_names)}
+        g_map = {p: n for (_, _, p), n in zip(g_irr, g_names)}
+        acts_s = {**(acts_s or {}), **s_map}
+        acts_g = {**(acts_g or {}), **g_map}
+        lp = {"linear_1": {"weight": _np(conv.linear_1.weight)}, "linear_2": {"weight": _np(conv.linear_2.weight)},
+              "edge_mlp": {f"weight_{i}": w for i, w in enumerate(ws)}}
+        for lin in (conv.linear_1, conv.linear_2):
+            if lin.bias.numel():
+                raise UnsupportedFeature("o3.Linear biases")
+        if conv.sc is not None:
+            lp["sc"] = {"weight": _np(conv.sc.weight)}
+        params[f"layer{k}_convnet"] = {"conv": lp}
+        layers.append(conv)
+        k += 1
+    if any(resnet):
+        conv_resnet = True
+    else:
+        conv_resnet = False
+    sc_first = sc_flags[0]
+    convnet_sc = any(sc_flags[1:]) if len(sc_flags) > 1 else sc_first
+    ro_ws, ro_act = _mlp_weights(mods["per_atom_energy_readout"].mlp_module)
+    ss = mods["per_type_energy_scale_shift"]
+    T = len(type_names)
+    scales = np.broadcast_to(_np(ss.scales).reshape(-1), (T,)).astype(np.float64) if ss.has_scales else np.ones(T)
+    shifts = np.broadcast_to(_np(ss.shifts).reshape(-1), (T,)).astype(np.float64) if ss.has_shifts else np.zeros(T)
+    zbl = "pair_potential" in mods
+    zbl_kw = {}
+    if zbl:
+        pp = mods["pair_potential"]
+        if type(pp).__name__ != "ZBL":
+            raise UnsupportedFeature(f"pair_potential {type(pp).__name__} (only ZBL)")
+        from ase.data import chemical_symbols
+        zs = [int(round(z)) for z in _np(pp.atomic_numbers).reshape(-1)]
+        zbl_kw = dict(zbl_species=tuple(chemical_symbols[z] for z in zs),
+                      zbl_polynomial_cutoff_p=float(pp.cutoff.p), zbl_coulomb=2.0 * float(pp._qqr2exesquare))
+    red = mods["total_energy_sum"]
+    if getattr(red, "reduce", "sum") != "sum" or float(getattr(red, "constant", 1.0)) != 1.0:
+        raise UnsupportedFeature(f"total energy reduction {red.reduce} × {getattr(red, 'constant', 1.0)}")
+    inv = {1: "e", -1: "o"}
+    nl_s = (acts_s.get(1, "silu"), acts_s.get(-1, "tanh"))
+    nl_g = (acts_g.get(1, "silu"), acts_g.get(-1, "tanh"))
+    _ = inv
+    config = ModelConfig(
+        type_names=tuple(type_names), r_max=r_max, feature_irreps_hidden=tuple(hidden),
+        radial_mlp_depth=tuple(depth), radial_mlp_width=tuple(width),
+        avg_num_neighbors=avg[0] if len(avg) == 1 else avg, dtype=dtype, irreps_edge_sh=_irr(sh.irreps_edge_sh),
+        type_embed_num_features=int(emb.shape[1]), num_bessels=int(bessel_w.shape[1]),
+        bessel_trainable=isinstance(be.bessel_weights, __import__("torch").nn.Parameter),
+        polynomial_cutoff_p=float(be.cutoff.p), edge_factor=float(fac.factor),
+        convnet_sc=convnet_sc, sc_first_layer=sc_first, convnet_resnet=conv_resnet,
+        nonlinearity_scalars=nl_s, nonlinearity_gates=nl_g,
+        readout_hidden=tuple(int(w.shape[1]) for w in ro_ws[:-1]), readout_nonlinearity=ro_act,
+        per_type_energy_scales=tuple(scales.tolist()), per_type_energy_shifts=tuple(shifts.tolist()),
+        per_type_energy_scales_trainable=bool(getattr(ss, "scales_trainable", False)),
+        per_type_energy_shifts_trainable=bool(getattr(ss, "shifts_trainable", False)),
+        zbl=zbl, **zbl_kw)
+    # cross-check the irreps phonjax derives with torch's modules
+    for kk, (conv, Lc) in enumerate(zip(layers, config.layer_irreps())):
+        mine = (I.irreps_str(Lc["irreps_in"]), I.irreps_str(Lc["conv_out"]))
+        theirs = (_irr(conv.linear_1.irreps_in), _irr(conv.linear_2.irreps_out))
+        if mine != theirs:
+            raise UnsupportedFeature(f"layer {kk}: irreps {theirs} differ from phonjax's {mine}")
+        if bool(Lc["use_sc"]) != (conv.sc is not None) or bool(Lc["resnet"]) != bool(resnet[kk]):
+            raise UnsupportedFeature(f"layer {kk}: self-connection/resnet pattern not expressible")
+    mdt = np.float32 if dtype == "float32" else np.float64
+    params = {k2: {"conv": {m: {n: np.asarray(v, mdt) for n, v in d.items()} for m, d in v2["conv"].items()}}
+              for k2, v2 in params.items()}
+    params["type_embed"] = {"embedding": emb.astype(mdt)}
+    params["bessel_encode"] = {"bessel_weights": bessel_w}
+    params["per_atom_energy_readout"] = {f"weight_{i}": w.astype(mdt) for i, w in enumerate(ro_ws)}
+    params["per_type_energy_scale_shift"] = {"scales": scales.copy(), "shifts": shifts.copy()}
+    return config, _to_jax(params)
+
+
+def _to_jax(params):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree_util.tree_map(jnp.asarray, params)
+
+
+def _cast_params(params, dtype):
+    import jax
+    import jax.numpy as jnp
+
+    def cast(path, x):
+        keys = [getattr(p, "key", "") for p in path]
+        if keys[0] in ("bessel_encode", "per_type_energy_scale_shift"):
+            return x
+        return jnp.asarray(x, dtype)
+
+    return jax.tree_util.tree_map_with_path(cast, params)
+
+
+def _nequip_version(gm) -> str | None:
+    try:
+        import nequip
+
+        return nequip.__version__
+    except Exception:
+        return None
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- self check -----------------------------------------------------------------------------------
+def self_check(gm, model: Model) -> dict:
+    """|ΔE|/atom and max |ΔF| between torch and phonjax on a small rattled two-species structure."""
+    from ase import Atoms
+    from ase.data import atomic_numbers
+
+    torch_types = list(model.type_names)
+    picks = [t for t in torch_types if t in atomic_numbers][:2] or []
+    if not picks:
+        return {"energy_per_atom": 0.0, "forces": 0.0, "note": "type names are not chemical symbols: not checked"}
+    rng = np.random.default_rng(0)
+    a = 1.1 * model.r_max / 2.0
+    cell = np.eye(3) * a + rng.normal(0, 0.05, (3, 3))
+    syms = [picks[i % len(picks)] for i in range(4)]
+    frac = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]) + rng.normal(0, 0.02, (4, 3))
+    atoms = Atoms(syms, scaled_positions=frac, cell=cell, pbc=True)
+    E_t, F_t = _torch_energy_forces(gm, atoms)
+    E_j, F_j, _ = model.energy_forces_stress(atoms)
+    return {"energy_per_atom": abs(E_t - E_j) / len(atoms), "forces": float(np.max(np.abs(F_t - F_j)))}
+
+
+def _torch_energy_forces(gm, atoms):
+    """Torch E and F without the nequip data pipeline (works for packaged models too)."""
+    import torch
+    from phonjax.graph import neighbor_list
+
+    r_max = float(gm.model.func.edge_norm.r_max)
+    i, j, S = neighbor_list(atoms.positions, atoms.cell.array, r_max)
+    dt = torch.float64
+    tidx = {t: k for k, t in enumerate(gm.type_names)}
+    data = {
+        "pos": torch.tensor(atoms.positions, dtype=dt),
+        "edge_index": torch.tensor(np.stack([i, j]), dtype=torch.long),
+        "edge_cell_shift": torch.tensor(S, dtype=dt),
+        "cell": torch.tensor(atoms.cell.array, dtype=dt).view(1, 3, 3),
+        "pbc": torch.ones(1, 3, dtype=torch.bool),
+        "atom_types": torch.tensor([tidx[s] for s in atoms.get_chemical_symbols()], dtype=torch.long),
+        "num_atoms": torch.tensor([len(atoms)], dtype=torch.long),
+    }
+    out = gm(data)
+    return float(out["total_energy"].detach().reshape(())), out["forces"].detach().double().numpy()
+
+
+__all__ = ["convert_nequip", "from_torch_module", "ConversionError", "UnsupportedFeature", "self_check"]
+_ = (io, math)

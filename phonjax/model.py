@@ -1,0 +1,254 @@
+"""Model = architecture config + parameters: energies, forces, stress; save/load (orbax).
+
+Energy functions are pure and jit-compiled once per (config, graph capacities):
+
+* :meth:`Model.bind` (crystal) → ``f(positions (n, 3) Å, cell (3, 3) Å) -> E (eV)``; the graph (pairs and
+  integer cell shifts) is fixed at bind time, ``f`` is jit-able and twice differentiable (jvp-of-grad for
+  force constants).
+* :func:`graph_energies` (config, params, graph, positions, cells) → (G,) eV for padded batches (training).
+* :meth:`Model.energy_forces_stress` (atoms) → (E eV, F (n, 3) eV/Å, stress (3, 3) eV/Å³), stress in ASE's
+  sign convention σ = (1/V) ∂E/∂ε for a symmetric strain ε of positions and cell.
+
+A model directory holds ``config.yaml`` (architecture), ``metadata.json`` (provenance: source file hash,
+nequip version, type names, conversion date, weights used) and ``params/`` (orbax checkpoint).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase.data import chemical_symbols
+
+from phonjax.config import from_dict, to_dict
+from phonjax.graph import Graph, build_graph, edge_vectors, pad_positions
+from phonjax.nn.config import ModelConfig, UnsupportedFeature  # noqa: F401  (re-export)
+from phonjax.nn.nequip import NequIP, init_params
+
+__all__ = ["Model", "ModelConfig", "load_model", "graph_energies", "UnknownSpeciesError", "ModelLoadError",
+           "UnsupportedFeature"]
+
+
+class UnknownSpeciesError(ValueError):
+    """A structure contains chemical species the model has no type for."""
+
+
+class ModelLoadError(ValueError):
+    """A model directory is missing, incomplete or corrupt."""
+
+
+# -- pure energy functions ------------------------------------------------------------------------
+def node_energies(config: ModelConfig, params, graph: Graph, positions, cells):
+    """Per-atom energies (N,) eV (zero on padding nodes). positions (N, 3) Å, cells (3, 3) or (G, 3, 3)."""
+    _, vec_safe = edge_vectors(graph, positions, cells)
+    e = NequIP(config).apply({"params": params}, vec_safe, graph.species, graph.senders, graph.receivers,
+                             graph.edge_mask)
+    return jnp.where(graph.node_mask, e, 0.0)
+
+
+def graph_energies(config: ModelConfig, params, graph: Graph, positions, cells):
+    """Total energy of every graph (G,) eV (padding graphs: 0). Pure, jit-able, twice differentiable."""
+    e = node_energies(config, params, graph, positions, cells)
+    return jax.ops.segment_sum(e, graph.node_graph, num_segments=graph.n_graphs)
+
+
+@partial(jax.jit, static_argnums=0)
+def _energy_single(config, params, graph, positions, cell):
+    n = graph.n_node_capacity
+    k = positions.shape[0]
+    pos = jnp.zeros((n, 3), positions.dtype).at[:k].set(positions)
+    return jnp.sum(node_energies(config, params, graph, pos, cell))
+
+
+@partial(jax.jit, static_argnums=0)
+def _energy_forces_stress(config, params, graph, positions, cell):
+    def f(pos, strain):
+        sym = 0.5 * (strain + strain.T)
+        defo = jnp.eye(3, dtype=pos.dtype) + sym
+        return jnp.sum(node_energies(config, params, graph, pos @ defo, cell @ defo))
+
+    e, (dpos, deps) = jax.value_and_grad(f, argnums=(0, 1))(positions, jnp.zeros((3, 3), positions.dtype))
+    vol = jnp.abs(jnp.linalg.det(cell))
+    return e, -dpos, deps / vol
+
+
+# -- the model ------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A NequIP model: architecture ``config``, parameter pytree ``params``, provenance ``metadata``."""
+
+    config: ModelConfig
+    params: Any
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def type_names(self) -> tuple[str, ...]:
+        return self.config.type_names
+
+    @property
+    def dtype(self) -> str:
+        return self.config.dtype
+
+    @property
+    def r_max(self) -> float:
+        return float(self.config.r_max)
+
+    @classmethod
+    def init(cls, config: ModelConfig, seed: int = 0, metadata: dict | None = None) -> "Model":
+        """A freshly initialised model (torch-like random weights)."""
+        return cls(config, init_params(config, seed), dict(metadata or {}))
+
+    def n_params(self) -> int:
+        return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(self.params)))
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"NequIP {c.num_layers} layers, SH {c.irreps_edge_sh}, r_max {c.r_max} Å, {len(c.type_names)} types, "
+                f"{self.n_params():,} parameters, {c.dtype}{', ZBL' if c.zbl else ''}")
+
+    # -- species -----------------------------------------------------------------------------------
+    def species(self, numbers) -> np.ndarray:
+        """Model type index of each atomic number; UnknownSpeciesError names the unknown species."""
+        numbers = np.asarray(numbers, int).reshape(-1)
+        index = {name: i for i, name in enumerate(self.type_names)}
+        syms = [chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}" for z in numbers]
+        missing = sorted({s for s in syms if s not in index})
+        if missing:
+            raise UnknownSpeciesError(f"species {', '.join(missing)} not known to the model "
+                                      f"(it has {len(self.type_names)} types)")
+        return np.asarray([index[s] for s in syms], np.int32)
+
+    def graph(self, structures, **capacities) -> Graph:
+        """Padded graph of one structure (Crystal / ase.Atoms / (positions, cell, numbers)) or a list."""
+        if not isinstance(structures, (list, tuple)) or (len(structures) == 3 and np.ndim(structures[0]) == 2):
+            structures = [structures]
+        pc, sp = [], []
+        for s in structures:
+            pos, cell, num = _unpack(s)
+            pc.append((pos, cell))
+            sp.append(self.species(num))
+        return build_graph(pc, sp, self.r_max, **capacities)
+
+    # -- energies ----------------------------------------------------------------------------------
+    def bind(self, crystal) -> Callable:
+        """``f(positions (n, 3) Å, cell (3, 3) Å) -> energy (eV)`` for the pairs of ``crystal``'s geometry.
+
+        The neighbour graph (pairs within r_max and their cell shifts) is built once, here; f is pure,
+        jit-able and twice differentiable (valid for small displacements around the bound geometry).
+        """
+        pos, cell, num = _unpack(crystal)
+        graph = self.graph((pos, cell, num))
+        config, params = self.config, self.params
+
+        def energy(positions, cell):
+            return _energy_single(config, params, graph, jnp.asarray(positions), jnp.asarray(cell))
+
+        energy.graph = graph  # type: ignore[attr-defined]
+        return energy
+
+    def energy_forces_stress(self, atoms, graph: Graph | None = None):
+        """(E eV, F (n, 3) eV/Å, stress (3, 3) eV/Å³ in ASE's sign convention) as numpy."""
+        pos, cell, num = _unpack(atoms)
+        if graph is None:
+            graph = self.graph((pos, cell, num))
+        n = pos.shape[0]
+        e, f, s = _energy_forces_stress(self.config, self.params, graph,
+                                        jnp.asarray(pad_positions(pos, graph.n_node_capacity)), jnp.asarray(cell))
+        return float(e), np.asarray(f)[:n], np.asarray(s)
+
+    # -- persistence -------------------------------------------------------------------------------
+    def save(self, directory, overwrite: bool = False) -> Path:
+        """Write ``directory`` (config.yaml, metadata.json, params/) atomically: a temporary sibling is
+        filled first and renamed at the end, so an interrupted save leaves nothing half-written."""
+        import orbax.checkpoint as ocp
+        import yaml
+
+        out = Path(directory).absolute()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            if not overwrite:
+                raise FileExistsError(f"{out} exists and is not empty")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+            meta = dict(self.metadata)
+            meta.setdefault("type_names", list(self.type_names))
+            meta.setdefault("saved", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+            meta["n_params"] = self.n_params()
+            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+            ck = ocp.StandardCheckpointer()
+            ck.save(tmp / "params", jax.tree_util.tree_map(np.asarray, self.params))
+            ck.wait_until_finished()
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+
+def load_model(directory) -> Model:
+    """Load a phonjax model directory written by :meth:`Model.save` (or ``phonjax convert``)."""
+    import orbax.checkpoint as ocp
+    import yaml
+
+    d = Path(directory).absolute()
+    if not d.is_dir():
+        raise ModelLoadError(f"model directory {d} does not exist")
+    for name in ("config.yaml", "params"):
+        if not (d / name).exists():
+            raise ModelLoadError(f"{d} is not a phonjax model directory (missing {name})")
+    try:
+        config = from_dict(ModelConfig, yaml.safe_load((d / "config.yaml").read_text()), "config.yaml")
+    except (ValueError, TypeError, yaml.YAMLError) as e:
+        raise ModelLoadError(f"{d / 'config.yaml'}: {e}") from None
+    meta = {}
+    if (d / "metadata.json").exists():
+        try:
+            meta = json.loads((d / "metadata.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ModelLoadError(f"{d / 'metadata.json'} is corrupt: {e}") from None
+    expected = jax.eval_shape(lambda: init_params(config))
+    try:
+        params = ocp.StandardCheckpointer().restore(d / "params")
+    except Exception as e:  # orbax raises many types for damaged checkpoints
+        raise ModelLoadError(f"cannot read parameters in {d / 'params'}: {type(e).__name__}: {str(e)[:200]}") from None
+    try:
+        params = jax.tree_util.tree_map(lambda x, ref: _check_leaf(x, ref), params, expected)
+    except ModelLoadError:
+        raise
+    except Exception:
+        raise ModelLoadError(f"parameters in {d / 'params'} do not match config.yaml's architecture") from None
+    return Model(config, params, meta)
+
+
+def _check_leaf(x, ref):
+    x = jnp.asarray(x)
+    if x.shape != ref.shape or x.dtype != ref.dtype:
+        raise ModelLoadError(f"parameter shape/dtype {x.shape} {x.dtype} does not match {ref.shape} {ref.dtype}")
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ModelLoadError("parameters contain NaN/inf")
+    return x
+
+
+def _unpack(s):
+    """(positions (n, 3), cell (3, 3), numbers (n,)) of a Crystal, ase.Atoms or a 3-tuple."""
+    if isinstance(s, tuple) and len(s) == 3:
+        pos, cell, num = s
+    else:
+        pos, cell, num = s.positions, s.cell, s.numbers
+        cell = getattr(cell, "array", cell)
+        if hasattr(s, "pbc") and not np.all(s.pbc):
+            raise ValueError("phonjax models need periodic structures (pbc=True in all directions)")
+    return (np.asarray(pos, np.float64).reshape(-1, 3), np.asarray(cell, np.float64).reshape(3, 3),
+            np.asarray(num, int).reshape(-1))

@@ -1,0 +1,208 @@
+"""NequIP in flax.linen, numerically identical to torch nequip 0.19.
+
+Module (and parameter) names follow torch nequip's ``SequentialGraphNetwork``::
+
+    type_embed/embedding (T, F)                      learned type embedding (node attrs = features)
+    bessel_encode/bessel_weights (1, n_bessel)       float64, trainable or fixed
+    layer{i}_convnet/conv/linear_1/weight            o3.Linear flat weight
+    layer{i}_convnet/conv/edge_mlp/weight_{k}        radial MLP layers (fan_in, fan_out)
+    layer{i}_convnet/conv/linear_2/weight            o3.Linear flat weight
+    layer{i}_convnet/conv/sc/weight                  self-connection FCTP flat weight (layers ≥ 1)
+    per_atom_energy_readout/weight_{k}               bias-free readout MLP
+    per_type_energy_scale_shift/{scales, shifts} (T,)  float64
+
+Data flow per layer (nequip ``ConvNetLayer``): sc = FCTP(h, attrs); h' = linear_1(h)·norm;
+m_i = Σ_{j→i} TP_uvu(h'_j, Y(r̂_ij); MLP(Bessel·u)); h = Gate(linear_2(m) + sc) (+ h if resnet).
+"""
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase.data import atomic_numbers as _ATOMIC_NUMBERS
+
+from phonjax.nn import irreps as I
+from phonjax.nn.config import ModelConfig
+from phonjax.nn.radial import bessel_basis, mlp_apply, polynomial_cutoff
+from phonjax.nn.zbl import zbl_edge_energy
+
+
+def _normal(key, shape, dtype):
+    return jax.random.normal(key, shape, dtype)
+
+
+def _uniform3(key, shape, dtype):
+    return jax.random.uniform(key, shape, dtype, -math.sqrt(3), math.sqrt(3))
+
+
+class _MLP(nn.Module):
+    dims: tuple
+    nonlinearity: str | None
+    dtype: str
+
+    @nn.compact
+    def __call__(self, x):
+        ws = [self.param(f"weight_{k}", _uniform3, (a, b), jnp.dtype(self.dtype))
+              for k, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:]))]
+        return mlp_apply(ws, x, self.nonlinearity)
+
+
+class _Weight(nn.Module):
+    numel: int
+    dtype: str
+
+    @nn.compact
+    def __call__(self):
+        return self.param("weight", _normal, (self.numel,), jnp.dtype(self.dtype))
+
+
+class InteractionBlock(nn.Module):
+    """nequip ``InteractionBlock`` (convolution) of one layer."""
+
+    config: ModelConfig
+    layer: int
+
+    @nn.compact
+    def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask):
+        cfg = self.config
+        L = cfg.layer_irreps()[self.layer]
+        irr_in, conv_out, sh_irr = L["irreps_in"], L["conv_out"], cfg.sh_irreps
+        dt = cfg.dtype
+        n_nodes = h.shape[0]
+        sc = None
+        if L["use_sc"]:
+            attr_irr = ((cfg.type_embed_num_features, 0, 1),)
+            w_sc = _Weight(I.fctp_numel(irr_in, attr_irr, conv_out), dt, name="sc")()
+            sc = I.fctp_scalar_apply(w_sc, h, attrs, irr_in, attr_irr, conv_out)
+        w1 = _Weight(I.linear_numel(irr_in, irr_in), dt, name="linear_1")()
+        x = I.linear_apply(w1, h, irr_in, irr_in)
+        norm = jnp.asarray(cfg.avg_num_neighbors_norm(), x.dtype)
+        x = x * (norm[0] if norm.shape[0] == 1 else norm[species][:, None])
+        numel = I.uvu_numel(irr_in, sh_irr, conv_out)
+        dims = (cfg.num_bessels,) + (cfg.radial_mlp_width[self.layer],) * cfg.radial_mlp_depth[self.layer] + (numel,)
+        w_edge = _MLP(dims, "silu", dt, name="edge_mlp")(edge_emb)
+        msg = I.uvu_apply(x[senders], sh, w_edge, irr_in, sh_irr, conv_out)
+        msg = jnp.where(edge_mask[:, None], msg, 0.0)
+        x = jax.ops.segment_sum(msg, receivers, num_segments=n_nodes)
+        _, _, mid_sorted, _ = I.uvu_instructions(irr_in, sh_irr, conv_out)
+        mid = I.simplify(mid_sorted)
+        w2 = _Weight(I.linear_numel(mid, conv_out), dt, name="linear_2")()
+        x = I.linear_apply(w2, x, mid, conv_out)
+        if sc is not None:
+            x = x + sc
+        return x
+
+
+class ConvNetLayer(nn.Module):
+    config: ModelConfig
+    layer: int
+
+    @nn.compact
+    def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask):
+        L = self.config.layer_irreps()[self.layer]
+        x = InteractionBlock(self.config, self.layer, name="conv")(h, attrs, species, sh, edge_emb, senders,
+                                                                    receivers, edge_mask)
+        x = I.gate_apply(x, L["scalars"], L["gates"], L["gated"], L["acts_scalars"], L["acts_gates"])
+        if L["resnet"]:
+            x = h + x
+        return x
+
+
+class NequIP(nn.Module):
+    """Per-atom energies (N,) float64 eV of a padded graph.
+
+    Inputs: vec (E, 3) and vec_safe (E, 3) float64 edge vectors (graph.edge_vectors), species (N,) type
+    indices, senders/receivers (E,), edge_mask (E,) bool. Padded nodes must be masked by the caller.
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, vec_safe, species, senders, receivers, edge_mask):
+        cfg = self.config
+        mdt = jnp.dtype(cfg.dtype)
+        T = len(cfg.type_names)
+        # -- type embedding (node attrs and initial features)
+        emb = _Embed(T, cfg.type_embed_num_features, cfg.dtype, name="type_embed")()
+        attrs = emb[species]
+        # -- edges: SH and radial basis in float64, then model dtype
+        from e3nn_jax import spherical_harmonics
+
+        sh_irr = cfg.sh_irreps
+        ls = [l for _, l, _ in sh_irr]
+        if ls != list(range(len(ls))) or any(p != (-1) ** l for _, l, p in sh_irr):
+            raise ValueError(f"edge SH irreps must be 0e+1o+2e+… , got {cfg.irreps_edge_sh}")
+        sh_str = "+".join(f"{l}{'e' if l % 2 == 0 else 'o'}" for l in ls)
+        sh = spherical_harmonics(sh_str, vec_safe, normalize=True, normalization="component").array.astype(mdt)
+        r = jnp.sqrt(jnp.sum(vec_safe * vec_safe, axis=-1))  # (E,) float64
+        xn = (r * (1.0 / cfg.r_max))[:, None]
+        bw = _BesselWeights(cfg.num_bessels, name="bessel_encode")()
+        bessel = bessel_basis(xn, bw).astype(mdt)
+        cut = polynomial_cutoff(xn, cfg.polynomial_cutoff_p).astype(mdt)
+        edge_emb = (bessel * cut) * jnp.asarray(cfg.factor, mdt)
+        # -- convolutions
+        h = attrs
+        for k in range(cfg.num_layers):
+            h = ConvNetLayer(cfg, k, name=f"layer{k}_convnet")(h, attrs, species, sh, edge_emb, senders,
+                                                                receivers, edge_mask)
+        # -- readout and per-type scale/shift (float64)
+        n_in = I.num_irreps(I.parse_irreps(cfg.feature_irreps_hidden[-1]))
+        dims = (n_in,) + tuple(cfg.readout_hidden) + (1,)
+        e = _MLP(dims, cfg.readout_nonlinearity, cfg.dtype, name="per_atom_energy_readout")(h)[:, 0]
+        scales, shifts = _ScaleShift(cfg, name="per_type_energy_scale_shift")()
+        e = shifts[species] + scales[species] * e.astype(jnp.float64)
+        # -- ZBL
+        if cfg.zbl:
+            species_names = cfg.zbl_species or cfg.type_names
+            Z = jnp.asarray([_ATOMIC_NUMBERS[s] for s in species_names], jnp.float64)
+            ez = zbl_edge_energy(Z[species[receivers]], Z[species[senders]], r, xn[:, 0],
+                                 cfg.zbl_polynomial_cutoff_p, cfg.zbl_coulomb, mdt)
+            ez = jnp.where(edge_mask, ez, 0.0)
+            e = e + jax.ops.segment_sum(ez, receivers, num_segments=e.shape[0])
+        return e
+
+
+class _Embed(nn.Module):
+    num_types: int
+    num_features: int
+    dtype: str
+
+    @nn.compact
+    def __call__(self):
+        return self.param("embedding", _normal, (self.num_types, self.num_features), jnp.dtype(self.dtype))
+
+
+class _BesselWeights(nn.Module):
+    num_bessels: int
+
+    @nn.compact
+    def __call__(self):
+        return self.param("bessel_weights", lambda k, s: jnp.linspace(1.0, s[1], s[1], dtype=jnp.float64)[None, :],
+                          (1, self.num_bessels))
+
+
+class _ScaleShift(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self):
+        cfg = self.config
+        T = len(cfg.type_names)
+        sc0 = np.ones(T) if cfg.per_type_energy_scales is None else np.asarray(cfg.per_type_energy_scales, float)
+        sh0 = np.zeros(T) if cfg.per_type_energy_shifts is None else np.asarray(cfg.per_type_energy_shifts, float)
+        scales = self.param("scales", lambda k: jnp.asarray(sc0, jnp.float64))
+        shifts = self.param("shifts", lambda k: jnp.asarray(sh0, jnp.float64))
+        return scales, shifts
+
+
+def init_params(config: ModelConfig, seed: int = 0):
+    """Fresh parameters (torch-like initialisation) for ``config``."""
+    model = NequIP(config)
+    E = 2
+    vec = jnp.asarray([[1.0, 0.2, 0.1], [-1.0, -0.2, -0.1]])
+    sp = jnp.zeros(2, jnp.int32)
+    idx = jnp.asarray([0, 1], jnp.int32)
+    return model.init(jax.random.PRNGKey(seed), vec, sp, idx, idx[::-1], jnp.ones(E, bool))["params"]

@@ -9,6 +9,7 @@ columns in ``phonjax.structure.make_supercell`` order (the mapping from phonopy'
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,22 @@ def _phonopy_to_phonjax_map(ph_super, sc: Crystal) -> np.ndarray:
     return perm
 
 
+def phonopy_fc_to_phonjax(ph, crystal: Crystal, supercell_matrix) -> tuple[np.ndarray, Supercell]:
+    """Full force constants of a phonopy.Phonopy (unit cell = ``crystal``, primitive_matrix None) →
+    (fc (n_prim, n_super, 3, 3) in phonjax's make_supercell order, that Supercell)."""
+    M = np.asarray(supercell_matrix, dtype=int)
+    M = np.diag(M) if M.shape == (3,) else M
+    fc_full = np.asarray(ph.force_constants)   # (n_super, n_super, 3, 3) in phonopy's order
+    if fc_full.shape[0] != fc_full.shape[1]:
+        raise ValueError("expected phonopy's full force constants (produce_force_constants(), not compact)")
+    sc = make_supercell(crystal, M)
+    perm = _phonopy_to_phonjax_map(ph.supercell, sc.crystal)
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    rows = inv[np.asarray(sc.p2s)]             # phonopy indices of phonjax's home-cell atoms
+    return fc_full[rows][:, inv], sc           # columns reordered: fc[:, j] ← phonopy atom inv[j]
+
+
 def fd_force_constants(structure, supercell_matrix, pw: PwSettings, out_dir, *, amplitude: float = 0.01,
                        nprocs: int = 1, workers: int = 1, resume: bool = True, symprec: float = 1e-5,
                        subtract_residual: bool = True, progress: bool = True) -> FDResult:
@@ -84,6 +101,7 @@ def fd_force_constants(structure, supercell_matrix, pw: PwSettings, out_dir, *, 
         res = parse_pw_output(rec.output_path.read_text())
         if rec.returncode != 0:
             raise QERunError(f"pw.x exited with status {rec.returncode} in {cdir(k)}")
+        shutil.rmtree(cdir(k) / "tmp", ignore_errors=True)  # pw.x scratch (wavefunctions)
         return {"forces": res.forces.tolist(), "energy": res.energy, "seconds": rec.seconds}
 
     ks = range(0 if subtract_residual else 1, len(supercells) + 1)
@@ -96,13 +114,6 @@ def fd_force_constants(structure, supercell_matrix, pw: PwSettings, out_dir, *, 
     ph.forces = forces
     write_FORCE_SETS(ph.dataset, filename=str(out / "FORCE_SETS"))
     ph.produce_force_constants()
-    fc_full = np.asarray(ph.force_constants)  # (n_super, n_super, 3, 3) in phonopy's order
-
-    sc = make_supercell(crystal, M)
-    perm = _phonopy_to_phonjax_map(ph.supercell, sc.crystal)
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(len(perm))
-    rows = inv[np.asarray(sc.p2s)]             # phonopy indices of phonjax's home-cell atoms
-    fc = fc_full[rows][:, inv]                  # columns reordered: fc[:, j] ← phonopy atom inv[j]
+    fc, sc = phonopy_fc_to_phonjax(ph, crystal, M)
     return FDResult(fc=fc, supercell=sc, force_sets=out / "FORCE_SETS", n_displacements=len(supercells),
                     phonopy=ph)

@@ -34,7 +34,6 @@ import math
 import numpy as np
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import erfc
 
 from phonjax.born import Born, BornError
 from phonjax.structure import Crystal
@@ -223,21 +222,24 @@ def _real_one(q_red, dfrac, P):
 
 
 def _h_tensor(d: np.ndarray, eps: np.ndarray, lam_g: float) -> np.ndarray:
-    """−Λ_G³ H(Λ_G Δ, Λ_G D)/√det ε for displacement vectors d (..., 3) Å, zero at d = 0. (..., 3, 3)."""
-    d = jnp.asarray(d)
-    einv = jnp.linalg.inv(eps)
+    """−Λ_G³ H(Λ_G Δ, Λ_G D)/√det ε for displacement vectors d (..., 3) Å, zero at d = 0. (..., 3, 3).
+    Host (NumPy/SciPy) precomputation: q-independent."""
+    from scipy.special import erfc as _erfc
+
+    d = np.asarray(d, dtype=np.float64)
+    einv = np.linalg.inv(eps)
     delta = d @ einv.T
-    D = jnp.sqrt(jnp.maximum(jnp.einsum("...a,...a->...", d, delta), 0.0))
+    D = np.sqrt(np.maximum(np.einsum("...a,...a->...", d, delta), 0.0))
     zero = D < 1e-10
-    y = lam_g * jnp.where(zero, 1.0, D)
+    y = lam_g * np.where(zero, 1.0, D)
     x = lam_g * delta
-    ey = jnp.exp(-y ** 2)
-    ec = erfc(y)
-    A = (3 * ec / y ** 3 + 2 / jnp.sqrt(jnp.pi) * ey * (3 / y ** 2 + 2)) / y ** 2
-    B = ec / y ** 3 + 2 / jnp.sqrt(jnp.pi) * ey / y ** 2
+    ey = np.exp(-y ** 2)
+    ec = _erfc(y)
+    A = (3 * ec / y ** 3 + 2 / np.sqrt(np.pi) * ey * (3 / y ** 2 + 2)) / y ** 2
+    B = ec / y ** 3 + 2 / np.sqrt(np.pi) * ey / y ** 2
     H = x[..., :, None] * x[..., None, :] * A[..., None, None] - einv * B[..., None, None]
-    H = jnp.where(zero[..., None, None], 0.0, H)
-    return -(lam_g ** 3) * H / jnp.sqrt(jnp.linalg.det(eps))
+    H = np.where(zero[..., None, None], 0.0, H)
+    return -(lam_g ** 3) * H / np.sqrt(np.linalg.det(eps))
 
 
 @dataclass(frozen=True, eq=False)
@@ -331,7 +333,7 @@ def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract
     fn = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
     zero_q0 = np.zeros((n, 3, 3), dtype=np.complex128)
     if subtract_q0:
-        c0 = np.asarray(fn(jnp.zeros((1, 3)), jnp.zeros(3), jnp.asarray(False), jnp.asarray(zero_q0)))[0]
+        c0 = np.asarray(fn(jnp.zeros((pad_bucket(1), 3)), jnp.zeros(3), jnp.asarray(False), jnp.asarray(zero_q0)))[0]
         q0 = c0.sum(axis=2)  # Σ_k C(0)[i, a, k, b] → (i, a, b)
         q0 = 0.5 * (q0 + np.conj(np.swapaxes(q0, 1, 2)))  # Hermitian part, as phonopy
     else:

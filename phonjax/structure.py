@@ -178,3 +178,38 @@ def commensurate_qpoints(supercell_matrix) -> np.ndarray:
     q = pts @ np.linalg.inv(M.T)  # rows: q = M⁻¹ n
     q = q - np.floor(q + 1e-12)
     return q
+
+
+def lattice_index(supercell: Supercell, vectors) -> np.ndarray:
+    """Index into ``supercell.lattice`` of integer lattice vectors ``vectors`` (..., 3) reduced modulo the
+    supercell lattice (rows of ``supercell.matrix``). Shape (...)."""
+    v = np.asarray(vectors, dtype=np.int64)
+    M = supercell.matrix
+    frac = v.reshape(-1, 3) @ np.linalg.inv(M.astype(np.float64))
+    red = np.round((frac - np.floor(frac + 1e-9)) @ M).astype(np.int64)
+    key = {tuple(x): i for i, x in enumerate(supercell.lattice.tolist())}
+    try:
+        idx = np.array([key[tuple(x)] for x in red.tolist()], dtype=np.int64)
+    except KeyError as e:  # pragma: no cover - lattice_points guarantees completeness
+        raise RuntimeError(f"lattice vector {e} not found in the supercell") from None
+    return idx.reshape(v.shape[:-1])
+
+
+def supercell_matrix(value) -> np.ndarray:
+    """Normalise a supercell spec (int N, 3 ints, or 3×3) to a (3, 3) int matrix; singular/negative → ValueError."""
+    M = np.asarray(value)
+    if M.dtype.kind not in "iu" and not np.allclose(M, np.round(M)):
+        raise ValueError(f"supercell matrix must be integer, got {M.tolist()}")
+    M = np.round(M).astype(np.int64)
+    if M.ndim == 0:
+        M = np.eye(3, dtype=np.int64) * int(M)
+    elif M.shape == (3,):
+        M = np.diag(M)
+    elif M.shape != (3, 3):
+        raise ValueError(f"supercell must be N, (N1, N2, N3) or a 3x3 matrix, got shape {M.shape}")
+    det = int(round(np.linalg.det(M)))
+    if det == 0:
+        raise ValueError(f"supercell matrix {M.tolist()} is singular")
+    if det < 0:
+        raise ValueError(f"supercell matrix {M.tolist()} has a negative determinant (left-handed)")
+    return M

@@ -62,7 +62,7 @@ class DatasetConfig:
     pw: PwSettings = PwSettings(kpts=(1, 1, 1), gamma_only=True, conv_thr=1e-8)
     isolated_atoms: bool = True
     isolated_box: float = 10.0
-    isolated_conv_thr: float = 1e-6
+    isolated_conv_thr: float = 1e-5
     workers: int = 1
     nprocs_per_worker: int = 1
     timeout_s: float | None = None

@@ -7,7 +7,8 @@ Modes: none, na, ewald, ewald-leak (sphere 3.0 Å = first shell, and box 1×1×1
 (reference), wang, gonze with LO projection. Λ study: recip, ewald and gonze at Λ = 0.1 … 1.0 (phonopy
 convention) at (¼,¼,¼), X and L.
 Writes OUT/longrange_modes.json (frequencies, RMS/max deviation from gonze in THz, Λ spreads) and
-OUT/longrange_modes.png (bands per mode, gonze dashed). Runtime ≈ 1 min on 2 cores.
+OUT/longrange_modes.png (bands per mode, gonze dashed), OUT/longrange_lambda.png (frequencies vs Λ).
+Runtime ≈ 1 min on 2 cores.
 """
 from __future__ import annotations
 
@@ -148,6 +149,23 @@ def main():
     fig.suptitle("LiF (phonopy DFT force constants): --lr modes (red) vs gonze (dashed)")
     fig.tight_layout()
     fig.savefig(args.out / "longrange_modes.png", dpi=110)
+    # Λ study (the seed's Figure 4): frequencies at (¼,¼,¼), X, L against Λ for recip / ewald / gonze
+    fig2, ax2 = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
+    for k, (ax, lab) in enumerate(zip(ax2, ["(¼,¼,¼)", "X", "L"])):
+        for m, col in (("recip", "C0"), ("ewald", "C2"), ("gonze", "C3")):
+            f = scan.frequencies[m][:, k]
+            for b in range(f.shape[1]):
+                ax.plot(lams, f[:, b], "o-", color=col, ms=3, lw=0.8, label=m if b == 0 else None)
+        for v in scan.reference[k]:
+            ax.axhline(v, color="k", ls=":", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_xlabel("Λ (1/Å, phonopy convention)")
+        ax.set_title(lab)
+    ax2[0].set_ylabel("THz")
+    ax2[0].legend(fontsize=8)
+    fig2.suptitle("LiF: frequencies vs Ewald Λ (dotted: gonze at phonopy's default Λ)")
+    fig2.tight_layout()
+    fig2.savefig(args.out / "longrange_lambda.png", dpi=110)
     print(json.dumps(summary, indent=1))
     print({m: round(lam_study[m]["spread_THz"], 5) for m in lam_study})
     print(f"wrote {args.out}/longrange_modes.json, .png in {time.time() - t0:.1f} s")

@@ -1,0 +1,215 @@
+"""Band paths, band structures and phonon DOS (frozen results).
+
+Paths: ``None`` → ASE's automatic high-symmetry path for the primitive cell's Bravais lattice (special
+points given in the reduced basis of *this* cell's reciprocal lattice, no 2π, phonopy's convention); a string
+of ASE special-point names ("GXKGL", breaks with ",": "GXU,KGL"); or explicit segments
+``[[("Γ", q0), ("X", q1), ...], [...]]`` / ``[[q0, q1, ...], ...]`` (then ``labels`` lists the names).
+Each pair of consecutive special points is one phonopy-style segment of ``npoints`` points including both
+ends, or ``ceil(|Δq| · density) + 1`` points with ``density`` (points per 1/Å, no 2π).
+Distances are cumulative |Δq_cart| (1/Å, no 2π) and do not jump across a path break, as phonopy's.
+At Γ on a path the non-analytic direction is taken from the neighbouring path point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from phonjax.structure import Crystal
+
+__all__ = ["BandStructure", "PhononDOS", "BandPathError", "band_path", "band_structure", "phonon_dos",
+           "pretty_label"]
+
+
+class BandPathError(ValueError):
+    """A band path cannot be built (unknown label, bad segment, bad density)."""
+
+
+def pretty_label(s: str) -> str:
+    s = str(s)
+    return {"G": "Γ", "GAMMA": "Γ", "Gamma": "Γ", "\\Gamma": "Γ", "$\\Gamma$": "Γ"}.get(s, s)
+
+
+@dataclass(frozen=True, eq=False)
+class BandStructure:
+    """A dispersion along a path.
+
+    qpoints (nq, 3) reduced; distances (nq,) 1/Å (no 2π); frequencies (nq, 3n) in ``unit`` (ascending, imaginary
+    negative); eigenvectors (nq, 3n, 3n) columns = modes, or None; labels / label_positions: special points and
+    their distances (a break shows as "X|K"); segment_nqpoint / segment_labels: phonopy's segments;
+    q_directions (nq, 3) Cartesian direction used at Γ points (NaN elsewhere); lr: long-range mode used.
+    """
+
+    qpoints: np.ndarray
+    distances: np.ndarray
+    frequencies: np.ndarray
+    eigenvectors: np.ndarray | None
+    labels: tuple[str, ...]
+    label_positions: tuple[float, ...]
+    segment_nqpoint: tuple[int, ...]
+    segment_labels: tuple[tuple[str, str], ...]
+    q_directions: np.ndarray | None = None
+    unit: str = "THz"
+    lr: str = "none"
+    primitive: Crystal | None = None
+
+    @property
+    def n_branches(self) -> int:
+        return int(self.frequencies.shape[1])
+
+    def to_band_data(self):
+        """As :class:`phonjax.compare.BandData` (for :func:`phonjax.compare.compare_bands`)."""
+        from phonjax.compare import BandData
+        p = self.primitive
+        return BandData(self.qpoints, self.distances, self.frequencies, self.segment_nqpoint, self.segment_labels,
+                        None if p is None else p.cell, () if p is None else tuple(p.symbols),
+                        None if p is None else p.scaled_positions, None if p is None else p.masses, "phonjax")
+
+    def write_yaml(self, path):
+        """phonopy-style band.yaml."""
+        from phonjax.phonopy_io import write_band_yaml
+        return write_band_yaml(self, path)
+
+    def plot(self, path=None, *, reference=None, **kw):
+        """Matplotlib figure (saved to ``path`` when given); see :func:`phonjax.plot.plot_band_structure`."""
+        from phonjax.plot import plot_band_structure
+        return plot_band_structure(self, path, reference=reference, **kw)
+
+
+@dataclass(frozen=True, eq=False)
+class PhononDOS:
+    """frequencies (nf,) THz grid; dos (nf,) states/THz per primitive cell (integrates to 3n); mesh; sigma THz."""
+
+    frequencies: np.ndarray
+    dos: np.ndarray
+    mesh: tuple[int, int, int]
+    sigma: float
+
+
+def _special_points(crystal: Crystal) -> tuple[str, dict]:
+    bp = crystal.to_ase().cell.bandpath(npoints=0)
+    return bp.path, {k: np.asarray(v, dtype=np.float64) for k, v in bp.special_points.items()}
+
+
+def _parse_string_path(path: str, special: dict) -> list[list[tuple[str, np.ndarray]]]:
+    from ase.dft.kpoints import parse_path_string
+    segs = []
+    for seg in parse_path_string(path):
+        pts = []
+        for name in seg:
+            if name not in special:
+                raise BandPathError(f"unknown special point {name!r}; this lattice has {', '.join(special)}")
+            pts.append((pretty_label(name), special[name]))
+        if len(pts) < 2:
+            raise BandPathError(f"path segment {''.join(seg)!r} needs at least two points")
+        segs.append(pts)
+    return segs
+
+
+def _explicit_path(path, labels) -> list[list[tuple[str, np.ndarray]]]:
+    segs = []
+    flat_labels = list(labels) if labels is not None else None
+    k = 0
+    for seg in path:
+        pts = []
+        for p in seg:
+            if isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str):
+                name, q = pretty_label(p[0]), np.asarray(p[1], dtype=np.float64)
+            else:
+                q = np.asarray(p, dtype=np.float64)
+                name = pretty_label(flat_labels[k]) if flat_labels is not None and k < len(flat_labels) else ""
+            if q.shape != (3,) or not np.all(np.isfinite(q)):
+                raise BandPathError(f"a path point must be 3 finite reduced coordinates, got {p!r}")
+            pts.append((name, q))
+            k += 1
+        if len(pts) < 2:
+            raise BandPathError("every path segment needs at least two points")
+        segs.append(pts)
+    if not segs:
+        raise BandPathError("empty band path")
+    return segs
+
+
+def band_path(crystal, path=None, *, npoints: int = 51, density: float | None = None, labels=None) -> dict:
+    """Sampled path: dict(qpoints, distances, labels, label_positions, segment_nqpoint, segment_labels,
+    q_directions (Cartesian, NaN except at Γ))."""
+    cr = Crystal.coerce(crystal)
+    if path is None or isinstance(path, str):
+        default, special = _special_points(cr)
+        segs = _parse_string_path(default if path is None else path, special)
+    else:
+        segs = _explicit_path(path, labels)
+    if density is None and (int(npoints) != npoints or npoints < 2):
+        raise BandPathError(f"npoints must be an integer ≥ 2, got {npoints}")
+    if density is not None and not density > 0:
+        raise BandPathError(f"density must be positive, got {density}")
+    rec_t = np.linalg.inv(cr.cell).T  # q_cart = q_red @ rec_t
+    qs, dist, nseg, seglab, lab, labpos, dirs = [], [], [], [], [], [], []
+    d0 = 0.0
+    for si, seg in enumerate(segs):
+        for k in range(len(seg) - 1):
+            (n1, q1), (n2, q2) = seg[k], seg[k + 1]
+            length = float(np.linalg.norm((q2 - q1) @ rec_t))
+            m = int(npoints) if density is None else max(2, int(math.ceil(length * density)) + 1)
+            t = np.linspace(0.0, 1.0, m)
+            q = q1[None] + t[:, None] * (q2 - q1)[None]
+            qc = q @ rec_t
+            dd = d0 + np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(qc, axis=0), axis=1))])
+            dv = np.full((m, 3), np.nan)
+            for j in (0, m - 1):
+                if np.linalg.norm(qc[j]) < 1e-10 and m > 1:
+                    nb = qc[1] if j == 0 else qc[m - 2]
+                    if np.linalg.norm(nb) > 0:
+                        dv[j] = nb / np.linalg.norm(nb)
+            qs.append(q), dist.append(dd), dirs.append(dv)
+            nseg.append(m), seglab.append((n1, n2))
+            if k == 0:
+                if si > 0 and lab:
+                    lab[-1] = f"{lab[-1]}|{n1}" if lab[-1] != n1 else n1
+                else:
+                    lab.append(n1), labpos.append(d0)
+            lab.append(n2), labpos.append(float(dd[-1]))
+            d0 = float(dd[-1])
+    return {"qpoints": np.concatenate(qs), "distances": np.concatenate(dist), "labels": tuple(lab),
+            "label_positions": tuple(labpos), "segment_nqpoint": tuple(nseg), "segment_labels": tuple(seglab),
+            "q_directions": np.concatenate(dirs)}
+
+
+def band_structure(fcobj, path=None, *, npoints: int = 51, density: float | None = None, labels=None,
+                   lr: str = "auto", born=None, ewald_lambda=None, leak_region=None, lo_projection: bool = False,
+                   asr: bool | None = None, with_eigenvectors: bool = False, unit: str = "THz") -> BandStructure:
+    """Dispersion of a :class:`~phonjax.force_constants.ForceConstants` along a path (see module docstring)."""
+    from phonjax.dynmat import phonons, resolve_lr
+
+    bp = band_path(fcobj.primitive, path, npoints=npoints, density=density, labels=labels)
+    b = fcobj.born if born is None else born
+    mode = resolve_lr(lr, b)
+    res = phonons(fcobj, bp["qpoints"], lr=mode, born=b, q_direction=bp["q_directions"],
+                  ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection, asr=asr,
+                  return_eigenvectors=with_eigenvectors, unit=unit)
+    f, v = (res if with_eigenvectors else (res, None))
+    return BandStructure(bp["qpoints"], bp["distances"], f, v, bp["labels"], bp["label_positions"],
+                         bp["segment_nqpoint"], bp["segment_labels"], bp["q_directions"], unit, mode,
+                         fcobj.primitive)
+
+
+def phonon_dos(fcobj, mesh=(16, 16, 16), *, sigma: float | None = None, n_points: int = 501, lr: str = "auto",
+               born=None, ewald_lambda=None, asr: bool | None = None) -> PhononDOS:
+    """Gaussian-smeared DOS on a Γ-centred mesh (THz). sigma default: (f_max − f_min) / 100."""
+    mesh = tuple(int(x) for x in np.broadcast_to(np.asarray(mesh), (3,)))
+    if min(mesh) < 1:
+        raise BandPathError(f"mesh must be positive integers, got {mesh}")
+    grid = np.stack(np.meshgrid(*[np.arange(m) / m for m in mesh], indexing="ij"), -1).reshape(-1, 3)
+    grid -= np.round(grid)
+    f = fcobj.frequencies(grid, lr=lr, born=born, ewald_lambda=ewald_lambda, asr=asr)
+    fmin, fmax = float(f.min()), float(f.max())
+    s = (fmax - fmin) / 100 if sigma is None else float(sigma)
+    if not s > 0:
+        raise BandPathError(f"sigma must be positive, got {s}")
+    x = np.linspace(fmin - 5 * s, fmax + 5 * s, n_points)
+    dos = np.zeros_like(x)
+    for chunk in np.array_split(f.ravel(), max(1, f.size // 20000)):
+        dos += np.exp(-0.5 * ((x[:, None] - chunk[None]) / s) ** 2).sum(1)
+    dos /= len(grid) * s * math.sqrt(2 * math.pi)
+    return PhononDOS(x, dos, mesh, s)

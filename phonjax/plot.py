@@ -1,0 +1,110 @@
+"""Plots (the only module that imports matplotlib; Agg backend, files PNG/PDF by extension)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_band_structure", "plot_dos"]
+
+_UNIT_LABEL = {"THz": "Frequency (THz)", "cm-1": "Frequency (cm$^{-1}$)", "meV": "Energy (meV)"}
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _segments(distances, segment_nqpoint):
+    """Index ranges of the path segments (lines are not drawn across segment ends)."""
+    out, k = [], 0
+    for m in segment_nqpoint or (len(distances),):
+        out.append((k, k + int(m)))
+        k += int(m)
+    return out
+
+
+def plot_band_structure(band, path=None, *, reference=None, reference_label: str = "reference",
+                        label: str = "phonjax", title: str | None = None, unit: str | None = None, ax=None,
+                        color: str = "C0", ref_color: str = "k"):
+    """Plot a :class:`phonjax.bands.BandStructure` (special-point ticks, units on the axis, zero line), with
+    an optional reference dispersion overlaid (a phonopy ``band.yaml`` path, a :class:`phonjax.compare.BandData`
+    or another BandStructure; drawn against its own distances rescaled to this path's length). Saves to
+    ``path`` (PNG/PDF by extension) when given; returns the figure."""
+    plt = _plt()
+    unit = unit or getattr(band, "unit", "THz")
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+    else:
+        fig = ax.figure
+    d = np.asarray(band.distances)
+    f = np.asarray(band.frequencies)
+    for a, b in _segments(d, band.segment_nqpoint):
+        ax.plot(d[a:b], f[a:b], color=color, lw=1.2)
+    handles = [plt.Line2D([], [], color=color, lw=1.2, label=label)]
+    if reference is not None:
+        ref = reference
+        if isinstance(ref, (str, Path)):
+            from phonjax.compare import read_band_yaml
+            ref = read_band_yaml(ref)
+        rd = np.asarray(ref.distances, dtype=np.float64)
+        if rd.size and np.isfinite(rd).all() and rd[-1] > 0 and d[-1] > 0:
+            rd = rd * (d[-1] / rd[-1])
+        else:
+            rd = np.linspace(0, d[-1], len(ref.frequencies))
+        rf = np.asarray(ref.frequencies)
+        if unit != "THz" and getattr(ref, "unit", "THz") == "THz":
+            from phonjax.dynmat import convert_units
+            rf = convert_units(rf, unit)
+        for a, b in _segments(rd, getattr(ref, "segment_nqpoint", ())):
+            ax.plot(rd[a:b], rf[a:b], color=ref_color, lw=0.9, ls="--")
+        handles.append(plt.Line2D([], [], color=ref_color, lw=0.9, ls="--", label=reference_label))
+    pos = list(getattr(band, "label_positions", ()))
+    labs = list(getattr(band, "labels", ()))
+    for x in pos:
+        ax.axvline(x, color="0.7", lw=0.6)
+    if pos:
+        ax.set_xticks(pos)
+        ax.set_xticklabels(labs)
+    ax.axhline(0.0, color="0.5", lw=0.6, ls=":")
+    ax.set_xlim(d[0], d[-1])
+    ax.set_ylabel(_UNIT_LABEL.get(unit, unit))
+    ax.set_xlabel("Wave vector")
+    if title:
+        ax.set_title(title)
+    if reference is not None:
+        ax.legend(handles=handles, loc="best", fontsize=8)
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(path, dpi=150)
+    if own and path is not None:
+        plt.close(fig)
+    return fig
+
+
+def plot_dos(dos, path=None, *, ax=None, title: str | None = None):
+    """Plot a :class:`phonjax.bands.PhononDOS` (THz)."""
+    plt = _plt()
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(5, 4))
+    else:
+        fig = ax.figure
+    ax.plot(dos.frequencies, dos.dos, color="C0")
+    ax.set_xlabel("Frequency (THz)")
+    ax.set_ylabel("DOS (states/THz/cell)")
+    if title:
+        ax.set_title(title)
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(path, dpi=150)
+        if own:
+            plt.close(fig)
+    return fig

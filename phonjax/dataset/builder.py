@@ -231,6 +231,7 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
                                                           "electron_maxstep": 300})
             rec = run_qe("pw.x", text, iso_dir(k), "scf", nprocs=nproc, timeout=config.timeout_s)
             res = parse_pw_output(rec.output_path.read_text())
+            _cleanup_tmp(iso_dir(k) / "tmp")
             return {"element": el, "energy": res.energy, "seconds": rec.seconds, "unpaired": unpaired}
 
         rep = run_samples(range(len(species)), iso_dir, iso, workers=workers or config.workers,

@@ -155,15 +155,23 @@ def _load_ckpt(p: Path):
     missing = [m for m in missing if not m.endswith("._empty")]
     if missing:
         raise ConversionError(f"{p}: checkpoint lacks weights {missing[:3]}…")
-    ema = {k: v for k, v in sd.items() if ".ema_weight_" in k or k.startswith("ema.")}
+    import re
+
+    ema = {int(m.group(1)): v for k, v in sd.items() if (m := re.search(r"(?:^|\.)ema_weight_(\d+)$", k))}
+    holding = next((v.get("is_holding_ema_weights", True) for k, v in sd.items()
+                    if k.endswith("ema._extra_state") and isinstance(v, dict)), True)
     used = "raw"
-    if ema:
-        params = [q for q in gm.parameters()]
-        ema_list = [ema[k] for k in sorted(ema, key=lambda k: int(k.rsplit("_", 1)[-1]))]
-        if len(ema_list) != len(params):
-            raise ConversionError(f"{p}: {len(ema_list)} EMA weights for {len(params)} parameters")
+    if ema and not holding:
+        used = "EMA"  # the EMA module had swapped its weights into the model: state_dict holds EMA
+    elif ema:
+        params = list(gm.parameters())
+        if sorted(ema) != list(range(len(params))):
+            raise ConversionError(f"{p}: {len(ema)} EMA weights for {len(params)} parameters")
         with torch.no_grad():
-            for q, e in zip(params, ema_list):
+            for idx, q in enumerate(params):
+                e = ema[idx]
+                if e.numel() != q.numel():
+                    raise ConversionError(f"{p}: EMA weight {idx} has {e.numel()} values, parameter {q.numel()}")
                 q.copy_(e.to(q.dtype).reshape(q.shape))
         used = "EMA"
     gm.eval()

@@ -133,7 +133,7 @@ def to_phonopy(fcobj: ForceConstants, *, with_nac: bool = True):
     prim = fcobj.primitive
     unit = PhonopyAtoms(numbers=prim.numbers.tolist(), cell=prim.cell, scaled_positions=prim.scaled_positions,
                         masses=prim.masses)
-    phonon = Phonopy(unit, supercell_matrix=fcobj.supercell.matrix.T, primitive_matrix=None, log_level=0)
+    phonon = Phonopy(unit, supercell_matrix=fcobj.supercell.matrix.T, primitive_matrix=np.eye(3), log_level=0)
     ph_sc = phonon.supercell
     p2s = np.asarray(phonon.primitive.p2s_map)
     ph_pos = np.asarray(ph_sc.scaled_positions) @ np.asarray(ph_sc.cell)

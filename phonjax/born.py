@@ -387,7 +387,6 @@ def read_qe_born(path, atoms, *, enforce_neutrality: bool = True, max_correction
             if ln.strip() and zs:
                 break
             k += 1
-        z = np.array(zs, dtype=object)
         try:
             z = np.array(zs, dtype=np.float64)
         except ValueError as e:

@@ -38,10 +38,13 @@ def supercell_dipole_fc(supercell: Supercell, dd, *, commensurate=None) -> np.nd
     r_i = supercell.primitive.positions  # home-cell atoms (p2s = arange)
     r_s = supercell.crystal.positions
     dfrac = (r_s[None, :, :] - r_i[:, None, :]) @ np.linalg.inv(supercell.primitive.cell)  # (n, ns, 3)
-    ph = np.exp(-2j * np.pi * np.einsum("kc,isc->kis", q, dfrac))  # (nk, n, ns)
-    cs = c[:, :, :, supercell.s2p, :]  # (nk, i, a, s, b)
-    fc = np.einsum("kiasb,kis->isab", cs, ph).real / N
-    return fc
+    fc = np.zeros((n, len(r_s), 3, 3))
+    step = max(1, int(2e7 // max(1, n * len(r_s) * 9)))  # bound the (k, i, a, s, b) temporaries
+    for k0 in range(0, N, step):
+        ph = np.exp(-2j * np.pi * np.einsum("kc,isc->kis", q[k0:k0 + step], dfrac))  # (nk, n, ns)
+        cs = c[k0:k0 + step][:, :, :, supercell.s2p, :]  # (nk, i, a, s, b)
+        fc += np.einsum("kiasb,kis->isab", cs, ph).real
+    return fc / N
 
 
 def gonze_short_range_fc(fc, supercell: Supercell, dd) -> tuple[np.ndarray, np.ndarray]:

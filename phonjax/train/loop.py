@@ -424,6 +424,7 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
                 raise FloatingPointError(f"stage {run.stage.name}: loss became {loss_vals[bad[0]]} in epoch "
                                          f"{epoch + 1}, batch {bad[0]} (lower optim.learning_rate?)")
             tr_loss, tr_n = float(loss_vals.sum()), len(loss_vals)
+            jax.block_until_ready(state["params"])
             t_train = time.perf_counter() - t0
             meta["epoch"] = epoch = epoch + 1
             meta["step"] = int(state["step"])

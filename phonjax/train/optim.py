@@ -106,7 +106,9 @@ def ema_update(ema, params, decay: float, step) -> object:
     """EMA with nequip-style warm-up of the decay: d = min(decay, (1 + n)/(10 + n))."""
     n = jnp.asarray(step, jnp.float64)
     d = jnp.minimum(decay, (1.0 + n) / (10.0 + n))
-    return jax.tree_util.tree_map(lambda e, p: (d * e + (1.0 - d) * p).astype(p.dtype), ema, params)
+    # e + (1 − d)(p − e): a parameter that does not move (frozen) keeps its EMA bit-identical
+    return jax.tree_util.tree_map(lambda e, p: (e + ((1.0 - d) * (p - e)).astype(p.dtype)).astype(p.dtype),
+                                  ema, params)
 
 
 class PlateauScheduler:

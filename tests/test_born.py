@@ -104,7 +104,7 @@ def test_qe_ph_output_and_dyn_file():
 
 
 def test_qe_synthetic_ph_output(tmp_path):
-    """A non-diagonal Z* block: rows are the field direction E (Z[k, E, u])."""
+    """QE ≥ 6 layout (a block without and one with the ASR): rows are the field direction E (Z[k, E, u])."""
     text = """
      lattice parameter (alat)  =       7.0000  a.u.
      site n.  atom      mass           positions (alat units)
@@ -127,12 +127,25 @@ def test_qe_synthetic_ph_output(tmp_path):
       Ex  (       -2.10000       -0.30000        0.00000 )
       Ey  (        0.00000       -2.10000        0.00000 )
       Ez  (        0.00000        0.00000       -2.10000 )
+
+          Effective charges (d Force / dE) in cartesian axis with asr applied:
+           atom      1 Ga      Mean Z*:        2.05000
+      E*x (        2.05000        0.30000        0.00000 )
+      E*y (        0.00000        2.05000        0.00000 )
+      E*z (        0.00000        0.00000        2.05000 )
+           atom      2 As      Mean Z*:       -2.05000
+      E*x (       -2.05000       -0.30000        0.00000 )
+      E*y (        0.00000       -2.05000        0.00000 )
+      E*z (        0.00000        0.00000       -2.05000 )
+
+     Diagonalizing the dynamical matrix
 """
     f = tmp_path / "ph.out"
     f.write_text(text)
     alat = 7.0 * 0.529177210903
     x = Crystal(alat * np.array([[-.5, 0, .5], [0, .5, .5], [-.5, .5, 0]]), [[0, 0, 0], [alat / 4] * 3], [31, 33])
     b = read_born(f, x)
+    assert b.zstar[0, 0, 0] == pytest.approx(2.05)  # the last block ("with asr applied") wins
     assert b.zstar[0, 0, 1] == pytest.approx(0.3) and b.zstar[0, 1, 0] == 0.0
     assert b.epsilon[0, 1] == pytest.approx(0.1)
     assert b.neutrality_correction == 0.0

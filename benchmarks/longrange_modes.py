@@ -119,7 +119,7 @@ def main():
                          "TO_Gamma_THz": float(f[0, 0, 3])}
     lams = [0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0]
     qs = np.array([[0.25, 0.25, 0.25], [0.5, 0, 0.5], [0.5, 0.5, 0.5]])
-    scan = lambda_scan(sc, fc, born, lams, qs, modes=("recip", "ewald", "gonze"))
+    scan = lambda_scan(sc, born, lams, qs, fc=fc, modes=("recip", "ewald", "gonze"))
     lam_study = {m: {"lambdas": lams, "max_dev_vs_gonze_default_THz": scan.deviation(m).tolist(),
                      "spread_THz": scan.spread(m),
                      "frequencies_THz": scan.frequencies[m].tolist()} for m in scan.frequencies}

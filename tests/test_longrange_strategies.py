@@ -99,7 +99,7 @@ def test_leak_fc_folding_matches_direct_transform(nacl):
 
 def test_recip_is_lambda_dependent_and_gonze_is_not(nacl):
     ph, sc, fc, born, _ = nacl
-    scan = lambda_scan(sc, fc, born, [0.15, 0.2, 0.6], QS[:2], modes=("recip", "gonze", "ewald"))
+    scan = lambda_scan(sc, born, [0.15, 0.2, 0.6], QS[:2], fc=fc, modes=("recip", "gonze", "ewald"))
     assert scan.spread("ewald") < 1e-7
     assert scan.spread("recip") > 0.05
     # gonze: inside the converged window (0.15 ≤ Λ ≤ 0.25 for NaCl) equal to the default within 1e-4 THz;
@@ -154,3 +154,11 @@ def test_errors(nacl):
     with pytest.raises(ValueError):
         corr.apply(np.zeros((2, 2, 3, 2, 3), complex), np.zeros((1, 3)), None)
     assert set(MODES) == {"none", "na", "ewald", "ewald-leak", "recip", "gonze", "wang"}
+
+
+def test_lambda_scan_accepts_engine_object(nacl):
+    fcmod = pytest.importorskip("phonjax.force_constants")
+    ph, sc, fc, born, _ = nacl
+    obj = fcmod.ForceConstants(sc, fc, born, qspace_asr=False)
+    scan = lambda_scan(obj, None, [0.2], QS[:1], modes=("gonze",))
+    assert scan.deviation("gonze")[0] < 1e-4

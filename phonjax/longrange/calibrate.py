@@ -66,9 +66,22 @@ class LambdaScan:
         return float((f.max(0) - f.min(0)).max())
 
 
-def lambda_scan(supercell: Supercell, fc, born: Born, lambdas, qpoints, *, modes=("recip", "ewald", "gonze"),
+def lambda_scan(fc_obj, born: Born | None, lambdas, qpoints, *, fc=None, modes=("recip", "ewald", "gonze"),
                 q_direction=None, tolerance: float = 1e-12) -> LambdaScan:
-    """Frequencies at ``qpoints`` for each Λ in ``lambdas`` (phonopy convention) and each mode."""
+    """Frequencies at ``qpoints`` for each Λ in ``lambdas`` (phonopy convention) and each mode.
+
+    fc_obj: a ForceConstants-like object (``.supercell``, ``.fc``, optional ``.born``) or a Supercell together
+    with ``fc=`` (n_prim, n_super, 3, 3). born: None → ``fc_obj.born``.
+    """
+    if isinstance(fc_obj, Supercell):
+        if fc is None:
+            raise ValueError("lambda_scan(supercell, ...) needs fc=")
+        supercell = fc_obj
+    else:
+        supercell, fc = fc_obj.supercell, fc_obj.fc
+        born = getattr(fc_obj, "born", None) if born is None else born
+    if born is None:
+        raise ValueError("lambda_scan needs Born charges and ε∞")
     lambdas = np.asarray(lambdas, dtype=np.float64).reshape(-1)
     q = np.asarray(qpoints, dtype=np.float64).reshape(-1, 3)
     images = ws_images(supercell)

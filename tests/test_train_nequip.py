@@ -132,7 +132,13 @@ def test_bad_input_fails_before_training(converted, data, tmp_path):
     bad.symbols[0] = "Na"
     bad.calc = SinglePointCalculator(bad, energy=-1.0, forces=np.zeros((len(bad), 3)))
     p = write_extxyz(tmp_path / "bad.extxyz", imgs[:3] + [bad] + imgs[4:])
-    cfg = _cfg(p, tmp_path / "o")
+    # the model is loaded from a phonjax model directory named in the config (the CLI's path)
+    converted[1].save(tmp_path / "start_model")
+    y = tmp_path / "ft.yaml"
+    y.write_text(f"model: {tmp_path / 'start_model'}\nout_dir: {tmp_path / 'o'}\ndata: {{train: {p}}}\n")
     with pytest.raises(DatasetError, match=r"\['Na'\] unknown to the model"):
-        finetune(cfg, model=NequipTrainable(converted[1]), log=lambda s: None)
-    assert not (tmp_path / "o" / "stages").exists()
+        finetune(y, overrides=["training.progress=false"], log=lambda s: None)
+    assert not (tmp_path / "o").exists()
+    from phonjax.model import ModelLoadError
+    with pytest.raises(ModelLoadError):
+        finetune(y, overrides=[f"model={tmp_path / 'nowhere'}"], log=lambda s: None)

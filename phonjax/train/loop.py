@@ -341,8 +341,6 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
     stages = _stages(cfg)
     if not resume and (out / "stages").exists() and any((out / "stages").rglob("_CHECKPOINT_METADATA")):
         raise CheckpointError(f"{out} already holds checkpoints: resume, or choose another out_dir")
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if model is None:
         from phonjax.train.nequip_adapter import load_trainable
         model = load_trainable(cfg.model)
@@ -356,6 +354,8 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
 
     # build every stage's data first: all bad input fails before any training
     runners = [_Stage(model, cfg, st, k, fc_ref, log) for k, st in enumerate(stages)]
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     tparams = {"model": model.initial_params(), "offsets": jnp.zeros(len(model.type_names))}
     history: list[dict] = []

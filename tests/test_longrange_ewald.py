@@ -156,3 +156,13 @@ def test_supercell_dipole_energy_forces():
     e, f = dipole_energy_forces(u, phi)
     g = jax.grad(lambda x: dipole_energy_forces(x, phi)[0])(u)
     np.testing.assert_allclose(-np.asarray(g), f, atol=1e-12)
+
+
+def test_kernel_compiles_once_per_bucket():
+    xtal, born = _rocksalt()
+    kern = make_dipole_kernel(xtal, born, phonopy_recip_parameters(xtal, born))
+    kern(QS[:1])
+    n0 = kern._fn._cache_size()
+    for m in (2, 3, 5):  # ≤ 8 representatives (L has 2 zone-boundary ties): all in the first bucket
+        kern(np.vstack([QS, QS])[:m], [1.0, 0, 0])
+    assert kern._fn._cache_size() == n0

@@ -32,6 +32,19 @@ the addition, so commensurate frequencies remain unchanged.
   Λ-independent Ewald sum instead.
 * recip: phonopy's defaults without ``ewald_lambda``; with it, the G cutoff follows from Λ and ``tolerance``.
 * ewald, ewald-leak: full Ewald, Λ-independent (``ewald_lambda`` only moves work between the two sums).
+
+Measured (benchmarks/longrange_modes.py, longrange_ml.py; LiF):
+* Λ-dependence vs gonze at phonopy's default Λ, max over (¼,¼,¼), X, L: recip 1.4 THz at Λ = 0.1 growing to
+  11.8 THz for Λ ≥ 0.3 (where it equals ewald); ewald / ewald-leak Λ-independent (< 1e-7 THz); gonze ≤ 3e-3
+  THz for 0.15 ≤ Λ ≤ 0.3, 0.19 THz at Λ = 0.1 and 0.5, 7.7 THz at 1.0 (commensurate q exact for any Λ).
+* DFT (phonopy) force constants: ewald and recip double count the supercell's dipoles (TO(Γ) → 0, imaginary
+  branches, RMS vs gonze 6.3 / 4.3 THz); wang 0.34 THz; na only fixes Γ.
+* SevenNet-0 force constants vs QE DFPT (RMSE cm⁻¹, prim 3³ / conv 2³ / conv 3³): none 87/87/81, na 84/84/77,
+  gonze 39/41/48, wang 40/41/46, recip 201/194/201, ewald 248/243/249, ewald-leak sphere:5 112/110/107,
+  gonze+LO-projection 67/44/49.
+* LO projection: the acoustic subspace is only defined per representative q, so the projected term jumps on
+  the zone boundary (visible along W–K) and its commensurate inverse transform gets long-ranged tails
+  (imaginary modes with the 54-atom primitive supercell of the ML model).
 """
 from __future__ import annotations
 

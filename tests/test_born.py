@@ -47,6 +47,12 @@ def test_symmetry_expansion_matches_phonopy(tmp_path):
     # the expanded O tensors are genuinely different (rotated)
     assert np.abs(b.zstar[2] - b.zstar[4]).max() > 0.5
     np.testing.assert_allclose(expand_by_symmetry(x, [z_ti, z_o]), b.zstar)
+    # --nosym layout (every atom listed) and a non-numeric unit line (default factor e²/4πε0)
+    lines_all = ["# no unit", lines[1]] + [" ".join(map(str, zk.ravel())) for zk in b.zstar]
+    f.write_text("\n".join(["default"] + lines_all[1:]) + "\n")
+    b2 = read_born(f, x)
+    np.testing.assert_allclose(b2.zstar, b.zstar, atol=1e-12)
+    assert b2.factor == pytest.approx(14.399645)
 
 
 def test_nacl_born_matches_phonopy(phonopy_examples):

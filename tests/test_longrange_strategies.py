@@ -162,3 +162,14 @@ def test_lambda_scan_accepts_engine_object(nacl):
     obj = fcmod.ForceConstants(sc, fc, born, qspace_asr=False)
     scan = lambda_scan(obj, None, [0.2], QS[:1], modes=("gonze",))
     assert scan.deviation("gonze")[0] < 1e-4
+
+
+def test_gonze_full_ewald_equals_recip_only(nacl):
+    """The mixed-space result does not depend on splitting C_dd: full Ewald (recip+real+limit) and phonopy's
+    reciprocal-only sum give the same frequencies (the real-space part is short-ranged and cancels)."""
+    ph, sc, fc, born, _ = nacl
+    a = make_correction("gonze", born, sc, fc)
+    b = make_correction("gonze", born, sc, fc, gonze_full_ewald=True)
+    qs = np.vstack([QS, [[0.05, 0.1, 0.0]]])
+    assert np.abs(_f(a, sc, qs) - _f(b, sc, qs)).max() < 1e-5
+    assert np.abs(_f(a, sc, [[0, 0, 0]], XDIR) - _f(b, sc, [[0, 0, 0]], XDIR)).max() < 1e-5

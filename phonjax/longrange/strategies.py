@@ -42,6 +42,10 @@ Measured (benchmarks/longrange_modes.py, longrange_ml.py; LiF):
 * SevenNet-0 force constants vs QE DFPT (RMSE cm⁻¹, prim 3³ / conv 2³ / conv 3³): none 87/87/81, na 84/84/77,
   gonze 39/41/48, wang 40/41/46, recip 201/194/201, ewald 248/243/249, ewald-leak sphere:5 112/110/107,
   gonze+LO-projection 67/44/49.
+* ewald-leak does not converge to gonze as the sphere grows (LiF DFT, RMS vs gonze 2.30 / 2.08 / 2.08 THz for
+  R = 3 / 5 / 9 Å, TO(Γ) imaginary −5.3 THz for every R): bare pairs cannot remove the conditionally convergent,
+  Ewald-periodic (G = 0 excluded) part of the supercell's dipole sum; only the commensurate subtraction can.
+  gonze with full Ewald equals the reciprocal-only gonze to 6e-7 THz.
 * LO projection: the acoustic subspace is only defined per representative q, so the projected term jumps on
   the zone boundary (visible along W–K) and its commensurate inverse transform gets long-ranged tails
   (imaginary modes with the 54-atom primitive supercell of the ML model).

@@ -127,3 +127,17 @@ def test_fc_aware_finetuning(tmp_path):
         r = finetune(cfg, model=PairModel(seed=0), log=lambda s: None)
         assert r.compilations["main"]["train_step"] == 1
         assert fc_error(r.params) < start / factor, (fw, fc_error(r.params), start)
+
+
+def test_dft_finite_displacement_reference():
+    """examples/LiF: POSCAR + FORCE_SETS (QE finite displacements, 3×3×3) as an FC-loss reference."""
+    root = Path(__file__).resolve().parents[1] / "examples" / "LiF"
+    if not (root / "fd" / "FORCE_SETS").is_file():
+        pytest.skip("examples/LiF/fd/FORCE_SETS not present")
+    ref = load_fc_reference(root / "POSCAR", force_sets=root / "fd" / "FORCE_SETS", supercell_matrix=[3, 3, 3])
+    assert ref.fc.shape == (2, 54, 3, 3) and list(ref.numbers[ref.rows]) == [3, 9]
+    assert np.abs(ref.fc.sum(axis=1)).max() < 1e-3          # acoustic sum rule of DFT rows
+    assert 2.0 < ref.fc[0, 0, 0, 0] < 6.0                    # Li on-site, eV/Å² (rock salt: isotropic)
+    np.testing.assert_allclose(np.diag(ref.fc[0, 0]), ref.fc[0, 0, 0, 0], rtol=1e-6)
+    with pytest.raises(FcReferenceError, match="supercell_matrix"):
+        load_fc_reference(root / "POSCAR", force_sets=root / "fd" / "FORCE_SETS")

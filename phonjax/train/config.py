@@ -48,13 +48,16 @@ class DataConfig:
 class FcLossConfig:
     """Force-constant-aware loss (Hessian-vector products against reference force-constant rows).
 
-    reference: a phonopy file with force constants for a supercell of the material (``phonopy.yaml``
-    / ``phonopy_params.yaml`` with FORCE_SETS or force constants, or a pair ``BASE.yaml`` +
-    ``force_constants.hdf5``). weight 0 disables the term. n_vectors random home-cell directions per
+    reference: a phonopy yaml with force constants / displacement forces for a supercell of the
+    material, or a unit-cell file (POSCAR) with ``supercell`` (diagonal) and ``force_sets`` (phonopy
+    FORCE_SETS, e.g. DFT finite displacements) or ``force_constants``. weight 0 disables the term. n_vectors random home-cell directions per
     step (0: all 3·n_prim unit directions, i.e. the full home-cell rows).
     """
 
     reference: str | None = None
+    force_sets: str | None = None
+    force_constants: str | None = None
+    supercell: tuple[int, int, int] | None = None
     weight: float = 0.0
     n_vectors: int = 0
 

@@ -62,21 +62,38 @@ def fc_reference_from_phonopy(phonon, source: str = "") -> FcReference:
 
 
 def load_fc_reference(path: str | Path, *, force_sets: str | Path | None = None,
-                      force_constants: str | Path | None = None) -> FcReference:
-    """Read a phonopy yaml (``phonopy.yaml``/``phonopy_params.yaml`` holding force constants or a
-    displacement dataset with forces); ``force_sets`` names a FORCE_SETS file and ``force_constants``
-    a ``force_constants.hdf5``/``FORCE_CONSTANTS`` file to use with it."""
+                      force_constants: str | Path | None = None,
+                      supercell_matrix=None) -> FcReference:
+    """Reference force constants via phonopy.
+
+    ``path`` is either a phonopy yaml (``phonopy.yaml``/``phonopy_params.yaml`` holding force constants
+    or a displacement dataset with forces), or a unit-cell structure file (POSCAR) together with
+    ``supercell_matrix`` (3 ints or 3×3) and ``force_sets`` (phonopy FORCE_SETS, e.g. from
+    ``phonjax.dataset`` finite displacements) or ``force_constants``.
+    """
     import phonopy
     path = Path(path)
     if not path.is_file():
         raise FcReferenceError(f"force-constant reference not found: {path}")
     kw = {}
-    if force_sets:
-        kw["force_sets_filename"] = str(force_sets)
-    if force_constants:
-        kw["force_constants_filename"] = str(force_constants)
+    for name, f in (("force_sets_filename", force_sets), ("force_constants_filename", force_constants)):
+        if f:
+            if not Path(f).is_file():
+                raise FcReferenceError(f"force-constant reference not found: {f}")
+            kw[name] = str(f)
+    is_yaml = path.suffix in (".yaml", ".yml")
+    if not is_yaml:
+        if supercell_matrix is None or not kw:
+            raise FcReferenceError(f"{path}: a structure file needs supercell_matrix and force_sets or "
+                                   "force_constants")
+        kw["unitcell_filename"] = str(path)
+        kw["supercell_matrix"] = supercell_matrix
+        kw["primitive_matrix"] = None
     try:
-        ph = phonopy.load(str(path), produce_fc=True, symmetrize_fc=False, log_level=0, **kw)
+        if is_yaml:
+            ph = phonopy.load(str(path), produce_fc=True, symmetrize_fc=False, log_level=0, **kw)
+        else:
+            ph = phonopy.load(produce_fc=True, symmetrize_fc=False, log_level=0, **kw)
     except Exception as e:  # noqa: BLE001 - phonopy raises many types
         raise FcReferenceError(f"{path}: cannot load with phonopy ({type(e).__name__}: {e})") from None
     return fc_reference_from_phonopy(ph, str(path))

@@ -346,7 +346,9 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
         model = load_trainable(cfg.model)
     fc_ref = None
     if cfg.loss.fc.weight > 0:
-        fc_ref = load_fc_reference(cfg.loss.fc.reference)
+        fcc = cfg.loss.fc
+        fc_ref = load_fc_reference(fcc.reference, force_sets=fcc.force_sets, force_constants=fcc.force_constants,
+                                   supercell_matrix=None if fcc.supercell is None else list(fcc.supercell))
         unknown = {int(z) for z in fc_ref.numbers} - {__import__("ase.data").data.atomic_numbers[s]
                                                       for s in model.type_names}
         if unknown:

@@ -1,11 +1,13 @@
 """Quantum ESPRESSO datasets and DFPT references (pw.x, ph.x, q2r.x, matdyn.x).
 
-Public API: build_dataset / DatasetConfig (builder.py), run_dfpt / DfptConfig (dfpt.py); parsers and
-input writers in qe_io.py; runner.py runs executables with resumable per-sample directories.
+Public API: build_dataset / DatasetConfig (builder.py), run_dfpt / DfptConfig (dfpt.py),
+fd_force_constants (fd.py, finite-displacement DFT force constants); parsers and input writers in qe_io.py;
+runner.py runs executables with resumable per-sample directories. Error metrics: phonjax.compare.
 """
 from .builder import (DatasetConfig, DatasetInputError, DatasetResult, build_dataset, load_dataset_config,
                       read_structure)
 from .dfpt import DfptConfig, DfptResult, band_path, born_text, load_dfpt_config, run_dfpt
+from .fd import FDResult, fd_force_constants, phonopy_fc_to_phonjax
 from .pseudos import PseudoError
 from .qe_io import PwSettings, QEOutputError, SCFNotConvergedError, parse_pw_output
 from .runner import QENotFoundError, QERunError, qe_available
@@ -13,4 +15,5 @@ from .runner import QENotFoundError, QERunError, qe_available
 __all__ = ["DatasetConfig", "DatasetInputError", "DatasetResult", "build_dataset", "load_dataset_config",
            "read_structure", "DfptConfig", "DfptResult", "band_path", "born_text", "load_dfpt_config",
            "run_dfpt", "PseudoError", "PwSettings", "QEOutputError", "SCFNotConvergedError", "parse_pw_output",
-           "QENotFoundError", "QERunError", "qe_available"]
+           "QENotFoundError", "QERunError", "qe_available", "FDResult", "fd_force_constants",
+           "phonopy_fc_to_phonjax"]

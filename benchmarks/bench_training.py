@@ -27,6 +27,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # the repository's phonjax (enables float64) even when run from elsewhere
 
 ARCH = dict(l_max=1, parity=True, num_layers=3, num_features=32, radial_mlp_depth=1, radial_mlp_width=64,
             num_bessels=8, r_max=4.5, polynomial_cutoff_p=6)

@@ -31,8 +31,8 @@ from .runner import atomic_write_json, atomic_write_text, find_executable, run_q
 class DfptConfig:
     """Settings of a DFPT reference run (config-loadable; see configs/dfpt_lif.yaml).
 
-    path: ASE special-point letters, ',' = break (G = Γ), e.g. "GXU,KGL" (fcc); npoints: total q-points
-    along it. qgrid: ph.x q mesh; relax: vc-relax the cell first (then a fresh scf, as ph.x requires).
+    path: ASE special-point letters, ',' = break (G = Γ), e.g. "GXU,KGL" (fcc), or "auto" (ASE's default
+    path of the lattice, as phonjax.bands); npoints: total q-points along it. qgrid: ph.x q mesh; relax: vc-relax the cell first (then a fresh scf, as ph.x requires).
     nprocs: MPI ranks (npool k-point pools); keep_scratch: keep QE's outdir (wavefunctions, GBs).
     """
 
@@ -43,7 +43,7 @@ class DfptConfig:
     qgrid: tuple[int, int, int] = (4, 4, 4)
     zasr: str = "crystal"
     asr: str = "crystal"
-    path: str = "GXU,KGL"
+    path: str = "auto"
     npoints: int = 130
     nprocs: int = 2
     npool: int = 2
@@ -76,12 +76,15 @@ def load_dfpt_config(path, overrides=None) -> DfptConfig:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def band_path(crystal: Crystal, path: str = "GXU,KGL", npoints: int = 130):
+def band_path(crystal: Crystal, path: str = "auto", npoints: int = 130):
     """q-points along ``path`` (ASE special-point letters of ``crystal``'s lattice, in reduced coordinates
     of its reciprocal basis, no 2π). Points are shared out in proportion to segment lengths; each segment
     includes both end points (phonopy's layout). Returns (qpoints (nq,3), segment_nqpoint, labels)."""
     crystal = Crystal.coerce(crystal)
-    special = crystal.to_ase().cell.bandpath(npoints=0).special_points
+    bp = crystal.to_ase().cell.bandpath(npoints=0)
+    special = bp.special_points
+    if path == "auto":
+        path = bp.path
     segs = []
     for piece in path.split(","):
         names = list(piece.strip())

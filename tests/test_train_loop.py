@@ -184,3 +184,30 @@ def test_plateau_schedule_runs(tmp_path, teacher_data):
                                                      "learning_rate": 0.5}, training={"max_epochs": 3})
     r = finetune(cfg, model=PairModel(seed=0), log=_quiet)
     assert len(r.history) == 4 and r.compilations["main"]["train_step"] == 1
+
+
+def test_early_stopping(tmp_path, teacher_data):
+    """min_delta larger than any change: epoch 1 improves (from nothing), then patience 1 → stop after epoch 3."""
+    cfg = _cfg(teacher_data, tmp_path / "e", optim={"learning_rate": 1e-12},
+               training={"max_epochs": 10, "patience": 1, "min_delta": 1.0})
+    r = finetune(cfg, model=PairModel(seed=0), log=_quiet)
+    assert r.stages[0].stopped_early and r.stages[0].epochs == 3 and r.stages[0].best_epoch == 1
+
+
+def test_huber_and_masks():
+    """Huber ×2 equals the MSE below δ and grows linearly above; padded graphs/nodes never count."""
+    from phonjax.train.loss import Labels, Predictions, error_sums, finalize_errors
+    lab = Labels(energy=jnp.array([1.0, 2.0, 0.0]), forces=jnp.zeros((4, 3)), stress=jnp.zeros((3, 3, 3)),
+                 n_atoms=jnp.array([2.0, 1.0, 0.0]), graph_mask=jnp.array([True, True, False]),
+                 node_mask=jnp.array([True, True, True, False]), stress_mask=jnp.array([True, False, False]))
+    f = jnp.zeros((4, 3)).at[0, 0].set(0.005).at[3].set(100.0)  # padded node with a huge "error"
+    pred = Predictions(energy=jnp.array([1.0 + 2 * 0.004, 2.0, 50.0]), forces=f, stress=jnp.zeros((3, 3, 3)))
+    mse = loss_terms(pred, lab, LossConfig(kind="mse"))
+    hub = loss_terms(pred, lab, LossConfig(kind="huber", huber_delta=0.01))
+    assert float(mse["energy"]) == pytest.approx(0.004 ** 2 / 2) and float(hub["energy"]) == pytest.approx(float(mse["energy"]))
+    assert float(mse["forces"]) == pytest.approx(0.005 ** 2 / 9)
+    big = Predictions(energy=jnp.array([1.0 + 2 * 1.0, 2.0, 0.0]), forces=jnp.zeros((4, 3)), stress=jnp.zeros((3, 3, 3)))
+    assert float(loss_terms(big, lab, LossConfig(kind="huber", huber_delta=0.01))["energy"]) == pytest.approx(
+        2 * 0.01 * (1.0 - 0.005) / 2)
+    m = finalize_errors(error_sums(pred, lab))
+    assert m["e_mae"] == pytest.approx(0.002) and m["f_mae"] == pytest.approx(0.005 / 9)

@@ -10,8 +10,8 @@ A :class:`PairPotential` serves both energy interfaces of :func:`phonjax.force_c
 
 * ``pot(positions, cell, numbers) -> eV`` (plain callable): images n ∈ [−k, k]³; k from the cell when the cell is
   concrete (numpy), else ``image_range`` (must be set to trace over the cell);
-* ``pot.bind(crystal) -> energy(positions, cell)``: the image list is built once for that geometry and the
-  returned function is a :class:`jax.tree_util.Partial` (a pytree), so a second structure of the same shape
+* ``pot.bind(crystal) -> energy(positions, cell)``: a neighbour list is built once for that geometry (linear
+  cost in the number of atoms) and the returned function is a :class:`jax.tree_util.Partial` (a pytree), so a second structure of the same shape
   reuses the compiled engine kernels.
 
 :class:`PotentialCalculator` wraps a potential as an ASE calculator (energy, forces, stress = 0 not provided).
@@ -68,8 +68,37 @@ def _pair_energy(positions, cell, numbers, shifts, lookup, A, rho, C, D, cutoff)
     return 0.5 * jnp.sum(e)
 
 
-def _bound_energy(shifts, numbers, lookup, A, rho, C, D, cutoff, positions, cell):
-    return _pair_energy(positions, cell, numbers, shifts, lookup, A, rho, C, D, cutoff)
+def _bound_energy(senders, receivers, shifts, mask, numbers, lookup, A, rho, C, D, cutoff, positions, cell):
+    """Energy over an explicit padded pair list (both orders of every pair, hence the ½)."""
+    t = lookup[numbers]
+    v = positions[senders] - positions[receivers] + shifts @ cell
+    r2 = jnp.sum(v * v, axis=-1)
+    inside = mask & (r2 < cutoff ** 2)
+    r2s = jnp.where(inside, r2, cutoff ** 2)
+    r = jnp.sqrt(r2s)
+    ti, tj = t[receivers], t[senders]
+    inv6 = 1.0 / (r2s * r2s * r2s)
+    phi = A[ti, tj] * jnp.exp(-r / rho[ti, tj]) + D[ti, tj] * inv6 * inv6 - C[ti, tj] * inv6
+    return 0.5 * jnp.sum(jnp.where(inside, phi * _switch(r / cutoff), 0.0))
+
+
+#: pair lists are padded to a multiple of this, so rattled copies of a structure share compiled kernels
+PAIR_BUCKET = 512
+#: pairs up to cutoff + SKIN (Å) are listed, so small displacements never miss a pair
+SKIN = 1.0
+
+
+def _neighbor_pairs(cr, cutoff: float):
+    """(i, j, S): all ordered pairs with |r_j + S @ cell − r_i| < cutoff (vesin, else ASE)."""
+    try:
+        from vesin import NeighborList
+        i, j, S = NeighborList(cutoff=cutoff, full_list=True).compute(
+            points=cr.positions, box=cr.cell, periodic=True, quantities="ijS")
+        return np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(S, np.int64)
+    except ImportError:  # pragma: no cover
+        from ase.neighborlist import primitive_neighbor_list
+        return primitive_neighbor_list("ijS", (True, True, True), cr.cell, cr.positions, cutoff,
+                                       self_interaction=False)
 
 
 def _image_range(cell: np.ndarray, cutoff: float, margin: float = 1.0) -> np.ndarray:
@@ -158,16 +187,24 @@ class PairPotential:
         return _pair_energy(positions, cell, numbers, shifts, *self._tables(numbers))
 
     def bind(self, crystal):
-        """energy(positions (N, 3), cell (3, 3)) -> eV for this crystal's species, as a jax Partial.
+        """energy(positions (N, 3), cell (3, 3)) -> eV for this crystal, as a jax Partial over a neighbour list.
 
-        Images: every lattice vector n for which some pair lies within cutoff + 1 Å in this geometry."""
+        Pairs (i, j, cell shift) within cutoff + SKIN of this geometry are listed once (ASE's neighbour list) and
+        padded to a multiple of PAIR_BUCKET; the energy is linear in the number of atoms."""
         from phonjax.structure import Crystal
 
         cr = Crystal.coerce(crystal)
-        shifts = _shift_grid(_image_range(cr.cell, self.cutoff))
-        d = cr.positions[None, :, None, :] + (shifts @ cr.cell)[None, None] - cr.positions[:, None, None, :]
-        near = (np.linalg.norm(d, axis=-1) < self.cutoff + 1.0).any(axis=(0, 1))
-        return jax.tree_util.Partial(_bound_energy, jnp.asarray(shifts[near]), jnp.asarray(cr.numbers),
+        self._tables(cr.numbers)
+        i, j, S = _neighbor_pairs(cr, self.cutoff + SKIN)
+        n = len(i)
+        cap = max(PAIR_BUCKET, -(-n // PAIR_BUCKET) * PAIR_BUCKET)
+        pad = cap - n
+        senders = np.concatenate([j, np.zeros(pad, dtype=j.dtype)])
+        receivers = np.concatenate([i, np.zeros(pad, dtype=i.dtype)])
+        shifts = np.concatenate([S.astype(np.float64), np.zeros((pad, 3))])
+        mask = np.concatenate([np.ones(n, bool), np.zeros(pad, bool)])
+        return jax.tree_util.Partial(_bound_energy, jnp.asarray(senders), jnp.asarray(receivers),
+                                     jnp.asarray(shifts), jnp.asarray(mask), jnp.asarray(cr.numbers),
                                      *self._tables(cr.numbers))
 
 

@@ -139,14 +139,15 @@ class Model:
         return build_graph(pc, sp, self.r_max, **capacities)
 
     # -- energies ----------------------------------------------------------------------------------
-    def bind(self, crystal) -> Callable:
+    def bind(self, crystal, **capacities) -> Callable:
         """``f(positions (n, 3) Å, cell (3, 3) Å) -> energy (eV)`` for the pairs of ``crystal``'s geometry.
 
         The neighbour graph (pairs within r_max and their cell shifts) is built once, here; f is pure,
         jit-able and twice differentiable (valid for small displacements around the bound geometry).
+        ``capacities`` (n_nodes, n_edges) fix the padded graph size (default: bucketed).
         """
         pos, cell, num = _unpack(crystal)
-        graph = self.graph((pos, cell, num))
+        graph = self.graph((pos, cell, num), **capacities)
         config, params = self.config, self.params
 
         def energy(positions, cell):

@@ -205,4 +205,4 @@ def init_params(config: ModelConfig, seed: int = 0):
     vec = jnp.asarray([[1.0, 0.2, 0.1], [-1.0, -0.2, -0.1]])
     sp = jnp.zeros(2, jnp.int32)
     idx = jnp.asarray([0, 1], jnp.int32)
-    return model.init(jax.random.PRNGKey(seed), vec, sp, idx, idx[::-1], jnp.ones(E, bool))["params"]
+    return jax.jit(model.init)(jax.random.PRNGKey(seed), vec, sp, idx, idx[::-1], jnp.ones(E, bool))["params"]

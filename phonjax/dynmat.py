@@ -94,7 +94,7 @@ def eigen_frequencies(cq, masses, delta=None, *, return_eigenvectors: bool = Fal
 
 
 def _correction(fcobj, lr, born, ewald_lambda, leak_region, lo_projection):
-    key = ("corr", lr, id(born), ewald_lambda, str(leak_region), bool(lo_projection))
+    key = ("corr", lr, born, ewald_lambda, str(leak_region), bool(lo_projection))
     cache = fcobj._cache
     if key not in cache:
         if lr == "none":
@@ -145,7 +145,7 @@ def total_cq(fcobj, q, *, lr, born, q_direction, ewald_lambda, leak_region, lo_p
         cq = cq_tot
     delta = None
     if asr:
-        key = ("asr", lr, id(born), ewald_lambda, str(leak_region), bool(lo_projection))
+        key = ("asr", lr, born, ewald_lambda, str(leak_region), bool(lo_projection))
         if key not in fcobj._cache:
             g = np.zeros((1, 3))
             c0 = fourier_fc(fc_sr, fcobj.supercell, g, images=im)

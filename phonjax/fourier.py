@@ -80,7 +80,7 @@ def ws_images(supercell: Supercell, *, tol: float = 1e-5) -> WSImages:
     r = np.linalg.norm(v, axis=-1)
     keep = r <= r.min(axis=-1, keepdims=True) + tol
     mult = keep.sum(-1)
-    m = int(mult.max())
+    m = 1 << (int(mult.max()) - 1).bit_length()  # padded to a power of two: fewer distinct kernel shapes
     order = np.argsort(~keep, axis=-1, kind="stable")[..., :m]
     vec = np.take_along_axis(v, order[..., None], axis=2)
     k = np.take_along_axis(keep, order, axis=2)

@@ -70,7 +70,8 @@ def _supercell_matrix(sc_cell, prim_cell) -> np.ndarray:
 def from_phonopy(obj, *, force_sets=None, born_file=None, born=None, is_nac: bool = True, qspace_asr: bool = False,
                  symmetrize_fc: bool = True) -> ForceConstants:
     """ForceConstants from a ``phonopy.Phonopy`` object or a phonopy yaml (``phonopy_params.yaml`` /
-    ``phonopy_disp.yaml`` + ``force_sets`` FORCE_SETS, optional ``born_file`` BORN read by phonopy).
+    ``phonopy_disp.yaml`` + ``force_sets`` FORCE_SETS, optional ``born_file`` BORN read by phonopy; a
+    FORCE_SETS / BORN beside a yaml that has no force constants / NAC parameters are used automatically).
 
     Force constants are produced from the displacement dataset when the object has none (phonopy's default
     symmetrisation, ``symmetrize_fc``). NAC parameters (phonopy's ``nac_params``, e.g. from a BORN file next to
@@ -83,6 +84,12 @@ def from_phonopy(obj, *, force_sets=None, born_file=None, born=None, is_nac: boo
         path = Path(obj)
         if not path.is_file():
             raise FileNotFoundError(f"phonopy file not found: {path}")
+        text = path.read_text(errors="replace")
+        has_fc = any(line.startswith("force_constants:") for line in text.splitlines())
+        if force_sets is None and not has_fc and "forces:" not in text and (path.parent / "FORCE_SETS").is_file():
+            force_sets = path.parent / "FORCE_SETS"  # phonopy_disp.yaml next to its FORCE_SETS
+        if born_file is None and is_nac and "born_effective_charge" not in text and (path.parent / "BORN").is_file():
+            born_file = path.parent / "BORN"
         kw = {"force_sets_filename": str(force_sets)} if force_sets is not None else {}
         if born_file is not None:
             kw["born_filename"] = str(born_file)

@@ -63,7 +63,7 @@ class PredictResult:
         fc = self.force_constants
         lines = [f"phonjax: {len(fc.primitive.numbers)} atoms/cell ({''.join(fc.primitive.symbols)}), supercell "
                  f"{self.supercell_matrix.tolist()} ({fc.supercell.crystal.n_atoms} atoms), lr={self.lr}",
-                 "Γ frequencies (THz): " + " ".join(f"{x:.4f}" for x in self.gamma_frequencies),
+                 "Γ frequencies (THz): " + " ".join(f"{(0.0 if abs(x) < 5e-5 else x):.4f}" for x in self.gamma_frequencies),
                  f"max frequency {self.max_frequency:.4f} THz; min {self.min_frequency:.4f} THz; "
                  + (f"imaginary modes at {self.n_imaginary_q} of {len(self.band.qpoints)} path points"
                     if self.n_imaginary_q else "no imaginary modes on the path"),

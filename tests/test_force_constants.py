@@ -124,6 +124,11 @@ def test_q_list_length_within_bucket_does_not_recompile():
     with count_compilations() as c:
         fc.frequencies(np.random.default_rng(0).uniform(size=(11, 3)))
     assert c.count == 0
+    # a second structure of the same shape (another lattice constant): C(q) and eigh kernels are reused
+    fc2 = force_constants(POT, bulk("NaCl", "rocksalt", a=5.5), 2)
+    with count_compilations() as c:
+        fc2.frequencies(np.zeros((9, 3)))
+    assert c.count == 0
     with count_compilations() as c:  # a counter that cannot see anything would pass everything: check it counts
         jax.jit(lambda x: jnp.sin(x) * 3.0)(jnp.ones(7))
     assert c.count >= 1

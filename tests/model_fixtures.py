@@ -67,7 +67,9 @@ def torch_reference(model, atoms: Atoms, hessian: bool = False):
     from nequip.data import AtomicDataDict, from_ase
     from nequip.data._nl import compute_neighborlist_
     from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper
+    from nequip.utils.global_state import set_global_state
 
+    set_global_state()  # float64 default dtype: nequip's from_ase builds positions in the default dtype
     type_names = list(model.type_names)
     r_max = float(model.metadata["r_max"])
     data = from_ase(atoms)

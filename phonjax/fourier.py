@@ -15,6 +15,7 @@ another length in the same bucket does not recompile, nor does a second structur
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 import itertools
 
 import jax
@@ -88,13 +89,29 @@ def ws_images(supercell: Supercell, *, tol: float = 1e-5) -> WSImages:
     return WSImages(frac, k / mult[..., None], mult)
 
 
-@jax.jit
-def _cq_kernel(fc_blocks, frac, weight, q):
-    """fc_blocks (n, L, n, 3, 3) [i, cell, j]; frac/weight (n, L, n, m[, 3]); q (nq, 3) → (nq, n, 3, n, 3)."""
+#: bytes of phase factors one q-chunk of the C(q) kernel may hold (complex128)
+CHUNK_BYTES = 256 * 2 ** 20
+
+
+@partial(jax.jit, static_argnames=("chunk",))
+def _cq_kernel(fc_blocks, frac, weight, q, chunk: int):
+    """fc_blocks (n, L, n, 3, 3) [i, cell, j]; frac/weight (n, L, n, m[, 3]); q (nq, 3) → (nq, n, 3, n, 3).
+    q is processed in ``lax.map`` chunks of ``chunk`` vmapped points (bounded memory)."""
     def one(qv):
         ph = jnp.sum(weight * jnp.exp(2j * jnp.pi * (frac @ qv)), axis=-1)  # (n, L, n)
         return jnp.einsum("ilj,iljab->iajb", ph, fc_blocks)
-    return jax.vmap(one)(q)
+    nq = q.shape[0]
+    if chunk >= nq:
+        return jax.vmap(one)(q)
+    out = jax.lax.map(jax.vmap(one), q.reshape(nq // chunk, chunk, 3))
+    return out.reshape((nq,) + out.shape[2:])
+
+
+def _chunk(nb: int, n: int, L: int, m: int) -> int:
+    per_q = n * L * n * m * 16 * 2
+    c = max(1, CHUNK_BYTES // max(per_q, 1))
+    c = 1 << (c.bit_length() - 1)  # power of two ≤ budget, divides the bucket sizes
+    return int(min(nb, c, 4096))  # buckets are powers of two ≤ 4096 or multiples of 4096
 
 
 def fourier_fc(fc, supercell: Supercell, qpoints, *, images: WSImages | None = None) -> np.ndarray:
@@ -112,5 +129,7 @@ def fourier_fc(fc, supercell: Supercell, qpoints, *, images: WSImages | None = N
     blocks = fc.reshape(n, L, n, 3, 3)
     frac = im.frac.reshape(n, L, n, m, 3)
     w = im.weight.reshape(n, L, n, m)
-    out = _cq_kernel(jnp.asarray(blocks), jnp.asarray(frac), jnp.asarray(w), jnp.asarray(pad_q(q)))
+    qp = pad_q(q)
+    out = _cq_kernel(jnp.asarray(blocks), jnp.asarray(frac), jnp.asarray(w), jnp.asarray(qp),
+                     _chunk(len(qp), n, L, m))
     return np.asarray(out)[:len(q)]

@@ -237,10 +237,43 @@ class _PlainAdapter:
         return self.fn(positions, cell, numbers)
 
 
+@dataclass(frozen=True)
+class _ModelAdapter:
+    """energy(params, graph, positions, cell) of a phonjax NequIP Model with a given (static, hashable) config:
+    params and graph become pytree leaves of a Partial, so the compiled kernels are shared by every structure
+    of the same padded shape (a closure over params would be re-traced, and its weights constant-folded,
+    for every bind)."""
+
+    config: object
+
+    def __call__(self, params, graph, positions, cell):
+        from phonjax.model import _energy_single
+        return _energy_single(self.config, params, graph, jnp.asarray(positions), jnp.asarray(cell))
+
+
+def _model_partial(model, e):
+    """Partial over a phonjax Model's bound energy (see :class:`_ModelAdapter`), or None when ``model`` is not
+    one (other objects with ``bind`` keep their own function)."""
+    graph = getattr(e, "graph", None)
+    if graph is None or not hasattr(model, "config") or not hasattr(model, "params"):
+        return None
+    try:
+        import phonjax.model as pm
+        if not isinstance(model, pm.Model) or not hasattr(pm, "_energy_single"):
+            return None
+        hash(model.config)
+    except Exception:
+        return None
+    return jax.tree_util.Partial(_ModelAdapter(model.config), model.params, graph)
+
+
 def _energy_of(model_or_energy_fn, crystal: Crystal):
     """A jax Partial ``energy(positions, cell)`` for ``crystal``."""
     if hasattr(model_or_energy_fn, "bind"):
         e = model_or_energy_fn.bind(crystal)
+        p = _model_partial(model_or_energy_fn, e)
+        if p is not None:
+            return p
         if not callable(e):
             raise ForceConstantsError(f"{type(model_or_energy_fn).__name__}.bind() did not return a callable")
         if isinstance(e, jax.tree_util.Partial):

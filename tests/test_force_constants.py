@@ -163,6 +163,12 @@ def test_small_nequip_model_matches_hessian_and_fd():
     scale = np.abs(fc_h.fc).max()
     assert scale > 0
     assert np.abs(fc_jvp.fc - fc_h.fc).max() <= 1e-10 * scale
+    # a second structure of the same shape reuses the compiled kernel (the Model's params/graph are leaves)
+    at2 = at.copy()
+    at2.positions += 0.01
+    with count_compilations() as c:
+        force_constants(model, at2, (1, 1, 2), symmetrize=False, asr=None)
+    assert c.count == 0
     energy = model.bind(sc.crystal)
     sweep = fd_step_sweep(energy, sc.crystal.positions, sc.crystal.cell, range(2), fc_jvp.fc,
                           steps=(1e-2, 1e-3, 3e-4))

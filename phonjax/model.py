@@ -113,7 +113,8 @@ class Model:
     def describe(self) -> str:
         c = self.config
         return (f"NequIP {c.num_layers} layers, SH {c.irreps_edge_sh}, r_max {c.r_max} Å, {len(c.type_names)} types, "
-                f"{self.n_params():,} parameters, {c.dtype}{', ZBL' if c.zbl else ''}")
+                f"{self.n_params():,} parameters, {c.dtype}{', ZBL' if c.zbl else ''}"
+                + (f"; {self.metadata['message']}" if self.metadata.get("message") else ""))
 
     # -- species -----------------------------------------------------------------------------------
     def species(self, numbers) -> np.ndarray:
@@ -129,7 +130,9 @@ class Model:
 
     def graph(self, structures, **capacities) -> Graph:
         """Padded graph of one structure (Crystal / ase.Atoms / (positions, cell, numbers)) or a list."""
-        if not isinstance(structures, (list, tuple)) or (len(structures) == 3 and np.ndim(structures[0]) == 2):
+        single = (isinstance(structures, tuple) and len(structures) == 3 and not hasattr(structures[0], "positions")
+                  and np.asarray(structures[0]).ndim == 2)
+        if single or not isinstance(structures, (list, tuple)):
             structures = [structures]
         pc, sp = [], []
         for s in structures:

@@ -99,3 +99,16 @@ def test_oam_l_architecture_parity():
     assert errs["E"] <= TOL_E and errs["F"] <= TOL_F and errs["S"] <= TOL_S and errs["H"] <= TOL_H
     errs = _compare(tm, model, lif_rattled_supercell(2, seed=9), label="OAM-L")
     assert errs["E"] <= TOL_E and errs["F"] <= TOL_F and errs["S"] <= TOL_S
+
+
+def test_variant_options_parity():
+    """Per-type avg_num_neighbors, resnet layers and a hidden readout layer (self-check at conversion too)."""
+    arch = dict(SMALL, avg_num_neighbors={"Li": 10.0, "F": 14.0, "Mg": 20.0, "O": 7.0},
+                feature_irreps_hidden=["6x0e+4x1o+3x2e", "6x0e+4x1o+3x2e", "6x0e"],
+                readout_mlp_hidden_layers_depth=1, readout_mlp_hidden_layers_width=5, convnet_resnet=True)
+    tm = build_torch_model(arch, seed=21, zbl=True)
+    model = from_torch_module(tm, check=True)
+    c = model.config
+    assert len(c.avg_num_neighbors) == 4 and c.convnet_resnet and c.readout_hidden == (5,)
+    errs = _compare(tm, model, triclinic_multi(), label="variants", caps=CAPS)
+    assert errs["E"] <= TOL_E and errs["F"] <= TOL_F and errs["S"] <= TOL_S

@@ -81,6 +81,16 @@ def _energy_forces_stress(config, params, graph, positions, cell):
     return e, -dpos, deps / vol
 
 
+@dataclass(frozen=True)
+class BoundEnergy:
+    """``(params, graph, positions (n, 3), cell (3, 3)) -> E`` for a fixed (hashable) config."""
+
+    config: ModelConfig
+
+    def __call__(self, params, graph, positions, cell):
+        return _energy_single(self.config, params, graph, jnp.asarray(positions), jnp.asarray(cell))
+
+
 # -- the model ------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class Model:
@@ -147,15 +157,13 @@ class Model:
 
         The neighbour graph (pairs within r_max and their cell shifts) is built once, here; f is pure,
         jit-able and twice differentiable (valid for small displacements around the bound geometry).
+        f is a ``jax.tree_util.Partial`` whose leaves are the params and the graph, so passing it into
+        jitted code shares one compilation across structures of the same padded shape (``f.graph``).
         ``capacities`` (n_nodes, n_edges) fix the padded graph size (default: bucketed).
         """
         pos, cell, num = _unpack(crystal)
         graph = self.graph((pos, cell, num), **capacities)
-        config, params = self.config, self.params
-
-        def energy(positions, cell):
-            return _energy_single(config, params, graph, jnp.asarray(positions), jnp.asarray(cell))
-
+        energy = jax.tree_util.Partial(BoundEnergy(self.config), self.params, graph)
         energy.graph = graph  # type: ignore[attr-defined]
         return energy
 

@@ -211,3 +211,16 @@ def test_huber_and_masks():
         2 * 0.01 * (1.0 - 0.005) / 2)
     m = finalize_errors(error_sums(pred, lab))
     assert m["e_mae"] == pytest.approx(0.002) and m["f_mae"] == pytest.approx(0.005 / 9)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, teacher_data):
+    from phonjax.train.checkpoint import CheckpointError
+    cfg = _cfg(teacher_data, tmp_path / "c", training={"max_epochs": 2})
+    finetune(cfg, model=PairModel(seed=0), log=_quiet, max_steps=5)  # interrupted in epoch 2
+    ck = tmp_path / "c" / "stages" / "main" / "checkpoints"
+    (step_dir,) = [p for p in ck.iterdir() if p.name.isdigit()]
+    for f in (step_dir / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot restore checkpoint"):
+        finetune(cfg, model=PairModel(seed=0), log=_quiet, resume=True)

@@ -349,10 +349,10 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
         fcc = cfg.loss.fc
         fc_ref = load_fc_reference(fcc.reference, force_sets=fcc.force_sets, force_constants=fcc.force_constants,
                                    supercell_matrix=None if fcc.supercell is None else list(fcc.supercell))
-        unknown = {int(z) for z in fc_ref.numbers} - {__import__("ase.data").data.atomic_numbers[s]
-                                                      for s in model.type_names}
+        from ase.data import chemical_symbols
+        unknown = sorted({chemical_symbols[int(z)] for z in fc_ref.numbers} - set(model.type_names))
         if unknown:
-            raise DatasetError(f"{cfg.loss.fc.reference}: species Z={sorted(unknown)} unknown to the model")
+            raise DatasetError(f"{cfg.loss.fc.reference}: species {unknown} unknown to the model")
 
     # build every stage's data first: all bad input fails before any training
     runners = [_Stage(model, cfg, st, k, fc_ref, log) for k, st in enumerate(stages)]

@@ -224,3 +224,13 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, teacher_data):
             f.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="cannot restore checkpoint"):
         finetune(cfg, model=PairModel(seed=0), log=_quiet, resume=True)
+
+
+def test_no_compilation_after_the_first_epoch(tmp_path, teacher_data):
+    """XLA compilations counted with phonjax.testing (JAX monitoring events): 4 epochs compile no more than 2."""
+    counting = pytest.importorskip("phonjax.testing")
+    with counting.count_compilations() as c2:
+        finetune(_cfg(teacher_data, tmp_path / "two", training={"max_epochs": 2}), model=PairModel(seed=0), log=_quiet)
+    with counting.count_compilations() as c4:
+        finetune(_cfg(teacher_data, tmp_path / "four", training={"max_epochs": 4}), model=PairModel(seed=0), log=_quiet)
+    assert c4.count >= 2 and c4.count <= c2.count, (c2.count, c4.count)  # ≥ train + eval steps

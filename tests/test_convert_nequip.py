@@ -111,3 +111,21 @@ def test_unsupported_feature_is_named():
         from_torch_module(tm)
     with pytest.raises(ConversionError, match="GraphModel"):
         from_torch_module(__import__("torch").nn.Linear(2, 2))
+
+
+def test_cli_convert(tmp_path):
+    """`phonjax convert nequip SRC --out DIR`: works on the real package; bad input → one line, exit ≠ 0."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    run = lambda *a: subprocess.run([sys.executable, "-m", "phonjax.cli", "convert", "nequip", *map(str, a)],  # noqa: E731
+                                    capture_output=True, text=True, cwd=root)
+    r = run(PKG, "--out", tmp_path / "ok")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert load_model(tmp_path / "ok").type_names == ("Cu",)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00" * 64)
+    r = run(bad, "--out", tmp_path / "no")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert not (tmp_path / "no").exists()

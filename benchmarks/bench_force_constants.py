@@ -116,17 +116,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     energy_obj, label = make_energy(args.energy, args.model, args.dtype)
     rows = []
-    for n in args.sizes:
-        r = bench_one(energy_obj, n, args.repeats, args.chunk_size)
-        rows.append(r)
-        print(json.dumps(r), flush=True)
-        if r["t_fc_first_call_s"] > args.max_seconds:
-            break
     meta = {"energy": label, "backend": jax.default_backend(), "device": str(jax.devices()[0]),
             "jax": jax.__version__, "machine": platform.machine(), "chunk_size": args.chunk_size}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"fc_lif_{args.energy if not args.model else 'model'}_{jax.default_backend()}"
-    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    for n in args.sizes:
+        r = bench_one(energy_obj, n, args.repeats, args.chunk_size)
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+        # written after every size, so a run cut short keeps what it measured
+        (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        if r["t_fc_first_call_s"] > args.max_seconds:
+            break
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -249,6 +249,24 @@ def _mlp_weights(mlp_fn):
     return ws, act
 
 
+def _avg_num_neighbors(conv) -> tuple[float, ...]:
+    """avg_num_neighbors of an InteractionBlock: 0.16+ ``AvgNumNeighborsNorm.norm_const`` (1/√N, global or
+    per type); older versions keep a float (``avg_num_neighbors`` or ``scatter_norm_factor`` = 1/√N)."""
+    norm = getattr(conv, "avg_num_neighbors_norm", None)
+    if norm is not None:
+        nc = [float(x) for x in _np(norm.norm_const).reshape(-1)]
+        return tuple(1.0 / (c * c) for c in nc)
+    avg = getattr(conv, "avg_num_neighbors", None)
+    if isinstance(avg, (int, float)):
+        return (float(avg),)
+    f = getattr(conv, "scatter_norm_factor", None)
+    if isinstance(f, (int, float)) and f > 0:
+        return (1.0 / (float(f) ** 2),)
+    if avg is None and f is None:
+        return (1.0,)  # no normalisation
+    raise UnsupportedFeature("avg_num_neighbors normalisation of this nequip version")
+
+
 def _irr(x) -> str:
     return I.irreps_str(I.parse_irreps(str(x)))
 
@@ -258,7 +276,10 @@ def _config_and_params(gm, func, names, mods, dtype):
     if getattr(te, "do_categorical_graph_field_embed", False):
         raise UnsupportedFeature("categorical_graph_field_embed")
     emb = _np(te.embed_module.weight)
-    type_names = list(gm.type_names) or list(gm.metadata.get("type_names", "").split())
+    type_names = list(getattr(gm, "type_names", None) or [])
+    if not type_names:
+        md = getattr(gm, "_metadata", None) or {}
+        type_names = str(md.get("type_names", "")).split()
     if len(type_names) != emb.shape[0]:
         raise ConversionError(f"{len(type_names)} type names for {emb.shape[0]} embedding rows")
     sh = mods["spharm"]
@@ -267,7 +288,7 @@ def _config_and_params(gm, func, names, mods, dtype):
     en = mods["edge_norm"]
     if getattr(en, "_per_edge_type", False):
         raise UnsupportedFeature("per_edge_type_cutoff")
-    r_max = float(en.r_max)
+    r_max = float(en.r_max) if hasattr(en, "r_max") else 1.0 / float(en._rmax_recip)
     be = mods["bessel_encode"]
     if type(be.cutoff).__name__ not in ("PolynomialCutoff", "RecursiveScriptModule") or not hasattr(be.cutoff, "p"):
         raise UnsupportedFeature(f"edge cutoff {type(be.cutoff).__name__}")
@@ -290,8 +311,7 @@ def _config_and_params(gm, func, names, mods, dtype):
             raise UnsupportedFeature(f"radial MLP nonlinearity {act}")
         depth.append(len(ws) - 1)
         width.append(int(ws[0].shape[1]) if len(ws) > 1 else 0)
-        nc = tuple(float(x) for x in _np(conv.avg_num_neighbors_norm.norm_const).reshape(-1))
-        a = tuple(1.0 / (c * c) for c in nc)
+        a = _avg_num_neighbors(conv)
         avg = a if avg is None else avg
         if a != avg:
             raise UnsupportedFeature("different avg_num_neighbors per layer")
@@ -325,8 +345,11 @@ def _config_and_params(gm, func, names, mods, dtype):
     ro_ws, ro_act = _mlp_weights(mods["per_atom_energy_readout"].mlp_module)
     ss = mods["per_type_energy_scale_shift"]
     T = len(type_names)
-    scales = np.broadcast_to(_np(ss.scales).reshape(-1), (T,)).astype(np.float64) if ss.has_scales else np.ones(T)
-    shifts = np.broadcast_to(_np(ss.shifts).reshape(-1), (T,)).astype(np.float64) if ss.has_shifts else np.zeros(T)
+    sc_t, sh_t = getattr(ss, "scales", None), getattr(ss, "shifts", None)
+    has_sc = getattr(ss, "has_scales", sc_t is not None and sc_t.numel() > 0)
+    has_sh = getattr(ss, "has_shifts", sh_t is not None and sh_t.numel() > 0)
+    scales = np.broadcast_to(_np(sc_t).reshape(-1), (T,)).astype(np.float64) if has_sc else np.ones(T)
+    shifts = np.broadcast_to(_np(sh_t).reshape(-1), (T,)).astype(np.float64) if has_sh else np.zeros(T)
     zbl = "pair_potential" in mods
     zbl_kw = {}
     if zbl:
@@ -335,8 +358,12 @@ def _config_and_params(gm, func, names, mods, dtype):
             raise UnsupportedFeature(f"pair_potential {type(pp).__name__} (only ZBL)")
         from ase.data import chemical_symbols
         zs = [int(round(z)) for z in _np(pp.atomic_numbers).reshape(-1)]
-        zbl_kw = dict(zbl_species=tuple(chemical_symbols[z] for z in zs),
-                      zbl_polynomial_cutoff_p=float(pp.cutoff.p), zbl_coulomb=2.0 * float(pp._qqr2exesquare))
+        # nequip >= 0.17: ZBL has its own cutoff module (p = 6 by default); <= 0.16 reused the Bessel p
+        p_zbl = getattr(getattr(pp, "cutoff", None), "p", None)
+        p_zbl = float(be.cutoff.p) if p_zbl is None else float(p_zbl)
+        qq = getattr(pp, "_qqr2exesquare", None)
+        zbl_kw = dict(zbl_species=tuple(chemical_symbols[z] for z in zs), zbl_polynomial_cutoff_p=p_zbl,
+                      zbl_coulomb=14.399645 if qq is None else 2.0 * float(qq))
     red = mods["total_energy_sum"]
     if getattr(red, "reduce", "sum") != "sum" or float(getattr(red, "constant", 1.0)) != 1.0:
         raise UnsupportedFeature(f"total energy reduction {red.reduce} × {getattr(red, 'constant', 1.0)}")

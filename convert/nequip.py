@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import io
-import math
 import time
 import zipfile
 from pathlib import Path
@@ -336,10 +334,7 @@ def _config_and_params(gm, func, names, mods, dtype):
         params[f"layer{k}_convnet"] = {"conv": lp}
         layers.append(conv)
         k += 1
-    if any(resnet):
-        conv_resnet = True
-    else:
-        conv_resnet = False
+    conv_resnet = any(resnet)
     sc_first = sc_flags[0]
     convnet_sc = any(sc_flags[1:]) if len(sc_flags) > 1 else sc_first
     ro_ws, ro_act = _mlp_weights(mods["per_atom_energy_readout"].mlp_module)
@@ -367,10 +362,8 @@ def _config_and_params(gm, func, names, mods, dtype):
     red = mods["total_energy_sum"]
     if getattr(red, "reduce", "sum") != "sum" or float(getattr(red, "constant", 1.0)) != 1.0:
         raise UnsupportedFeature(f"total energy reduction {red.reduce} × {getattr(red, 'constant', 1.0)}")
-    inv = {1: "e", -1: "o"}
     nl_s = (acts_s.get(1, "silu"), acts_s.get(-1, "tanh"))
     nl_g = (acts_g.get(1, "silu"), acts_g.get(-1, "tanh"))
-    _ = inv
     config = ModelConfig(
         type_names=tuple(type_names), r_max=r_max, feature_irreps_hidden=tuple(hidden),
         radial_mlp_depth=tuple(depth), radial_mlp_width=tuple(width),
@@ -484,4 +477,3 @@ def _torch_energy_forces(gm, atoms):
 
 
 __all__ = ["convert_nequip", "from_torch_module", "ConversionError", "UnsupportedFeature", "self_check"]
-_ = (io, math)

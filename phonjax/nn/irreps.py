@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -240,9 +239,6 @@ def uvu_apply(x_edge, sh, w, irreps_in: Irreps, irreps_sh: Irreps, irreps_out: I
         yj = sh[:, off_sh[j]:off_sh[j] + d2]
         wk = w[:, w_off:w_off + mul]
         w_off += mul
-        if l1 == 0:
-            # (E, u, 1) ⊗ (E, d2): CG is diagonal-ish; keep the general contraction for exactness
-            pass
         xy = jnp.einsum("eui,ej,ijk->euk", xi, yj, cg, precision=HIGHEST)
         slots[p[k]] = (xy * wk[:, :, None]).reshape(E, mul * (2 * lo + 1))
     return jnp.concatenate(slots, axis=-1)
@@ -296,6 +292,3 @@ def check_activation(name: str) -> str:
         raise IrrepsError(f"unsupported activation {name!r} (supported: {sorted(ACTS)})")
     return name
 
-
-def seq(x: Sequence) -> tuple:
-    return tuple(x)

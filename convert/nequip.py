@@ -52,6 +52,9 @@ def convert_nequip(src, out, *, dtype: str | None = None, overwrite: bool = Fals
     model = from_torch_module(graph_model, dtype=dtype, check=check)
     meta = dict(model.metadata)
     meta.update(info)
+    if info.get("nequip_version_package"):  # the version that built the model, not the converter's
+        meta["converter_nequip_version"] = meta.get("nequip_version")
+        meta["nequip_version"] = info["nequip_version_package"]
     meta.update(source_file=str(src.name), source_sha256=digest,
                 conversion_date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 conversion_seconds=round(time.perf_counter() - t0, 2))

@@ -271,13 +271,13 @@ def _energy_of(model_or_energy_fn, crystal: Crystal):
     """A jax Partial ``energy(positions, cell)`` for ``crystal``."""
     if hasattr(model_or_energy_fn, "bind"):
         e = model_or_energy_fn.bind(crystal)
-        p = _model_partial(model_or_energy_fn, e)
-        if p is not None:
-            return p
-        if not callable(e):
-            raise ForceConstantsError(f"{type(model_or_energy_fn).__name__}.bind() did not return a callable")
         if isinstance(e, jax.tree_util.Partial):
             return e
+        if not callable(e):
+            raise ForceConstantsError(f"{type(model_or_energy_fn).__name__}.bind() did not return a callable")
+        p = _model_partial(model_or_energy_fn, e)  # older phonjax Models whose bind returned a closure
+        if p is not None:
+            return p
         return jax.tree_util.Partial(e)  # closures: recompiled per bind (cannot be shared)
     if callable(model_or_energy_fn):
         return jax.tree_util.Partial(_PlainAdapter(model_or_energy_fn), jnp.asarray(crystal.numbers))

@@ -17,7 +17,7 @@ from train_helpers import PairModel, rattled_lif, write_extxyz  # noqa: E402
 from phonjax.config import ConfigError  # noqa: E402
 from phonjax.train.config import FinetuneConfig, load_finetune_config  # noqa: E402
 from phonjax.train.data import (DatasetError, compute_capacities, epoch_order, load_splits,  # noqa: E402
-                                read_extxyz, split)
+                                read_extxyz)
 
 
 def _labelled(n=5, seed=0, stress=True):

@@ -21,7 +21,7 @@ from phonjax.train.data import Frame, compute_capacities  # noqa: E402
 from phonjax.train.fc_loss import (FcReferenceError, fc_loss, hvp_on_rows, load_fc_reference,  # noqa: E402
                                    random_directions, reference_hvp, unit_directions)
 from phonjax.train.loop import finetune  # noqa: E402
-from phonjax.train.model_api import make_batch, predict, total_energies  # noqa: E402
+from phonjax.train.model_api import make_batch, total_energies  # noqa: E402
 
 
 def _energy_fn(model, tparams, numbers, positions, cell):

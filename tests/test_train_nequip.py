@@ -1,11 +1,11 @@
 """Finetuning a converted torch-nequip model (tiny, every weight perturbed, with ZBL) on LiF data.
 
-Checks: the converted model equals torch before training; one step lowers the loss on a fixed batch;
+Checks: the converted model equals torch before training; the validation loss falls;
 interrupted + resumed run == uninterrupted (bitwise, float64); train/eval steps compile once; freezing
 (last layer only) leaves earlier layers and nequip-fixed shifts bit-identical; the saved finetuned model,
 reloaded with phonjax.model.load_model, predicts exactly what the in-memory finetuned model predicts, and
 what training saw (offsets folded into the shifts); bad input fails before training.
-Runtime ≈ 60 s on 2 cores.
+Runtime ≈ 45 s CPU (≈ 80 s wall on a loaded 2-core machine). One-step/overfit checks: test_train_loop.py.
 """
 from __future__ import annotations
 
@@ -26,10 +26,9 @@ from phonjax.model import load_model  # noqa: E402
 from phonjax.train.config import (DataConfig, FinetuneConfig, FreezeConfig, LossConfig,  # noqa: E402
                                   OptimConfig, TrainingConfig)
 from phonjax.train.data import DatasetError, compute_capacities, read_extxyz  # noqa: E402
-from phonjax.train.loop import build_steps, finetune, init_state  # noqa: E402
+from phonjax.train.loop import finetune  # noqa: E402
 from phonjax.train.model_api import make_batch, predict  # noqa: E402
 from phonjax.train.nequip_adapter import NequipTrainable  # noqa: E402
-from phonjax.train.optim import make_optimizer, make_schedule, trainable_mask  # noqa: E402
 
 TINY = dict(type_names=["Li", "F"], r_max=3.5, irreps_edge_sh="1x0e+1x1o", type_embed_num_features=4,
             feature_irreps_hidden=["4x0e+2x1o", "4x0e"], radial_mlp_depth=[1, 1], radial_mlp_width=[8, 8],
@@ -66,20 +65,6 @@ def test_converted_model_matches_torch(converted):
     e_t, f_t, s_t, _ = torch_reference(tm, at)
     e, f, s = model.energy_forces_stress(at)
     assert abs(e - e_t) < 1e-10 and np.abs(f - f_t).max() < 1e-10 and np.abs(s - s_t).max() < 1e-10
-
-
-def test_one_step_lowers_loss(converted, data):
-    ad = NequipTrainable(converted[1])
-    ds = read_extxyz(data)
-    caps = compute_capacities([ad.frame_sizes(f) for f in ds.frames], 4)
-    batch = make_batch(ad, ds.frames[2:6], caps)
-    tp = {"model": ad.initial_params(), "offsets": jnp.asarray([-1.5, -2.5])}
-    oc = OptimConfig(learning_rate=1e-3, ema_decay=None)
-    opt = make_optimizer(oc, make_schedule(oc, 10), trainable_mask(tp, FreezeConfig(), never=ad.never_train))
-    step, ev = build_steps(ad, LossConfig(), opt, None, True)
-    before = float(ev(tp, batch)[0]["total"])
-    state, _ = step(init_state(opt, tp, 0), batch, 1.0)
-    assert float(ev(state["params"], batch)[0]["total"]) < before
 
 
 def test_finetune_resume_freeze_export(converted, data, tmp_path):

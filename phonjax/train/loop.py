@@ -31,12 +31,12 @@ import numpy as np
 import optax
 import yaml
 
-from phonjax.config import ConfigError, to_dict
+from phonjax.config import to_dict
 from phonjax.train.checkpoint import Checkpointer, CheckpointError
 from phonjax.train.config import FinetuneConfig, FreezeConfig, StageConfig, load_finetune_config
 from phonjax.train.data import (Capacities, Dataset, DatasetError, Frame, compute_capacities, composition_matrix,
                                 epoch_order, load_splits)
-from phonjax.train.fc_loss import FcReference, fc_loss, load_fc_reference, random_directions, unit_directions
+from phonjax.train.fc_loss import FcReference, load_fc_reference, random_directions, unit_directions
 from phonjax.train.loss import error_sums, finalize_errors, loss_terms
 from phonjax.train.model_api import Batch, TrainableModel, make_batch, predict, total_energies
 from phonjax.train.optim import PlateauScheduler, ema_update, make_optimizer, make_schedule, trainable_mask

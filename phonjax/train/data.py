@@ -204,15 +204,6 @@ class Capacities:
     n_graphs: int
 
 
-def _bucket(n: int, base: int = 16) -> int:
-    """Round up to a bucket: multiples of ``base`` up to 8·base, then ~12% steps (few shapes)."""
-    n = max(int(n), 1)
-    if n <= 8 * base:
-        return -(-n // base) * base
-    step = 2 ** max(int(np.log2(n)) - 3, 0)
-    return -(-n // step) * step
-
-
 def compute_capacities(sizes: list[tuple[int, int]], batch_size: int) -> Capacities:
     """Capacities that fit ANY batch of ``batch_size`` frames drawn from frames of the given
     (n_nodes, n_edges) sizes, so that one compilation serves every epoch (+1 node/edge of slack
@@ -222,7 +213,8 @@ def compute_capacities(sizes: list[tuple[int, int]], batch_size: int) -> Capacit
     k = min(batch_size, len(sizes))
     nodes = sorted((s[0] for s in sizes), reverse=True)[:k]
     edges = sorted((s[1] for s in sizes), reverse=True)[:k]
-    return Capacities(_bucket(sum(nodes) + 1), _bucket(sum(edges) + 1), batch_size + 1)
+    from phonjax.graph import bucket  # the model's bucketed capacities (≤ 12.5 % padding)
+    return Capacities(bucket(sum(nodes) + 1), bucket(sum(edges) + 1), batch_size + 1)
 
 
 def epoch_order(n: int, batch_size: int, seed: int, stage: int, epoch: int, shuffle: bool = True) -> list[list[int]]:

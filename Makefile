@@ -23,10 +23,10 @@ setup: $(VENV)/.installed
 setup-qe:
 	bash scripts/install_qe.sh $(PY)
 
-$(MODEL)/config.json: | setup
+$(MODEL)/config.yaml: | setup
 	$(VENV)/bin/phonjax convert sevennet --out $(MODEL)
 
-demo: setup $(MODEL)/config.json
+demo: setup $(MODEL)/config.yaml
 	$(VENV)/bin/phonjax predict examples/LiF/POSCAR --model $(MODEL) --born examples/LiF/BORN \
 		--supercell 4 4 4 --out $(OUT)
 	@echo "demo written to $(OUT)/ (band.png, band.yaml, force_constants.hdf5, summary.txt)"

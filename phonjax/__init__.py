@@ -1,5 +1,8 @@
 """phonjax: phonon dispersions from NequIP-family potentials in JAX.
 
+Data flow (one module per step): structure → graph → nn (energy) → force_constants → fourier (C(q)) →
+longrange → dynmat (ASR, D(q), eigh) → bands → plot / phonopy_io.
+
 Importing phonjax enables JAX's 64-bit mode (``jax_enable_x64``): force constants, Ewald sums and
 eigenproblems are computed in float64. Network forward passes use the dtype their model config names
 (float32 or float64) explicitly, so enabling x64 does not change a float32 model's numerics.
@@ -9,5 +12,21 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from phonjax.structure import Crystal, Supercell, make_supercell, commensurate_qpoints  # noqa: E402
+from phonjax.model import Model, ModelConfig, load_model  # noqa: E402
+from phonjax.calculator import Calculator  # noqa: E402
+from phonjax.force_constants import ForceConstants, force_constants, force_constants_batch  # noqa: E402
+from phonjax.phonopy_io import from_phonopy, to_phonopy  # noqa: E402
+from phonjax.bands import BandStructure, band_path  # noqa: E402
+from phonjax.born import Born, read_born  # noqa: E402
+from phonjax.longrange import make_correction, dipole_dipole, lambda_scan  # noqa: E402
+from phonjax.predict import predict, bands_from_phonopy  # noqa: E402
+from phonjax.defaults import default_model  # noqa: E402
 
-__all__ = ["Crystal", "Supercell", "make_supercell", "commensurate_qpoints"]
+__all__ = [
+    "Crystal", "Supercell", "make_supercell", "commensurate_qpoints",
+    "Model", "ModelConfig", "load_model", "Calculator", "default_model",
+    "ForceConstants", "force_constants", "force_constants_batch",
+    "from_phonopy", "to_phonopy", "BandStructure", "band_path",
+    "Born", "read_born", "make_correction", "dipole_dipole", "lambda_scan",
+    "predict", "bands_from_phonopy",
+]

@@ -360,9 +360,26 @@ def _as_supercell(atoms, supercell) -> Supercell:
     return make_supercell(Crystal.coerce(atoms), supercell_matrix(supercell))
 
 
+def supercell_width(crystal: Crystal) -> float:
+    """Smallest distance (Å) between opposite faces of the cell: twice the radius of its inscribed sphere."""
+    return float(1.0 / np.linalg.norm(np.linalg.inv(crystal.cell), axis=0).max())
+
+
+def check_supercell_range(sc: Supercell, r_max: float) -> None:
+    """Raise when the supercell does not contain the model's cutoff sphere (width < 2·r_max): an atom would
+    then see periodic images of its own displacement, and the force constants alias between images."""
+    w = supercell_width(sc.crystal)
+    if w < 2.0 * r_max - 1e-9:
+        prim_w = supercell_width(sc.primitive)
+        n = int(np.ceil(2.0 * r_max / prim_w - 1e-9))
+        raise ForceConstantsError(
+            f"supercell too small for the model: its width {w:.2f} Å is less than the cutoff sphere's diameter "
+            f"2·r_max = {2 * r_max:.2f} Å (use at least {n}x{n}x{n}, or allow_small_supercell=True)")
+
+
 def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", chunk_size: int | None = None,
                     symmetry: bool = False, symmetrize: bool = True, asr: str | None = "phonopy", born=None,
-                    symprec: float = 1e-5) -> ForceConstants:
+                    symprec: float = 1e-5, allow_small_supercell: bool = False) -> ForceConstants:
     """Home-cell force constants of ``supercell`` of ``atoms`` by automatic differentiation.
 
     model_or_energy_fn: object with ``bind(crystal) -> energy(positions, cell)`` or ``energy_fn(positions, cell,
@@ -370,10 +387,14 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
     matrix M (supercell cell = M @ cell) or a :class:`Supercell`.  mode: "jvp" | "linearize" | "hessian".
     chunk_size: directions per ``lax.map`` step (None: all vmapped at once).  symmetry: compute only
     site-symmetry-reduced products (spglib) and rebuild the other rows.  symmetrize: Eq. 2.  asr: "phonopy",
-    "simple" or None.  born: optional Born data attached to the result.
+    "simple" or None.  born: optional Born data attached to the result.  allow_small_supercell: skip the check
+    that a model with ``r_max`` fits its cutoff sphere in the supercell.
     """
     _check_mode(mode)
     sc = _as_supercell(atoms, supercell)
+    r_max = getattr(model_or_energy_fn, "r_max", None)
+    if r_max is not None and not allow_small_supercell:
+        check_supercell_range(sc, float(r_max))
     t0 = time.perf_counter()
     energy = _energy_of(model_or_energy_fn, sc.crystal)
     pos = jnp.asarray(sc.crystal.positions)

@@ -100,7 +100,7 @@ def default_supercell(crystal: Crystal, cutoff: float) -> np.ndarray:
 def _load_model(model):
     if model is None:
         try:
-            from phonjax.model import default_model  # type: ignore[attr-defined]
+            from phonjax.defaults import default_model
         except ImportError:
             raise ValueError("no model given (--model DIR) and no default model is available") from None
         return default_model()
@@ -223,7 +223,7 @@ def _progress(total: int, show: bool):
 def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto", ewald_lambda=None,
             leak_region=None, lo_projection: bool = False, q_direction=None, npoints: int = 101, reference=None,
             symmetry: bool = True, mode: str = "jvp", chunk_size: int | None = None, out_dir="out",
-            progress: bool = True) -> PredictResult:
+            progress: bool = True, allow_small_supercell: bool = False) -> PredictResult:
     """Phonon dispersion of ``structure`` (path any ASE format / Atoms / Crystal, primitive cell preferred) with
     ``model`` (model directory, a Model, an object with ``bind`` or an energy_fn(positions, cell, numbers)).
 
@@ -246,7 +246,8 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     b = _born(born, crystal)
     bar.set_description("force constants")
     t = time.perf_counter()
-    fc = force_constants(m, crystal, supercell, symmetry=symmetry, mode=mode, chunk_size=chunk_size, born=b)
+    fc = force_constants(m, crystal, supercell, symmetry=symmetry, mode=mode, chunk_size=chunk_size, born=b,
+                         allow_small_supercell=allow_small_supercell)
     timings["force_constants"] = time.perf_counter() - t
     bar.update(1)
     bar.set_description("bands")

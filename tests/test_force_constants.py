@@ -158,8 +158,11 @@ def test_small_nequip_model_matches_hessian_and_fd():
     at = bulk("LiF", "rocksalt", a=4.03)
     at.positions += 0.05 * np.random.default_rng(2).standard_normal(at.positions.shape)
     sc = make_supercell(Crystal.from_ase(at), (1, 1, 2))
-    fc_jvp = force_constants(model, at, sc, symmetrize=False, asr=None)
-    fc_h = force_constants(model, at, sc, mode="hessian", symmetrize=False, asr=None)
+    # the (1, 1, 2) cell is deliberately smaller than the cutoff sphere: the Hessian of that periodic cell
+    with pytest.raises(ForceConstantsError, match="cutoff sphere"):
+        force_constants(model, at, sc)
+    fc_jvp = force_constants(model, at, sc, symmetrize=False, asr=None, allow_small_supercell=True)
+    fc_h = force_constants(model, at, sc, mode="hessian", symmetrize=False, asr=None, allow_small_supercell=True)
     scale = np.abs(fc_h.fc).max()
     assert scale > 0
     assert np.abs(fc_jvp.fc - fc_h.fc).max() <= 1e-10 * scale
@@ -167,7 +170,7 @@ def test_small_nequip_model_matches_hessian_and_fd():
     at2 = at.copy()
     at2.positions += 0.01
     with count_compilations() as c:
-        force_constants(model, at2, (1, 1, 2), symmetrize=False, asr=None)
+        force_constants(model, at2, (1, 1, 2), symmetrize=False, asr=None, allow_small_supercell=True)
     assert c.count == 0
     energy = model.bind(sc.crystal)
     sweep = fd_step_sweep(energy, sc.crystal.positions, sc.crystal.cell, range(2), fc_jvp.fc,

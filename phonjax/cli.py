@@ -40,7 +40,8 @@ def _predict(args) -> None:
     result = predict(args.structure, model=args.model, supercell=_supercell(args.supercell), born=args.born,
                      lr=args.lr, ewald_lambda=args.ewald_lambda, leak_region=args.leak_region,
                      lo_projection=args.lo_projection, q_direction=args.q_direction, npoints=args.npoints,
-                     reference=args.reference, symmetry=not args.no_symmetry, out_dir=args.out)
+                     reference=args.reference, symmetry=not args.no_symmetry, out_dir=args.out,
+                     allow_small_supercell=args.allow_small_supercell)
     print(result.summary_text())
 
 
@@ -60,13 +61,14 @@ def _convert(args) -> None:
 
         if args.src is None or args.out is None:
             raise ValueError("usage: phonjax convert nequip SRC --out DIR")
-        model = convert_nequip(args.src, args.out)
+        model = convert_nequip(args.src, args.out, dtype=args.dtype, overwrite=args.overwrite)
     else:
         from convert.sevennet import convert_sevennet
 
         if args.out is None:
-            raise ValueError("usage: phonjax convert sevennet [CHECKPOINT] --out DIR")
-        model = convert_sevennet(args.src, args.out)
+            from phonjax.defaults import default_model_dir
+            args.out = default_model_dir()
+        model = convert_sevennet(args.src, args.out, dtype=args.dtype or "float32", overwrite=args.overwrite)
     print(f"wrote {args.out} ({model.describe() if hasattr(model, 'describe') else type(model).__name__})")
 
 
@@ -95,7 +97,7 @@ def _finetune(args) -> None:
 
 
 def _compare(args) -> None:
-    from phonjax.dataset import compare_bands
+    from phonjax.compare import compare_bands
 
     print(compare_bands(args.prediction, args.reference))
 
@@ -110,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supercell", nargs="+", type=int, default=None,
                    help="N, N N N or 9 integers (default: smallest N³ whose width covers 2·r_cut)")
     p.add_argument("--no-symmetry", action="store_true", help="compute all 3·n_prim Hessian rows")
+    p.add_argument("--allow-small-supercell", action="store_true",
+                   help="accept a supercell narrower than the model's cutoff sphere (force constants then alias)")
     _add_lr_options(p)
     p.set_defaults(func=_predict)
 
@@ -123,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", nargs="?", type=Path, default=None, help=".nequip.zip / .ckpt / SevenNet .pth")
     p.add_argument("out_pos", nargs="?", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=None, help="output model directory")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None, help="network dtype (default: source's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable)")

@@ -28,7 +28,7 @@ $(MODEL)/config.yaml: | setup
 
 demo: setup $(MODEL)/config.yaml
 	$(VENV)/bin/phonjax predict examples/LiF/POSCAR --model $(MODEL) --born examples/LiF/BORN \
-		--supercell 4 4 4 --out $(OUT)
+		--reference examples/LiF/dfpt/band.yaml --out $(OUT)
 	@echo "demo written to $(OUT)/ (band.png, band.yaml, force_constants.hdf5, summary.txt)"
 
 test: setup setup-qe

@@ -187,11 +187,13 @@ def test_plateau_schedule_runs(tmp_path, teacher_data):
 
 
 def test_early_stopping(tmp_path, teacher_data):
-    """min_delta larger than any change: epoch 1 improves (from nothing), then patience 1 → stop after epoch 3."""
+    """min_delta larger than any change: the start (epoch 0) stays best; patience 1 → stop after epoch 2."""
     cfg = _cfg(teacher_data, tmp_path / "e", optim={"learning_rate": 1e-12},
                training={"max_epochs": 10, "patience": 1, "min_delta": 1.0})
     r = finetune(cfg, model=PairModel(seed=0), log=_quiet)
-    assert r.stages[0].stopped_early and r.stages[0].epochs == 3 and r.stages[0].best_epoch == 1
+    assert r.stages[0].stopped_early and r.stages[0].epochs == 2 and r.stages[0].best_epoch == 0
+    start = PairModel(seed=0).initial_params()  # best = the start (EMA of the start is the start)
+    np.testing.assert_array_equal(np.asarray(r.params["model"]["pair"]["logA"]), np.asarray(start["pair"]["logA"]))
 
 
 def test_huber_and_masks():

@@ -42,6 +42,8 @@ class Checkpointer:
     def save(self, step: int, state: dict, meta: dict) -> None:
         ocp = _ocp()
         state = jax.tree_util.tree_map(np.asarray, state)
+        if int(step) in self._mngr.all_steps():  # a restarted stage rewrites its step-0 "best"
+            self._mngr.delete(int(step))
         self._mngr.save(int(step), args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
         self._mngr.wait_until_finished()

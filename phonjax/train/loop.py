@@ -244,6 +244,18 @@ def build_steps(model: TrainableModel, loss_cfg, optimizer, ema_decay: float | N
     return jax.jit(train_step), jax.jit(eval_step)
 
 
+def build_fc_eval(model: TrainableModel, fc: FcTerm):
+    """Jitted ``fc_eval(tparams) -> scalar``: the FC loss over all home-cell unit directions (validation)."""
+    dirs = jnp.asarray(unit_directions(fc.fc.shape[0]))
+
+    def fc_eval(tp):
+        def e_of_pos(pos):
+            return total_energies(model, tp, fc.batch, pos, fc.batch.cells)[0]
+        return fc_loss_padded(e_of_pos, fc.batch.positions, fc.rows, fc.fc, dirs, fc.n_super)
+
+    return jax.jit(fc_eval)
+
+
 def init_state(optimizer, tparams, seed: int) -> dict:
     """Fresh training state (copies of the parameters as EMA; raw uint32 PRNG key; step 0)."""
     return {"params": tparams, "opt_state": optimizer.init(tparams),
@@ -295,6 +307,7 @@ class _Stage:
                         self.cfg.loss.fc.n_vectors)
         self.train_step, self.eval_step = build_steps(self.model, self.cfg.loss, self.optimizer,
                                                       self.cfg.optim.ema_decay, self.use_stress, fc)
+        self.fc_eval = None if fc is None else (build_fc_eval(self.model, fc), fc.weight)
 
     def init_state(self, tparams, seed: int):
         return init_state(self.optimizer, tparams, seed + 1000 * self.index)
@@ -309,6 +322,10 @@ class _Stage:
             sums = s if sums is None else jax.tree_util.tree_map(jnp.add, sums, s)
         out = finalize_errors(sums)
         out["loss"] = loss / max(n, 1.0)
+        if self.fc_eval is not None:  # validation loss includes the FC term (all home-cell directions)
+            fn, w = self.fc_eval
+            out["fc"] = float(fn(tparams))
+            out["loss"] += w * out["fc"]
         return out
 
 
@@ -387,6 +404,10 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
             v0 = run.evaluate(state["params"])  # epoch 0: the starting point of the learning curve
             history.append({"stage": run.stage.name, "epoch": 0, "step": 0, "lr": 0.0,
                             "train_loss": float("nan"), **{f"valid_{k2}": v2 for k2, v2 in v0.items()}})
+            # the starting model is the first candidate for "best": finetuning never returns something worse
+            if math.isfinite(v0[cfg.training.monitor]):
+                meta.update(best_metric=v0[cfg.training.monitor], best_epoch=0)
+                best.save(0, state, meta)
         plateau = PlateauScheduler(cfg.optim.plateau_factor, cfg.optim.plateau_patience,
                                    cfg.optim.plateau_min_lr_ratio, meta["plateau"])
         interrupted = False

@@ -115,20 +115,26 @@ def plot_learning_curve(history, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = list(history)
-    x = np.arange(1, len(rows) + 1)
+    x, offset, prev, last = [], 0, None, 0  # epochs, counted on across stages
+    for r in rows:
+        if prev is not None and r.get("stage") != prev:
+            offset += last
+        x.append(offset + r.get("epoch", 0))
+        prev, last = r.get("stage"), r.get("epoch", 0)
+    x = np.asarray(x)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for key, lab in (("train_loss", "train loss"), ("valid_loss", "valid loss")):
         axes[0].semilogy(x, [r.get(key, np.nan) for r in rows], label=lab)
-    axes[0].set_xlabel("evaluation (epoch)")
+    axes[0].set_xlabel("epoch")
     axes[0].legend()
     axes[1].semilogy(x, [1000 * r.get("valid_e_mae", np.nan) for r in rows], label="E MAE (meV/atom)")
     axes[1].semilogy(x, [1000 * r.get("valid_f_mae", np.nan) for r in rows], label="F MAE (meV/Å)")
     axes[1].legend()
-    axes[1].set_xlabel("evaluation (epoch)")
+    axes[1].set_xlabel("epoch")
     for k, r in enumerate(rows[1:], start=1):  # stage boundaries
         if r.get("stage") != rows[k - 1].get("stage"):
             for ax in axes:
-                ax.axvline(k + 0.5, color="grey", ls=":")
+                ax.axvline(x[k], color="grey", ls=":")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

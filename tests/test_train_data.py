@@ -167,3 +167,17 @@ def test_energy_offsets_from_isolated_atoms(tmp_path):
     off = energy_offsets(m, tp, ds, "isolated_atoms", lambda s: None)
     shifts = np.asarray(m.initial_params()["per_type_energy_scale_shift"]["shifts"])
     np.testing.assert_allclose(off, np.array([-7.0, -30.0]) - shifts, atol=1e-12)
+
+
+def test_virial_instead_of_stress(tmp_path):
+    imgs = _labelled(2, stress=True)
+    ref = [at.get_stress(voigt=False) for at in imgs]
+    plain = []
+    for at in imgs:
+        a = at.copy()
+        a.calc = SinglePointCalculator(a, energy=at.get_potential_energy(), forces=at.get_forces())
+        a.info["virial"] = (-at.get_stress(voigt=False) * at.get_volume()).reshape(-1)  # W = −V σ
+        plain.append(a)
+    ds = read_extxyz(write_extxyz(tmp_path / "v.extxyz", plain))
+    for f, s in zip(ds.frames, ref):
+        np.testing.assert_allclose(f.stress, s, rtol=1e-6, atol=1e-12)

@@ -1,7 +1,8 @@
 """Labelled structures for finetuning: extended-XYZ reading, validation, seeded split, energy references.
 
 A :class:`Frame` is one labelled structure: numbers (n,), positions (n, 3) Å, cell (3, 3) Å (rows),
-energy eV, forces (n, 3) eV/Å, stress (3, 3) eV/Å³ in ASE's sign convention (σ = (1/V) ∂E/∂ε) or None.
+energy eV, forces (n, 3) eV/Å, stress (3, 3) eV/Å³ in ASE's sign convention (σ = (1/V) ∂E/∂ε) or None
+(read from ``stress``, or from a ``virial`` W (eV) in info as σ = −W/V).
 Isolated-atom reference energies (eV per element) are read from the file when present: ``info`` keys
 ``isolated_atom_energies`` (a dict or "Li:-200.1,F:-650.2" string) or ``E0_<Symbol>`` /
 ``isolated_energy_<Symbol>``, or single-atom frames tagged ``config_type=IsolatedAtom`` (MACE's
@@ -89,6 +90,9 @@ def frames_from_atoms(images, source: str = "", *, require_stress: bool = False)
         energy = results.get("energy", results.get("free_energy", info.get("energy", info.get("REF_energy"))))
         forces = results.get("forces", at.arrays.get("forces", at.arrays.get("REF_forces")))
         stress = results.get("stress", info.get("stress", info.get("REF_stress")))
+        virial = info.get("virial", info.get("REF_virial"))
+        if stress is None and virial is not None:  # virial W = −V σ (MACE/nequip extxyz convention)
+            stress = -_stress_3x3(virial) / abs(np.linalg.det(at.cell.array))
         if str(info.get("config_type", "")).lower() in ("isolatedatom", "isolated_atom") and len(at) == 1:
             if energy is None:
                 raise DatasetError(f"{where}: isolated-atom frame without an energy")

@@ -47,7 +47,7 @@ def _fc(model, prim, sc, symmetry: bool):
 
 
 def bench_structure(label: str, prim: Crystal, N: int, tm, m64, m32, repeats: int, torch_on: bool,
-                    max_torch_s: float) -> dict:
+                    max_torch_s: float, linearize: bool = False) -> dict:
     sc = make_supercell(prim, N)
     n, ns = prim.n_atoms, sc.crystal.n_atoms
     row = {"structure": label, "N": N, "n_prim": n, "n_atoms": ns}
@@ -67,6 +67,10 @@ def bench_structure(label: str, prim: Crystal, N: int, tm, m64, m32, repeats: in
             row[key + "_s"], row[key + "_compile_s"] = r["median_s"], r["compile_s_est"]
             row[key + "_n_hvp"] = r["out"].report.n_hvp
             row[f"_fc_{tag}_{int(sym)}"] = r["out"]
+    if linearize:  # jax.linearize once + vmapped tangent map, vs vmapped jvp-of-grad (primal shared by vmap too)
+        r = timed(lambda: force_constants(m64, prim, sc, mode="linearize", allow_small_supercell=True), repeats)
+        row["jax_f64_fc_full_linearize_s"] = r["median_s"]
+        row["linearize_vs_jvp_max_abs_fc"] = float(np.abs(r["out"].fc - row["_fc_f64_0"].fc).max())
     fc64, fc64s, fc32s = row.pop("_fc_f64_0"), row.pop("_fc_f64_1"), row.pop("_fc_f32_1")
     row.pop("_fc_f32_0")
     row["jax_hvp_over_ef"] = row["jax_f64_hvp_rows_kernel_s"] / (3 * n) / row["jax_f64_ef_s"]
@@ -144,6 +148,7 @@ def main(argv=None):
     ap.add_argument("--lowsym", action="store_true", help="also the 8-atom triclinic cell (2×2×2 supercell)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--linearize", action="store_true", help="also time mode='linearize' (float64, all rows)")
     ap.add_argument("--max-torch-seconds", type=float, default=120.0,
                     help="estimate torch's force constants from one row when they would take longer")
     ap.add_argument("--max-seconds", type=float, default=600.0, help="stop growing N after a size this slow")
@@ -159,7 +164,8 @@ def main(argv=None):
         jobs.append(("Li4F4-P1", Crystal.from_ase(low_symmetry_cell()), 2))
     for label, prim, N in jobs:
         t = time.perf_counter()
-        r = bench_structure(label, prim, N, tm, m64, m32, args.repeats, not args.no_torch, args.max_torch_seconds)
+        r = bench_structure(label, prim, N, tm, m64, m32, args.repeats, not args.no_torch, args.max_torch_seconds,
+                            args.linearize)
         r["bench_wall_s"] = time.perf_counter() - t
         rows.append(r)
         print({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in r.items()}, flush=True)

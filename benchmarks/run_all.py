@@ -19,7 +19,7 @@ import time
 HERE = Path(__file__).resolve().parent
 
 QUICK = [
-    ("bench_vs_torch.py", ["--arch", "small", "--sizes", "2", "3", "--lowsym", "--repeats", "3"]),
+    ("bench_vs_torch.py", ["--arch", "small", "--sizes", "2", "3", "--lowsym", "--repeats", "2", "--linearize"]),
     ("bench_workflow.py", ["--arch", "small", "--lif-n", "3", "--lowsym-n", "2", "--npoints", "51"]),
     ("bench_qpoints.py", ["--nq", "1000", "10000", "--mem-sizes", "3", "5", "7", "--mem-energy", "small"]),
     ("bench_force_constants.py", ["--sizes", "3", "5", "7", "--energy", "pair", "--repeats", "3"]),

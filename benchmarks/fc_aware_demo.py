@@ -96,6 +96,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--perturb", type=float, default=0.15)
     ap.add_argument("--fc-weight", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=0, help="varies teacher, perturbation and data")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
     import jax
@@ -113,15 +114,15 @@ def main(argv=None):
 
     t_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="fc_demo_"))
-    teacher = random_trainable(("Li", "F"), seed=11, **ARCH)
+    teacher = random_trainable(("Li", "F"), seed=11 + args.seed, **ARCH)
     tt = {"model": teacher.initial_params(), "offsets": jnp.zeros(2)}
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     pert = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x) * (1 + args.perturb * rng.normal(size=np.shape(x)))),
                                   teacher.model.params)
     start = NequipTrainable(Model(teacher.config, pert, {}))
 
     # labelled data: rattled supercells, "DFT" = teacher
-    imgs = rattled(args.n_rattled + 3 + 4, seed=1)  # the last 4 are the validation set for both runs
+    imgs = rattled(args.n_rattled + 3 + 4, seed=1 + args.seed)  # the last 4 are the validation set for both runs
     pred_fn = jax.jit(lambda p, b: predict(teacher, p, b))
     dummy = []
     for at in imgs:
@@ -179,7 +180,8 @@ def main(argv=None):
     results["teacher_gamma_thz"] = f_teacher[0].tolist()
     results["total_s"] = time.perf_counter() - t_start
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fc_aware_demo.json").write_text(json.dumps(results, indent=1))
+    name = "fc_aware_demo.json" if args.seed == 0 else f"fc_aware_demo_seed{args.seed}.json"
+    (args.out / name).write_text(json.dumps(results, indent=1))
     return results
 
 

@@ -39,7 +39,7 @@ def test_fd_force_constants_match_dfpt_at_gamma(tmp_path):
     crystal = lif_primitive(3.905)  # LDA equilibrium at converged cutoffs
     lda = dict(pseudo_family="LDA", ecutwfc=60.0, ecutrho=240.0, conv_thr=1e-12)
     ref = run_dfpt(crystal, DfptConfig(pw=tiny_pw(kpts=(2, 2, 2), **lda), relax=False, qgrid=(1, 1, 1),
-                                       npoints=12, nprocs=1, npool=1, prefix="r", tr2_ph=1e-16),
+                                       npoints=24, nprocs=1, npool=1, prefix="r", tr2_ph=1e-16),
                    tmp_path / "dfpt")
     g = gamma_indices(ref.band.qpoints)[0]
     to_dfpt = np.sort(ref.band.frequencies[g])[3]

@@ -96,7 +96,11 @@ def band_path(crystal: Crystal, path: str = "auto", npoints: int = 130):
         raise ValueError(f"band path {path!r} has no segment")
     recip = np.linalg.inv(crystal.cell).T
     lengths = np.array([np.linalg.norm((special[b] - special[a]) @ recip) for a, b in segs])
+    if npoints < 2 * len(segs):
+        raise ValueError(f"npoints={npoints} is too few for {len(segs)} path segments (need ≥ 2 each)")
     counts = np.maximum(2, np.round(npoints * lengths / lengths.sum()).astype(int))
+    while counts.sum() > npoints:  # remove points from the longest segments first, keeping ≥ 2 each
+        counts[np.argmax(np.where(counts > 2, counts, -1))] -= 1
     counts[np.argmax(counts)] += npoints - counts.sum()
     qs = [np.linspace(special[a], special[b], n) for (a, b), n in zip(segs, counts)]
     lab = tuple(("GAMMA" if a == "G" else a, "GAMMA" if b == "G" else b) for a, b in segs)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_band_structure", "plot_dos"]
+__all__ = ["plot_band_structure", "plot_dos", "plot_band_comparison", "plot_learning_curve"]
 
 _UNIT_LABEL = {"THz": "Frequency (THz)", "cm-1": "Frequency (cm$^{-1}$)", "meV": "Energy (meV)"}
 
@@ -107,4 +107,42 @@ def plot_dos(dos, path=None, *, ax=None, title: str | None = None):
         fig.savefig(path, dpi=150)
         if own:
             plt.close(fig)
+    return fig
+
+
+def plot_band_comparison(pred, ref, path: str | Path | None = None, *, labels=("prediction", "DFPT"),
+                         title: str | None = None):
+    """Overlay two dispersions on the reference's path axis (band.yaml paths, BandData or BandStructure).
+    Returns the figure; saved to ``path`` when given."""
+    from phonjax.compare import _as_band
+
+    plt = _plt()
+    p, r = _as_band(pred), _as_band(ref)
+    x = r.distances
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(x, r.frequencies, color="k", lw=1.5)
+    ax.plot(x, p.frequencies, color="tab:red", lw=1.0, ls="--")
+    ax.plot([], [], color="k", label=labels[1])
+    ax.plot([], [], color="tab:red", ls="--", label=labels[0])
+    if r.segment_nqpoint:
+        ends = np.cumsum(r.segment_nqpoint)
+        ticks = [x[0]] + [x[e - 1] for e in ends]
+        names = [r.labels[0][0] if r.labels else ""]
+        for i in range(len(ends)):
+            lab = r.labels[i][1] if r.labels else ""
+            if i + 1 < len(ends) and r.labels and r.labels[i + 1][0] != lab:
+                lab = f"{lab}|{r.labels[i + 1][0]}"
+            names.append(lab)
+        for t in ticks:
+            ax.axvline(t, color="0.7", lw=0.5)
+        ax.set_xticks(ticks, [n.replace("GAMMA", r"$\Gamma$") for n in names])
+    ax.set_xlim(x[0], x[-1])
+    ax.axhline(0, color="0.7", lw=0.5)
+    ax.set_ylabel("Frequency (THz)")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
     return fig

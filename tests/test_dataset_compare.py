@@ -92,7 +92,7 @@ def test_write_band_yaml_round_trip(nacl_band, tmp_path):
 
 def test_plot_band_comparison(nacl_band, tmp_path):
     pytest.importorskip("matplotlib")
-    from phonjax.compare import plot_band_comparison
+    from phonjax.plot import plot_band_comparison
     path, *_ = nacl_band
     fig = plot_band_comparison(path, path, tmp_path / "cmp.png")
     assert (tmp_path / "cmp.png").stat().st_size > 1000

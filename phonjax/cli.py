@@ -99,7 +99,12 @@ def _finetune(args) -> None:
 def _compare(args) -> None:
     from phonjax.compare import compare_bands
 
-    print(compare_bands(args.prediction, args.reference))
+    print(compare_bands(args.prediction, args.reference).summary())
+    if args.plot is not None:
+        from phonjax.plot import plot_band_comparison
+
+        plot_band_comparison(args.prediction, args.reference, args.plot)
+        print(f"wrote {args.plot}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="error metrics of a band.yaml against a reference band.yaml")
     p.add_argument("prediction", type=Path)
     p.add_argument("reference", type=Path)
+    p.add_argument("--plot", type=Path, default=None, help="write an overlay plot (PNG/PDF)")
     p.set_defaults(func=_compare)
     return ap
 

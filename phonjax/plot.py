@@ -146,3 +146,35 @@ def plot_band_comparison(pred, ref, path: str | Path | None = None, *, labels=("
     if path is not None:
         fig.savefig(path, dpi=150)
     return fig
+
+
+def plot_learning_curve(history, path) -> Path:
+    """Train/valid loss and validation E/F MAE per epoch (log scale), stage boundaries dotted.
+    history: rows of metrics as written to metrics.csv. Saved to ``path``."""
+    plt = _plt()
+    rows = list(history)
+    x, offset, prev, last = [], 0, None, 0  # epochs, counted on across stages
+    for r in rows:
+        if prev is not None and r.get("stage") != prev:
+            offset += last
+        x.append(offset + r.get("epoch", 0))
+        prev, last = r.get("stage"), r.get("epoch", 0)
+    x = np.asarray(x)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for key, lab in (("train_loss", "train loss"), ("valid_loss", "valid loss")):
+        axes[0].semilogy(x, [r.get(key, np.nan) for r in rows], label=lab)
+    axes[0].set_xlabel("epoch")
+    axes[0].legend()
+    axes[1].semilogy(x, [1000 * r.get("valid_e_mae", np.nan) for r in rows], label="E MAE (meV/atom)")
+    axes[1].semilogy(x, [1000 * r.get("valid_f_mae", np.nan) for r in rows], label="F MAE (meV/Å)")
+    axes[1].legend()
+    axes[1].set_xlabel("epoch")
+    for k, r in enumerate(rows[1:], start=1):  # stage boundaries
+        if r.get("stage") != rows[k - 1].get("stage"):
+            for ax in axes:
+                ax.axvline(x[k], color="grey", ls=":")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

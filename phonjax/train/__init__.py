@@ -4,6 +4,7 @@ Public API: :func:`finetune` (config → finetuned phonjax model directory), :cl
 :func:`load_finetune_config`, :class:`FinetuneResult`, :func:`plot_learning_curve`.
 """
 from phonjax.train.config import FinetuneConfig, load_finetune_config
-from phonjax.train.loop import FinetuneResult, finetune, plot_learning_curve
+from phonjax.train.loop import FinetuneResult, finetune
+from phonjax.plot import plot_learning_curve
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "load_finetune_config", "plot_learning_curve"]

@@ -108,41 +108,11 @@ def write_metrics(history: list[dict], out_dir: Path) -> None:
     os.replace(tmp, out_dir / "metrics.csv")
 
 
-def plot_learning_curve(history, path) -> Path:
-    """Train/valid loss and validation E/F MAE per epoch (log scale). Imports matplotlib lazily
-    (to be moved to phonjax/plot.py)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = list(history)
-    x, offset, prev, last = [], 0, None, 0  # epochs, counted on across stages
-    for r in rows:
-        if prev is not None and r.get("stage") != prev:
-            offset += last
-        x.append(offset + r.get("epoch", 0))
-        prev, last = r.get("stage"), r.get("epoch", 0)
-    x = np.asarray(x)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for key, lab in (("train_loss", "train loss"), ("valid_loss", "valid loss")):
-        axes[0].semilogy(x, [r.get(key, np.nan) for r in rows], label=lab)
-    axes[0].set_xlabel("epoch")
-    axes[0].legend()
-    axes[1].semilogy(x, [1000 * r.get("valid_e_mae", np.nan) for r in rows], label="E MAE (meV/atom)")
-    axes[1].semilogy(x, [1000 * r.get("valid_f_mae", np.nan) for r in rows], label="F MAE (meV/Å)")
-    axes[1].legend()
-    axes[1].set_xlabel("epoch")
-    for k, r in enumerate(rows[1:], start=1):  # stage boundaries
-        if r.get("stage") != rows[k - 1].get("stage"):
-            for ax in axes:
-                ax.axvline(x[k], color="grey", ls=":")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+def _plot_learning_curve(history, path):
+    from phonjax.plot import plot_learning_curve
+    return plot_learning_curve(history, path)
 
 
-# ----------------------------------------------------------------------------------------------
 def _isolated_frame(z: int, box: float) -> Frame:
     return Frame(np.array([z]), np.zeros((1, 3)), np.eye(3) * box, 0.0, np.zeros((1, 3)), None, "isolated")
 
@@ -504,7 +474,7 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
     model.export(tparams, model_dir, {"finetune": {"config": to_dict(cfg), "stages": [r.__dict__ for r in results],
                                                    "energy_offsets": offsets}})
     try:
-        plot_learning_curve(history, out / "learning_curve.png")
+        _plot_learning_curve(history, out / "learning_curve.png")
     except Exception as e:  # noqa: BLE001 - plotting is best effort
         log(f"learning curve not plotted: {e}")
     return FinetuneResult(out, model_dir, tuple(history), tuple(results), offsets, tparams, last_state,

@@ -173,7 +173,7 @@ def test_bad_input(model):
     with pytest.raises(ValueError, match="periodic"):
         model.energy_forces_stress(Atoms("LiF", positions=[[0, 0, 0], [2, 0, 0]], cell=np.eye(3) * 6))
     with pytest.raises(UnsupportedFeature, match="cutoff"):
-        CFG.replace(cutoff="xplor")
+        CFG.replace(cutoff="cosine")
     with pytest.raises(ValueError, match="dtype"):
         CFG.replace(dtype="float16")
     with pytest.raises(GraphError):

@@ -18,6 +18,12 @@ class UnsupportedFeature(ValueError):
     """An architecture feature phonjax does not implement (message names it)."""
 
 
+#: allowed values of the variant fields (first = nequip's default)
+VARIANTS = {"embedding": ("learned", "one_hot_linear"), "self_connection": ("fctp", "linear"),
+            "radial_mlp": ("nequip", "e3nn_fcnet"), "cutoff": ("polynomial", "xplor"),
+            "message_norm": ("sqrt", "linear"), "parity_labels": ("nequip", "all_even")}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a NequIP model. Lengths Å, energies eV.
@@ -42,10 +48,18 @@ class ModelConfig:
     zbl: add nequip's ZBL pair term; zbl_species: chemical symbol of every type (default type_names);
       zbl_polynomial_cutoff_p: its own cutoff exponent (nequip ≥ 0.17: 6; ≤ 0.16: the Bessel p).
 
-    Variant fields (nequip defaults; other values are reserved for SevenNet-like models):
-    embedding "learned" | "one_hot_linear"; self_connection "fctp" | "linear";
-    radial_mlp "nequip" | "e3nn_fcnet"; cutoff "polynomial" | "xplor"; message_norm "sqrt" | "linear";
-    parity_labels "nequip" | "all_even".
+    Variant fields (nequip defaults; the other values reproduce SevenNet, see convert/sevennet.py):
+    embedding "learned" (nequip: table (T, F), node attrs = features) | "one_hot_linear" (SevenNet: one-hot
+      (T) → o3.Linear(Tx0e → Fx0e), node attrs = the one-hot vector);
+    self_connection "fctp" (nequip: FCTP(h, attrs)) | "linear" (SevenNet: o3.Linear(h → gate input));
+    radial_mlp "nequip" (ScalarMLPFunction: SiLU, gains 1, √2, …) | "e3nn_fcnet" (e3nn FullyConnectedNet:
+      x @ W/√fan_in, hidden layers c·silu with torch's normalize2mom constant c);
+    cutoff "polynomial" (envelope with polynomial_cutoff_p) | "xplor" (switch 1 → 0 between cutoff_on and
+      r_max: (r_c²−r²)²(r_c²+2r²−3r_on²)/(r_c²−r_on²)³);
+    message_norm "sqrt" (× 1/√avg_num_neighbors) | "linear" (× 1/avg_num_neighbors);
+    parity_labels "nequip" (SH irreps 0e+1o+2e+…) | "all_even" (SevenNet's is_parity=False: SH irreps
+      0e+1e+2e+…, same values, every irrep labelled even — admits paths such as 1e⊗1e→1e).
+    cutoff_on: XPLOR switching start r_on (Å), required for cutoff="xplor".
     """
 
     type_names: tuple[str, ...]
@@ -83,6 +97,7 @@ class ModelConfig:
     cutoff: str = "polynomial"
     message_norm: str = "sqrt"
     parity_labels: str = "nequip"
+    cutoff_on: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "type_names", tuple(self.type_names))
@@ -102,10 +117,21 @@ class ModelConfig:
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self) -> None:
-        for fld, ok in (("embedding", "learned"), ("self_connection", "fctp"), ("radial_mlp", "nequip"),
-                        ("cutoff", "polynomial"), ("message_norm", "sqrt"), ("parity_labels", "nequip")):
-            if getattr(self, fld) != ok:
-                raise UnsupportedFeature(f"{fld}={getattr(self, fld)!r} is not implemented (only {ok!r})")
+        for fld, ok in VARIANTS.items():
+            if getattr(self, fld) not in ok:
+                raise UnsupportedFeature(f"{fld}={getattr(self, fld)!r} is not implemented (one of {list(ok)})")
+        if self.cutoff == "xplor":
+            if self.cutoff_on is None or not 0.0 < float(self.cutoff_on) < float(self.r_max):
+                raise ValueError(f"cutoff='xplor' needs 0 < cutoff_on < r_max, got cutoff_on={self.cutoff_on}")
+        elif self.cutoff_on is not None:
+            raise ValueError("cutoff_on is only used with cutoff='xplor'")
+        sh = I.parse_irreps(self.irreps_edge_sh)
+        want = 1 if self.parity_labels == "all_even" else None
+        if [l for _, l, _ in sh] != list(range(len(sh))) or any(
+                m != 1 or p != (want if want is not None else (-1) ** l) for m, l, p in sh):
+            lab = "0e+1e+2e+…" if want else "0e+1o+2e+…"
+            raise ValueError(f"irreps_edge_sh must be {lab} for parity_labels={self.parity_labels!r}, "
+                             f"got {self.irreps_edge_sh}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not self.type_names:
@@ -146,10 +172,17 @@ class ModelConfig:
         return I.parse_irreps(self.irreps_edge_sh)
 
     def avg_num_neighbors_norm(self) -> tuple[float, ...]:
-        """1/√avg per type (length 1 for a global value)."""
+        """Message factor per type (length 1 for a global value): 1/√avg ("sqrt") or 1/avg ("linear")."""
         a = self.avg_num_neighbors
         a = (a,) if not isinstance(a, tuple) else a
+        if self.message_norm == "linear":
+            return tuple(1.0 / float(x) for x in a)
         return tuple(1.0 / math.sqrt(float(x)) for x in a)
+
+    @property
+    def num_node_attrs(self) -> int:
+        """Width of the node attributes (scalars fed to an FCTP self-connection)."""
+        return len(self.type_names) if self.embedding == "one_hot_linear" else self.type_embed_num_features
 
     def layer_irreps(self):
         """Per layer: dict(irreps_in, conv_out (= gate input), scalars, gates, gated, out) with torch semantics."""

@@ -26,7 +26,7 @@ from ase.data import atomic_numbers as _ATOMIC_NUMBERS
 
 from phonjax.nn import irreps as I
 from phonjax.nn.config import ModelConfig
-from phonjax.nn.radial import bessel_basis, mlp_apply, polynomial_cutoff
+from phonjax.nn.radial import bessel_basis, fcnet_apply, mlp_apply, polynomial_cutoff, xplor_cutoff
 from phonjax.nn.zbl import zbl_edge_energy
 
 
@@ -42,11 +42,14 @@ class _MLP(nn.Module):
     dims: tuple
     nonlinearity: str | None
     dtype: str
+    kind: str = "nequip"  # "nequip" (ScalarMLPFunction) | "e3nn_fcnet" (FullyConnectedNet, SevenNet)
 
     @nn.compact
     def __call__(self, x):
         ws = [self.param(f"weight_{k}", _uniform3, (a, b), jnp.dtype(self.dtype))
               for k, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:]))]
+        if self.kind == "e3nn_fcnet":
+            return fcnet_apply(ws, x, self.nonlinearity)
         return mlp_apply(ws, x, self.nonlinearity)
 
 
@@ -73,8 +76,11 @@ class InteractionBlock(nn.Module):
         dt = cfg.dtype
         n_nodes = h.shape[0]
         sc = None
-        if L["use_sc"]:
-            attr_irr = ((cfg.type_embed_num_features, 0, 1),)
+        if L["use_sc"] and cfg.self_connection == "linear":  # SevenNet: o3.Linear(h → gate input)
+            w_sc = _Weight(I.linear_numel(irr_in, conv_out), dt, name="sc")()
+            sc = I.linear_apply(w_sc, h, irr_in, conv_out)
+        elif L["use_sc"]:
+            attr_irr = ((cfg.num_node_attrs, 0, 1),)
             w_sc = _Weight(I.fctp_numel(irr_in, attr_irr, conv_out), dt, name="sc")()
             sc = I.fctp_scalar_apply(w_sc, h, attrs, irr_in, attr_irr, conv_out)
         w1 = _Weight(I.linear_numel(irr_in, irr_in), dt, name="linear_1")()
@@ -83,7 +89,7 @@ class InteractionBlock(nn.Module):
         x = x * (norm[0] if norm.shape[0] == 1 else norm[species][:, None])
         numel = I.uvu_numel(irr_in, sh_irr, conv_out)
         dims = (cfg.num_bessels,) + (cfg.radial_mlp_width[self.layer],) * cfg.radial_mlp_depth[self.layer] + (numel,)
-        w_edge = _MLP(dims, "silu", dt, name="edge_mlp")(edge_emb)
+        w_edge = _MLP(dims, "silu", dt, cfg.radial_mlp, name="edge_mlp")(edge_emb)
         msg = I.uvu_apply(x[senders], sh, w_edge, irr_in, sh_irr, conv_out)
         msg = jnp.where(edge_mask[:, None], msg, 0.0)
         x = jax.ops.segment_sum(msg, receivers, num_segments=n_nodes)
@@ -126,25 +132,35 @@ class NequIP(nn.Module):
         mdt = jnp.dtype(cfg.dtype)
         T = len(cfg.type_names)
         # -- type embedding (node attrs and initial features)
-        emb = _Embed(T, cfg.type_embed_num_features, cfg.dtype, name="type_embed")()
-        attrs = emb[species]
+        if cfg.embedding == "one_hot_linear":  # SevenNet: one-hot → o3.Linear(Tx0e → Fx0e)
+            w = _Weight(T * cfg.type_embed_num_features, cfg.dtype, name="type_embed")()
+            attrs = jax.nn.one_hot(species, T, dtype=mdt)
+            h0 = w.reshape(T, cfg.type_embed_num_features)[species] * jnp.asarray(1.0 / math.sqrt(T), mdt)
+        else:
+            emb = _Embed(T, cfg.type_embed_num_features, cfg.dtype, name="type_embed")()
+            attrs = h0 = emb[species]
         # -- edges: SH and radial basis in float64, then model dtype
         from e3nn_jax import spherical_harmonics
 
         sh_irr = cfg.sh_irreps
         ls = [l for _, l, _ in sh_irr]
-        if ls != list(range(len(ls))) or any(p != (-1) ** l for _, l, p in sh_irr):
-            raise ValueError(f"edge SH irreps must be 0e+1o+2e+… , got {cfg.irreps_edge_sh}")
+        if ls != list(range(len(ls))) or any(p != ((-1) ** l if cfg.parity_labels == "nequip" else 1)
+                                             for _, l, p in sh_irr):
+            raise ValueError(f"edge SH irreps {cfg.irreps_edge_sh} do not fit parity_labels={cfg.parity_labels!r}")
+        # values are those of the natural-parity SH (all_even only relabels them)
         sh_str = "+".join(f"{l}{'e' if l % 2 == 0 else 'o'}" for l in ls)
         sh = spherical_harmonics(sh_str, vec_safe, normalize=True, normalization="component").array.astype(mdt)
         r = jnp.sqrt(jnp.sum(vec_safe * vec_safe, axis=-1))  # (E,) float64
         xn = (r * (1.0 / cfg.r_max))[:, None]
         bw = _BesselWeights(cfg.num_bessels, name="bessel_encode")()
         bessel = bessel_basis(xn, bw).astype(mdt)
-        cut = polynomial_cutoff(xn, cfg.polynomial_cutoff_p).astype(mdt)
+        if cfg.cutoff == "xplor":
+            cut = xplor_cutoff(r, cfg.cutoff_on, cfg.r_max)[:, None].astype(mdt)
+        else:
+            cut = polynomial_cutoff(xn, cfg.polynomial_cutoff_p).astype(mdt)
         edge_emb = (bessel * cut) * jnp.asarray(cfg.factor, mdt)
         # -- convolutions
-        h = attrs
+        h = h0
         for k in range(cfg.num_layers):
             h = ConvNetLayer(cfg, k, name=f"layer{k}_convnet")(h, attrs, species, sh, edge_emb, senders,
                                                                 receivers, edge_mask)

@@ -1,4 +1,5 @@
-"""Radial pieces of NequIP: Bessel basis, polynomial cutoff, bias-free scalar MLPs (nequip's ScalarMLPFunction).
+"""Radial pieces of NequIP: Bessel basis, polynomial cutoff, bias-free scalar MLPs (nequip's ScalarMLPFunction),
+and SevenNet's variants (XPLOR switching cutoff, e3nn ``FullyConnectedNet`` with normalised activations).
 
 All functions are pure jnp. Lengths are in Å; ``x = r / r_max`` is dimensionless.
 """
@@ -10,7 +11,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from phonjax.nn.irreps import HIGHEST
+from phonjax.nn.irreps import ACT_NORM, HIGHEST
 
 
 def polynomial_cutoff(x, p: float):
@@ -26,6 +27,15 @@ def polynomial_cutoff(x, p: float):
     out = out + (p * (p + 2.0)) * pw(p + 1.0)
     out = out - (p * (p + 1.0) / 2) * pw(p + 2.0)
     return out * (x < 1.0)
+
+
+def xplor_cutoff(r, r_on: float, r_cut: float):
+    """XPLOR switching function (SevenNet): 1 for r < r_on, (r_c²−r²)²(r_c²+2r²−3r_on²)/(r_c²−r_on²)³ for
+    r_on ≤ r < r_c, 0 beyond. r in Å (any shape); C¹ at r_on and r_c."""
+    r_on, r_cut = float(r_on), float(r_cut)
+    r2, on2, c2 = r * r, r_on * r_on, r_cut * r_cut
+    s = (c2 - r2) ** 2 * (c2 + 2.0 * r2 - 3.0 * on2) / (c2 - on2) ** 3
+    return jnp.where(r < r_on, 1.0, jnp.where(r < r_cut, s, 0.0))
 
 
 def bessel_basis(x, weights):
@@ -56,4 +66,16 @@ def mlp_apply(weights: Sequence, x, nonlinearity):
         x = jnp.matmul(x, w * jnp.asarray(a, w.dtype), precision=HIGHEST)
         if act is not None and k < len(weights) - 1:
             x = act(x)
+    return x
+
+
+def fcnet_apply(weights: Sequence, x, nonlinearity: str = "silu"):
+    """e3nn ``FullyConnectedNet`` (bias-free, variance_in = variance_out = 1, no output activation):
+    x @ (W_k/√fan_in), then c·act(x) on hidden layers with torch e3nn's normalize2mom constant c."""
+    act = MLP_ACTS[nonlinearity]
+    c = ACT_NORM[nonlinearity]
+    for k, w in enumerate(weights):
+        x = jnp.matmul(x, w * jnp.asarray(1.0 / math.sqrt(w.shape[0]), w.dtype), precision=HIGHEST)
+        if k < len(weights) - 1:
+            x = act(x) * jnp.asarray(c, x.dtype)
     return x

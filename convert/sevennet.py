@@ -465,20 +465,11 @@ def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overw
 
 
 def default_model_dir() -> Path:
-    """Suggested cache location of the converted SevenNet-0: ``$XDG_CACHE_HOME/phonjax/models/sevennet-0``
-    (``~/.cache/phonjax/models/sevennet-0`` when XDG_CACHE_HOME is unset)."""
-    import os
+    """Cache location of the converted SevenNet-0 (``phonjax.defaults.default_model_dir``:
+    ``$PHONJAX_MODEL``, else ``$XDG_CACHE_HOME/phonjax/models/sevennet-0``, else ``~/.cache/...``)."""
+    from phonjax.defaults import default_model_dir as _d
 
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "phonjax" / "models" / "sevennet-0"
-
-
-def ensure_sevennet(directory=None) -> Path:
-    """Directory of the converted SevenNet-0, converting it once if it is missing (cached afterwards)."""
-    d = Path(directory) if directory is not None else default_model_dir()
-    if not (d / "config.yaml").is_file() or not (d / "params").exists():
-        convert_sevennet(None, d, overwrite=True)
-    return d
+    return _d()
 
 
 def self_check(torch_model, model) -> dict:
@@ -583,7 +574,7 @@ def torch_energy_forces_stress(torch_model, atoms, dtype: str = "float64"):
     return e, f, s
 
 
-__all__ = ["convert_sevennet", "ensure_sevennet", "default_model_dir", "from_checkpoint", "read_checkpoint",
+__all__ = ["convert_sevennet", "default_model_dir", "from_checkpoint", "read_checkpoint",
            "load_torch_model", "architecture", "model_config", "map_params", "default_checkpoint",
            "torch_energy_forces_stress", "torch_model_as", "uvu_torch_to_phonjax_columns", "self_check", "SevenNetCheckpoint",
            "ConversionError", "UnsupportedFeature"]

@@ -122,8 +122,13 @@ class Model:
 
     def describe(self) -> str:
         c = self.config
-        return (f"NequIP {c.num_layers} layers, SH {c.irreps_edge_sh}, r_max {c.r_max} Å, {len(c.type_names)} types, "
+        from phonjax.nn.config import VARIANTS
+
+        variants = [f"{k}={getattr(c, k)}" for k, ok in VARIANTS.items() if getattr(c, k) != ok[0]]
+        family = self.metadata.get("model_name") or ("NequIP-family" if variants else "NequIP")
+        return (f"{family} {c.num_layers} layers, SH {c.irreps_edge_sh}, r_max {c.r_max} Å, {len(c.type_names)} types, "
                 f"{self.n_params():,} parameters, {c.dtype}{', ZBL' if c.zbl else ''}"
+                + (f" ({', '.join(variants)})" if variants else "")
                 + (f"; {self.metadata['message']}" if self.metadata.get("message") else ""))
 
     # -- species -----------------------------------------------------------------------------------

@@ -240,3 +240,63 @@ def test_unsupported_architecture_is_named(ck):
         m = build_E3_equivariant_model(cfg)
     with pytest.raises(UnsupportedFeature, match="self_connection_type"):
         architecture(m, cfg)
+
+
+# -- the SevenNet variants on their own (fast) ----------------------------------------------------------
+def test_variant_fields_validated():
+    from phonjax.model import ModelConfig
+
+    base = dict(type_names=("Li", "F"), r_max=5.0, feature_irreps_hidden=("8x0e+4x1e", "8x0e"),
+                radial_mlp_depth=(2, 2), radial_mlp_width=(8, 8), avg_num_neighbors=20.0,
+                irreps_edge_sh="1x0e+1x1e+1x2e", parity_labels="all_even", cutoff="xplor", cutoff_on=4.5)
+    ModelConfig(**base)
+    with pytest.raises(UnsupportedFeature, match="radial_mlp"):
+        ModelConfig(**dict(base, radial_mlp="mace"))
+    with pytest.raises(ValueError, match="cutoff_on"):
+        ModelConfig(**dict(base, cutoff_on=None))
+    with pytest.raises(ValueError, match="cutoff_on"):
+        ModelConfig(**dict(base, cutoff_on=5.5))
+    with pytest.raises(ValueError, match="irreps_edge_sh"):
+        ModelConfig(**dict(base, irreps_edge_sh="1x0e+1x1o+1x2e"))
+    with pytest.raises(ValueError, match="cutoff_on"):
+        ModelConfig(**dict(base, cutoff="polynomial"))
+
+
+def test_xplor_cutoff_is_c1_switch():
+    import jax
+    import jax.numpy as jnp
+
+    from phonjax.nn.radial import xplor_cutoff
+
+    r_on, r_c = 4.5, 5.0
+    f = lambda r: xplor_cutoff(r, r_on, r_c)  # noqa: E731
+    df = jax.vmap(jax.grad(f))
+    r = jnp.linspace(0.5, 5.5, 2001)
+    v = np.asarray(f(r))
+    assert np.all(v[np.asarray(r) < r_on] == 1.0) and np.all(v[np.asarray(r) >= r_c] == 0.0)
+    assert np.all(np.diff(v) <= 1e-15)  # monotone
+    for x in (r_on, r_c):
+        d = np.asarray(df(jnp.asarray([x - 1e-7, x + 1e-7])))
+        assert np.abs(d).max() < 1e-5, (x, d)
+    # against sevenn's own module
+    import torch
+    from sevenn.nn.edge_embedding import XPLORCutoff
+
+    t = XPLORCutoff(r_c, r_on)(torch.tensor(np.asarray(r[r < r_c]), dtype=torch.float64)).numpy()
+    assert np.abs(t - v[np.asarray(r) < r_c]).max() < 1e-14
+
+
+def test_fcnet_matches_e3nn_fully_connected_net():
+    import jax.numpy as jnp
+    import torch
+    from e3nn.nn import FullyConnectedNet
+
+    from phonjax.nn.radial import fcnet_apply
+
+    torch.manual_seed(0)
+    net = FullyConnectedNet([8, 16, 16, 7], torch.nn.functional.silu).double()
+    x = torch.randn(11, 8, dtype=torch.float64)
+    ref = net(x).detach().numpy()
+    ws = [jnp.asarray(getattr(net, f"layer{k}").weight.detach().numpy()) for k in range(3)]
+    got = np.asarray(fcnet_apply(ws, jnp.asarray(x.numpy()), "silu"))
+    assert np.abs(ref - got).max() < 1e-13

@@ -118,7 +118,7 @@ def plot(rows, path, title):
                          ("jax_f64_fc_full_s", "phonjax f64, 6 rows", "o-"),
                          ("jax_f64_fc_sym_s", "phonjax f64, symmetry-reduced rows", "s-"),
                          ("jax_f32_fc_sym_s", "phonjax f32 network, reduced rows", "d--"),
-                         ("torch_ef_s", "torch E+F", "k:"), ("jax_f64_ef_s", "phonjax E+F", "o:")):
+                         ("torch_ef_s", "torch E+F", "kx:"), ("jax_f64_ef_s", "phonjax E+F", "o:")):
         pts = [(r["n_atoms"], r.get(key, r.get(key + "_est"))) for r in lif if r.get(key, r.get(key + "_est"))]
         if pts:
             a1.loglog(*zip(*pts), st, label=lab)

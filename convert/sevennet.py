@@ -105,6 +105,12 @@ def load_torch_model(checkpoint=None):
         warnings.simplefilter("ignore")
         import sevenn.util as su
 
+        import torch
+
+        # SevenNet checkpoints hold float32 weights and sevenn builds its modules in torch's *default* dtype:
+        # build under float32 whatever an earlier caller (nequip's set_global_state sets float64) left behind.
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
         try:
             cp = su.load_checkpoint(str(path))
             config = cp.config
@@ -114,7 +120,10 @@ def load_torch_model(checkpoint=None):
         except Exception as e:
             raise ConversionError(f"{path}: not a readable SevenNet checkpoint ({type(e).__name__}: "
                                   f"{str(e)[:200]})") from None
+        finally:
+            torch.set_default_dtype(previous)
     model.eval()
+    model._phonjax_source = str(path)  # lets torch_model_as rebuild a copy where deepcopy is impossible
     return model, config
 
 
@@ -520,7 +529,14 @@ def torch_model_as(torch_model, dtype: str = "float64"):
     import torch
 
     tdt = {"float64": torch.float64, "float32": torch.float32}[dtype]
-    m = copy.deepcopy(torch_model).to(tdt)
+    try:
+        m = copy.deepcopy(torch_model)
+    except Exception:  # TorchScript functions (e.g. after nequip's set_global_state) cannot be deep-copied
+        source = getattr(torch_model, "_phonjax_source", None)
+        if source is None:
+            raise
+        m, _ = load_torch_model(source)
+    m = m.to(tdt)
     m.eval()
     if dtype == "float64":
         n_fixed = 0

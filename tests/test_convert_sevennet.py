@@ -66,6 +66,17 @@ STRUCTURES = {"LiF-prim": lif_primitive, "LiF-3x3x3-rattled": lif_rattled, "tric
 
 
 # -- references ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def _torch_float32_default():
+    """sevenn builds its modules in torch's default dtype: run this module under float32 (as users do),
+    whatever earlier tests (nequip's set_global_state sets float64) left behind."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(previous)
+
+
 @pytest.fixture(scope="module")
 def calc():
     with warnings.catch_warnings():

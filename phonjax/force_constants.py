@@ -378,7 +378,7 @@ def check_supercell_range(sc: Supercell, r_max: float) -> None:
 
 
 def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", chunk_size: int | None = None,
-                    symmetry: bool = False, symmetrize: bool = True, asr: str | None = "phonopy", born=None,
+                    symmetry: bool = True, symmetrize: bool = True, asr: str | None = "phonopy", born=None,
                     symprec: float = 1e-5, allow_small_supercell: bool = False) -> ForceConstants:
     """Home-cell force constants of ``supercell`` of ``atoms`` by automatic differentiation.
 

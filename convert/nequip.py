@@ -11,12 +11,13 @@ torch is imported only in this package.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from convert._util import sha256_file
 
 from phonjax.model import Model, ModelConfig, UnsupportedFeature
 from phonjax.nn import irreps as I
@@ -44,7 +45,7 @@ def convert_nequip(src, out, *, dtype: str | None = None, overwrite: bool = Fals
     outp = Path(out)
     if outp.exists() and (not outp.is_dir() or any(outp.iterdir())) and not overwrite:
         raise FileExistsError(f"{outp} exists and is not empty")
-    digest = _sha256(src)
+    digest = sha256_file(src)
     if zipfile.is_zipfile(src) and _is_package(src):
         graph_model, info = _load_package(src)
     else:
@@ -426,14 +427,6 @@ def _nequip_version(gm) -> str | None:
         return nequip.__version__
     except Exception:
         return None
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- self check -----------------------------------------------------------------------------------

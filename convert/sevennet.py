@@ -37,13 +37,14 @@ torch and sevenn are imported only in this module (and only when called).
 from __future__ import annotations
 
 import datetime
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from convert._util import sha256_file
 
 from phonjax.nn.config import UnsupportedFeature
 
@@ -135,7 +136,7 @@ def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
     model, config = load_torch_model(path)
     arch = architecture(model, config)
     weights = {k: v.detach().cpu().double().numpy().copy() for k, v in model.state_dict().items()}
-    return SevenNetCheckpoint(arch=arch, weights=weights, source=str(path), sha256=_sha256(path),
+    return SevenNetCheckpoint(arch=arch, weights=weights, source=str(path), sha256=sha256_file(path),
                               sevenn_version=str(sevenn.__version__),
                               checkpoint_version=str(config.get("version", "?")), torch_model=model,
                               config=config)
@@ -282,14 +283,6 @@ def _symbol(z: int) -> str:
     from ase.data import chemical_symbols
 
     return chemical_symbols[int(z)]
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def uvu_torch_to_phonjax_columns(conv_module) -> np.ndarray:

@@ -61,7 +61,7 @@ def ml_force_constants(prim: Crystal, M, calc):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "out" / "benchmarks")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--supercells", nargs="+", default=["prim3", "conv2", "conv3"], choices=list(SUPERCELLS))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

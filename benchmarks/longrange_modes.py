@@ -89,7 +89,7 @@ def frequencies_on_path(corr, sc, segs, dirs, images):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "out" / "benchmarks")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--points", type=int, default=30)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()

@@ -14,7 +14,6 @@ supercell of point dipoles (``supercell_dipole_fc``).
 """
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 
@@ -56,26 +55,16 @@ def gonze_short_range_fc(fc, supercell: Supercell, dd) -> tuple[np.ndarray, np.n
     return fc - fc_dd, fc_dd
 
 
-def ws_images(supercell: Supercell, *, tol: float = 1e-4):
-    """Wigner–Seitz images of every (home atom i, supercell atom s) pair: the shortest vectors
-    r_s + T − r_i over supercell lattice vectors T (all within ``tol`` Å of the shortest).
+def ws_images(supercell: Supercell, *, tol: float = 1e-5):
+    """Wigner–Seitz images of every (home atom i, supercell atom s) pair, as the Fourier transform uses
+    them (:func:`phonjax.fourier.ws_images`), in Cartesian form.
 
     Returns (vectors (n, ns, m, 3) Å padded with zeros, weights (n, ns, m) = 1/multiplicity or 0).
     """
-    n = supercell.primitive.n_atoms
-    r_i = supercell.primitive.positions
-    r_s = supercell.crystal.positions
-    L = supercell.crystal.cell
-    T = np.array(list(itertools.product(range(-2, 3), repeat=3))) @ L
-    v = r_s[None, :, None, :] + T[None, None, :, :] - r_i[:, None, None, :]  # (n, ns, nT, 3)
-    d = np.linalg.norm(v, axis=-1)
-    keep = d <= d.min(axis=-1, keepdims=True) + tol
-    m = int(keep.sum(-1).max())
-    order = np.argsort(~keep, axis=-1, kind="stable")[..., :m]
-    vec = np.take_along_axis(v, order[..., None], axis=2)
-    k = np.take_along_axis(keep, order, axis=2)
-    w = k / k.sum(-1, keepdims=True)
-    return np.where(k[..., None], vec, 0.0), w
+    from phonjax.fourier import ws_images as _ws
+
+    im = _ws(supercell, tol=tol)
+    return im.frac @ supercell.primitive.cell, im.weight
 
 
 def ws_phase_sum(supercell: Supercell, q_red, *, images=None) -> np.ndarray:

@@ -68,3 +68,26 @@ def test_reduced_rows_equal_full_rows(name):
     ident = identity_plan(n_prim)
     hv = hess[:n_prim].reshape(3 * n_prim, -1, 3)
     assert np.abs(rebuild_rows(ident, hv) - fc_full).max() <= 1e-12 * max(scale, 1.0)
+
+
+@pytest.mark.parametrize("name", ["rocksalt", "wurtzite", "monoclinic", "triclinic"])
+def test_reduced_rows_with_a_random_nequip_model(name):
+    """Issue 11's check on a random NequIP model: reduced and unreduced force constants and frequencies agree."""
+    from phonjax.force_constants import force_constants
+    from phonjax.model import Model
+    from phonjax.nn.config import ModelConfig
+
+    atoms, n = structures()[name]
+    species = tuple(sorted(set(atoms.get_chemical_symbols())))
+    cfg = ModelConfig(type_names=species, r_max=3.0, feature_irreps_hidden=("4x0e+2x1o+2x2e", "4x0e"),
+                      radial_mlp_depth=(1, 1), radial_mlp_width=(8, 8), avg_num_neighbors=10.0,
+                      irreps_edge_sh="1x0e+1x1o+1x2e", type_embed_num_features=4, dtype="float64")
+    model = Model.init(cfg, seed=11)
+    full = force_constants(model, atoms, n, symmetry=False, allow_small_supercell=True)
+    red = force_constants(model, atoms, n, symmetry=True, allow_small_supercell=True)
+    assert np.abs(red.fc - full.fc).max() <= 1e-8
+    q = np.random.default_rng(0).uniform(-0.5, 0.5, (12, 3))
+    assert np.abs(red.frequencies(q, lr="none") - full.frequencies(q, lr="none")).max() <= 1e-6
+    if name == "rocksalt":
+        assert red.report.n_hvp == 2
+    assert red.report.n_hvp <= full.report.n_hvp == 3 * len(atoms)

@@ -132,23 +132,11 @@ class TorchSystem:
 
     def __init__(self, tm, atoms: Atoms):
         import torch
-        from phonjax.graph import neighbor_list
+        from convert.nequip import torch_graph_input
         self.torch = torch
         self.tm = tm
-        r_max = float(tm.model.func.edge_norm.r_max)
-        i, j, S = neighbor_list(atoms.positions, atoms.cell.array, r_max)
-        dt = torch.float64
-        tidx = {t: k for k, t in enumerate(tm.type_names)}
-        self.n_edges = len(i)
-        self.data = {
-            "pos": torch.tensor(atoms.positions, dtype=dt),
-            "edge_index": torch.tensor(np.stack([i, j]), dtype=torch.long),
-            "edge_cell_shift": torch.tensor(S, dtype=dt),
-            "cell": torch.tensor(atoms.cell.array, dtype=dt).view(1, 3, 3),
-            "pbc": torch.ones(1, 3, dtype=torch.bool),
-            "atom_types": torch.tensor([tidx[s] for s in atoms.get_chemical_symbols()], dtype=torch.long),
-            "num_atoms": torch.tensor([len(atoms)], dtype=torch.long),
-        }
+        self.data = torch_graph_input(tm, atoms)
+        self.n_edges = int(self.data["edge_index"].shape[1])
 
     def energy_forces(self):
         out = self.tm(dict(self.data))

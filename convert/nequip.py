@@ -450,8 +450,9 @@ def self_check(gm, model: Model) -> dict:
     return {"energy_per_atom": abs(E_t - E_j) / len(atoms), "forces": float(np.max(np.abs(F_t - F_j)))}
 
 
-def _torch_energy_forces(gm, atoms):
-    """Torch E and F without the nequip data pipeline (works for packaged models too)."""
+def torch_graph_input(gm, atoms) -> dict:
+    """nequip's input dict (float64) of one structure for the torch GraphModel ``gm``, edges from phonjax's
+    neighbour list (no nequip data pipeline: works for packaged models too)."""
     import torch
     from phonjax.graph import neighbor_list
 
@@ -459,7 +460,7 @@ def _torch_energy_forces(gm, atoms):
     i, j, S = neighbor_list(atoms.positions, atoms.cell.array, r_max)
     dt = torch.float64
     tidx = {t: k for k, t in enumerate(gm.type_names)}
-    data = {
+    return {
         "pos": torch.tensor(atoms.positions, dtype=dt),
         "edge_index": torch.tensor(np.stack([i, j]), dtype=torch.long),
         "edge_cell_shift": torch.tensor(S, dtype=dt),
@@ -468,7 +469,11 @@ def _torch_energy_forces(gm, atoms):
         "atom_types": torch.tensor([tidx[s] for s in atoms.get_chemical_symbols()], dtype=torch.long),
         "num_atoms": torch.tensor([len(atoms)], dtype=torch.long),
     }
-    out = gm(data)
+
+
+def _torch_energy_forces(gm, atoms):
+    """Torch E and F of ``atoms`` (float64)."""
+    out = gm(torch_graph_input(gm, atoms))
     return float(out["total_energy"].detach().reshape(())), out["forces"].detach().double().numpy()
 
 

@@ -461,10 +461,22 @@ def force_constants_batch(model_or_energy_fn, structures: Sequence, supercell, *
                                          jnp.asarray(scs[k].crystal.cell), jnp.asarray(Vp), mode, c))[:len(V)]
                   for k in idx]
         dt = (time.perf_counter() - t0) / len(idx)
-        for k, h in zip(idx, hs):
-            fc, rep = finalize_fc(_rows_from_hvps(np.asarray(h), scs[k], None), scs[k], symmetrize=symmetrize,
-                                  asr=asr, mode=mode, n_hvp=len(V), wall_time_s=dt)
-            out[k] = ForceConstants(scs[k], fc, None, rep)
+        for k, fc in results_from_hvps(hs, idx, scs, symmetrize=symmetrize, asr=asr, mode=mode,
+                                       wall_time_s=dt).items():
+            out[k] = fc
+    return out
+
+
+def results_from_hvps(hvps, members, supercells, *, symmetrize: bool, asr, mode: str,
+                      wall_time_s: float) -> dict:
+    """{k: ForceConstants} from all-row Hessian-vector products hvps[m] (3·n_prim, n_super, 3) of structure
+    members[m] (shared by the batched and the sharded paths)."""
+    out = {}
+    for k, h in zip(members, hvps):
+        h = np.asarray(h)
+        fc, rep = finalize_fc(_rows_from_hvps(h, supercells[k], None), supercells[k], symmetrize=symmetrize,
+                              asr=asr, mode=mode, n_hvp=len(h), wall_time_s=wall_time_s)
+        out[k] = ForceConstants(supercells[k], fc, None, rep)
     return out
 
 

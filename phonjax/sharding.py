@@ -189,9 +189,8 @@ def sharded_force_constants_batch(model_or_energy_fn, structures: Sequence, supe
     pair-list leaves) form one sharded call; each group is padded to a multiple of the device count by
     repeating its last structure. mode: "jvp" or "linearize".
     """
-    from phonjax.force_constants import (ForceConstants, _as_supercell, _energy_of, _pad_directions,
-                                         _per_structure, _rows_from_hvps, finalize_fc,
-                                         hvp_directions)
+    from phonjax.force_constants import (_as_supercell, _energy_of, _pad_directions, _per_structure,
+                                         hvp_directions, results_from_hvps)
     if mode not in ("jvp", "linearize"):
         raise ShardingError(f"sharded force constants support mode 'jvp' or 'linearize', not {mode!r}")
     structures = list(structures)
@@ -218,8 +217,7 @@ def sharded_force_constants_batch(model_or_energy_fn, structures: Sequence, supe
         Vp, c = _pad_directions(V, chunk_size)
         hs = _gather(_fc_kernel(mesh, axis, mode, c)(stacked, pos, cell, jnp.asarray(Vp)))[:len(members), :len(V)]
         dt = (time.perf_counter() - t0) / len(members)
-        for k, h in zip(members, hs):
-            fc, rep = finalize_fc(_rows_from_hvps(np.asarray(h), scs[k], None), scs[k], symmetrize=symmetrize,
-                                  asr=asr, mode=mode, n_hvp=len(V), wall_time_s=dt)
-            out[k] = ForceConstants(scs[k], fc, None, rep)
+        for k, fc in results_from_hvps(hs, members, scs, symmetrize=symmetrize, asr=asr, mode=mode,
+                                       wall_time_s=dt).items():
+            out[k] = fc
     return out

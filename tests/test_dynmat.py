@@ -2,6 +2,7 @@
 hermiticity, invariance to the cell origin and atom order, units."""
 import numpy as np
 import pytest
+from test_force_constants import low_symmetry  # the shared P1 test cell
 from ase.build import bulk
 
 import phonjax  # noqa: F401
@@ -12,14 +13,6 @@ from phonjax.potentials import PotentialCalculator, rock_salt_potential
 from phonjax.structure import Crystal
 
 POT = rock_salt_potential(5.64, "Na", "Cl")
-
-
-def low_symmetry(seed=3):
-    rng = np.random.default_rng(seed)
-    at = bulk("NaCl", "rocksalt", a=5.64) * (2, 1, 1)
-    at.set_cell(at.cell.array @ (np.eye(3) + 0.03 * rng.standard_normal((3, 3))), scale_atoms=True)
-    at.positions += 0.08 * rng.standard_normal(at.positions.shape)
-    return at
 
 
 def phonopy_fd_frequencies(atoms, M, q, distance=0.003):

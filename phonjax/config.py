@@ -39,6 +39,8 @@ def _convert(tp, value, where: str):
                 return _convert(a, value, where)
             except ConfigError as e:  # try the next member
                 errors.append(str(e))
+        if len(errors) == 1:  # Optional[X]: X's own message (e.g. an unknown key inside a nested section)
+            raise ConfigError(errors[0])
         raise ConfigError(f"{where}: {value!r} matches none of {tp}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):

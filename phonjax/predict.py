@@ -117,6 +117,48 @@ def _born(born, crystal):
     return read_born(born, crystal)
 
 
+def _short_range_model(m, model_arg, crystal, born, lr: str):
+    """(born, lr, info) for a model trained on dipole-subtracted labels (``metadata["long_range"]``), else
+    (born, lr, None). Such a model holds no dipole–dipole interaction: ``lr='auto'`` → ``'ewald'`` (the full
+    C_dd(q) added, nothing subtracted) with the model's recorded Born data unless ``born`` is given (then the
+    user's, with a warning when it differs); any other mode is obeyed with a warning."""
+    import warnings
+    from phonjax.longrange.dipole_labels import born_from_record, is_short_range
+
+    meta = getattr(m, "metadata", None)
+    if not is_short_range(meta):
+        return born, lr, None
+    rec = meta["long_range"]
+    model_dir = Path(model_arg) if isinstance(model_arg, (str, Path)) else None
+    info = {"kind": rec["kind"], "lr_requested": lr}
+    try:
+        model_born = born_from_record(rec, crystal, model_dir)
+        model_err = None
+    except ValueError as e:
+        model_born, model_err = None, str(e)
+    if born is None:
+        if model_born is None:
+            raise ValueError(f"short-range model: its Born data cannot be used for this structure ({model_err}); "
+                             "give born=... (--born)")
+        born, info["born_source"] = model_born, f"model ({model_born.source})"
+    else:
+        info["born_source"] = f"user ({born.source})"
+        if model_born is not None and (born.n_atoms != model_born.n_atoms
+                                       or np.abs(born.zstar - model_born.zstar).max() > 1e-4
+                                       or np.abs(born.epsilon - model_born.epsilon).max() > 1e-4):
+            warnings.warn("the given Born charges / dielectric tensor differ from those the short-range model was "
+                          "trained with; using the given ones", stacklevel=3)
+            info["born_differs_from_model"] = True
+    if lr == "auto":
+        lr = "ewald"
+    elif lr != "ewald":
+        warnings.warn(f"lr={lr!r} on a short-range (dipole-subtracted) model: its force constants hold no "
+                      "dipole–dipole part, so only lr='ewald' (full C_dd(q), nothing subtracted) is consistent; "
+                      f"using {lr!r} as asked", stacklevel=3)
+    info["lr_used"] = lr
+    return born, lr, info
+
+
 def _reference_path(reference):
     """Explicit path segments reproducing a reference band.yaml's q-points (its segments are straight)."""
     from phonjax.compare import read_band_yaml
@@ -228,7 +270,8 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     ``model`` (model directory, a Model, an object with ``bind`` or an energy_fn(positions, cell, numbers)).
 
     supercell: N, (N1, N2, N3), 3×3 or None (smallest N³ with widths ≥ 2·r_max of the model).  born: BORN /
-    QE file or Born.  symmetry: site-symmetry-reduced Hessian-vector products.  reference: band.yaml overlaid
+    QE file or Born; a short-range model (trained on dipole-subtracted labels, ``metadata["long_range"]``)
+    brings its own, and ``lr='auto'`` is then ``'ewald'`` (recorded in summary.json as ``short_range_model``).  symmetry: site-symmetry-reduced Hessian-vector products.  reference: band.yaml overlaid
     and compared (the dispersion is then computed on its q-points).  Writes band.png, band.yaml,
     force_constants.hdf5, summary.json/txt into ``out_dir``.
     """
@@ -244,6 +287,7 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
             raise ValueError("supercell not given and the model has no r_max/cutoff to choose one")
         supercell = default_supercell(crystal, float(r))
     b = _born(born, crystal)
+    b, lr, sr_info = _short_range_model(m, model, crystal, b, lr)
     bar.set_description("force constants")
     t = time.perf_counter()
     fc = force_constants(m, crystal, supercell, symmetry=symmetry, mode=mode, chunk_size=chunk_size, born=b,
@@ -254,7 +298,8 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     try:
         return _finish(fc, lr=lr, born=b, q_direction=q_direction, npoints=npoints, reference=reference,
                        ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection,
-                       out_dir=out_dir, timings=timings, progress=bar)
+                       out_dir=out_dir, timings=timings, progress=bar,
+                       extra=None if sr_info is None else {"short_range_model": sr_info})
     finally:
         bar.close()
 

@@ -24,6 +24,25 @@ from phonjax.config import ConfigError, load_config
 
 
 @dataclass(frozen=True)
+class ShortRangeConfig:
+    """Train on dipole-subtracted labels (a short-range model; :mod:`phonjax.train.short_range`).
+
+    born: Z*/ε∞ file (phonopy BORN or QE ph.x output) for ``reference``, the primitive cell the training
+    structures are supercells of. supercell: the supercell matrix (N, 3 ints or 9 ints); null: inferred per
+    structure. stress: subtract the dipole stress too (6 extra Ewald sums per structure; false drops the stress
+    labels). max_displacement: largest displacement from a reference site, as a fraction of the nearest-neighbour
+    distance. cache: keep the dipole labels in ``$XDG_CACHE_HOME/phonjax/dipole_labels``.
+    """
+
+    born: str
+    reference: str
+    supercell: tuple[int, ...] | None = None
+    stress: bool = True
+    max_displacement: float = 0.35
+    cache: bool = True
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the labelled structures come from and how they are batched.
 
@@ -32,6 +51,8 @@ class DataConfig:
     (default 4:1). isolated_atom_energies: per-element reference energies (eV) of the DFT; if empty they
     are read from the file (``info`` keys, or single-atom frames with ``config_type: IsolatedAtom``).
     batch_size: structures per padded batch (every batch has the same static shape).
+    short_range: if set, every label (train and valid, every stage, and the force-constant reference) has
+    its harmonic dipole–dipole part removed and the exported model is recorded as short-range.
     """
 
     train: str = ""
@@ -42,6 +63,7 @@ class DataConfig:
     use_stress: bool = True
     max_structures: int | None = None
     isolated_atom_energies: dict[str, float] = field(default_factory=dict)
+    short_range: ShortRangeConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +130,9 @@ class FreezeConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Loop settings. Epoch counts are in passes over the training split."""
+    """Loop settings. Epoch counts are in passes over the training split. init: ``pretrained`` starts from the
+    model's parameters; ``random`` re-initialises them (same architecture, ``Model.init(config, seed)``) —
+    the control run for what pretraining contributes."""
 
     max_epochs: int = 100
     seed: int = 0
@@ -120,6 +144,7 @@ class TrainingConfig:
     keep_checkpoints: int = 2
     energy_reference: Literal["isolated_atoms", "fit", "none"] = "isolated_atoms"
     progress: bool = True
+    init: Literal["pretrained", "random"] = "pretrained"
 
 
 @dataclass(frozen=True)
@@ -172,6 +197,14 @@ def validate_config(cfg: FinetuneConfig) -> None:
     for w in ("energy_weight", "forces_weight", "stress_weight"):
         if getattr(cfg.loss, w) < 0:
             raise ConfigError(f"loss.{w} must be ≥ 0")
+    sr = cfg.data.short_range
+    if sr is not None:
+        if not sr.born or not sr.reference:
+            raise ConfigError("data.short_range needs both born (Z*/eps file) and reference (primitive cell file)")
+        if sr.supercell is not None and len(sr.supercell) not in (1, 3, 9):
+            raise ConfigError(f"data.short_range.supercell must be N, 3 or 9 integers, got {list(sr.supercell)}")
+        if not 0.0 < sr.max_displacement < 0.5:
+            raise ConfigError(f"data.short_range.max_displacement must be in (0, 0.5), got {sr.max_displacement}")
     names = [s.name for s in cfg.stages]
     if len(set(names)) != len(names):
         raise ConfigError(f"stage names must be unique, got {names}")

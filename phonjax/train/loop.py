@@ -8,6 +8,7 @@ Entry point :func:`finetune`. Output directory layout::
     out_dir/stages/<name>/checkpoints/<step>  periodic orbax checkpoints (state + meta)
     out_dir/stages/<name>/best/<step>         best-validation checkpoint
     out_dir/model/                            the finetuned phonjax model directory (best EMA weights)
+    out_dir/model/BORN                        with data.short_range: the Born file of the dipole-subtracted labels
 
 Determinism: batch order is a pure function of (seed, stage, epoch); the jitted step is deterministic on
 CPU; resuming restores params, optimiser state, EMA, RNG key, step, epoch, early-stopping/plateau state and
@@ -244,13 +245,18 @@ class _Stage:
     """Everything of one stage that stays fixed while it trains (data, shapes, compiled steps)."""
 
     def __init__(self, model: TrainableModel, cfg: FinetuneConfig, stage: StageConfig, index: int,
-                 fc_ref: FcReference | None, log: Callable):
+                 fc_ref: FcReference | None, log: Callable, short_range=None):
         self.model, self.cfg, self.stage, self.index, self.log = model, cfg, stage, index, log
         d = cfg.data
         self.train, self.valid = load_splits(
             stage.train, stage.valid, valid_fraction=d.valid_fraction, seed=d.split_seed,
             use_stress=d.use_stress, max_structures=d.max_structures,
             isolated_atom_energies=d.isolated_atom_energies, type_names=model.type_names)
+        if short_range is not None:  # labels minus the harmonic dipole–dipole part (phonjax.train.short_range)
+            from phonjax.train.short_range import apply_to_splits
+            sr = apply_to_splits(short_range, {"train": self.train, "valid": self.valid}, log,
+                                 stress=d.use_stress and cfg.loss.stress_weight > 0)
+            self.train, self.valid = sr["train"], sr["valid"]
         sizes = [model.frame_sizes(f) for f in self.train.frames + self.valid.frames]
         self.caps = compute_capacities(sizes, d.batch_size)
         self.use_stress = d.use_stress and cfg.loss.stress_weight > 0 and any(
@@ -337,6 +343,17 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
     if model is None:
         from phonjax.train.nequip_adapter import load_trainable
         model = load_trainable(cfg.model)
+    if cfg.training.init == "random":  # control run: same architecture, fresh parameters
+        if not hasattr(model, "reinitialized"):
+            from phonjax.config import ConfigError
+            raise ConfigError(f"training.init: random needs a model that can re-initialise itself "
+                              f"({type(model).__name__} cannot)")
+        model = model.reinitialized(cfg.training.seed)
+        log(f"training.init = random: parameters re-initialised (seed {cfg.training.seed})")
+    short_range = None
+    if cfg.data.short_range is not None:
+        from phonjax.train.short_range import load_short_range
+        short_range = load_short_range(cfg.data.short_range)
     fc_ref = None
     if cfg.loss.fc.weight > 0:
         fcc = cfg.loss.fc
@@ -346,9 +363,12 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
         unknown = sorted({chemical_symbols[int(z)] for z in fc_ref.numbers} - set(model.type_names))
         if unknown:
             raise DatasetError(f"{cfg.loss.fc.reference}: species {unknown} unknown to the model")
+        if short_range is not None:
+            from phonjax.train.short_range import subtract_fc_reference
+            fc_ref = subtract_fc_reference(fc_ref, short_range)
 
     # build every stage's data first: all bad input fails before any training
-    runners = [_Stage(model, cfg, st, k, fc_ref, log) for k, st in enumerate(stages)]
+    runners = [_Stage(model, cfg, st, k, fc_ref, log, short_range) for k, st in enumerate(stages)]
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
@@ -471,8 +491,19 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
     offsets_np = np.asarray(tparams["offsets"])
     offsets = {s: float(o) for s, o in zip(model.type_names, offsets_np)}
     model_dir = out / "model"
-    model.export(tparams, model_dir, {"finetune": {"config": to_dict(cfg), "stages": [r.__dict__ for r in results],
-                                                   "energy_offsets": offsets}})
+    meta = {"finetune": {"config": to_dict(cfg), "stages": [r.__dict__ for r in results], "energy_offsets": offsets}}
+    if short_range is not None:
+        from phonjax.train.short_range import model_record
+        meta["long_range"] = model_record(short_range)
+    elif isinstance(getattr(getattr(model, "model", None), "metadata", None), dict) and \
+            model.model.metadata.get("long_range"):
+        log("the starting model was short-range but data.short_range is not set: the finetuned model is "
+            "trained on full labels and no longer recorded as short-range")
+        meta["long_range"] = None
+    model.export(tparams, model_dir, meta)
+    if short_range is not None:
+        from phonjax.train.short_range import write_model_born
+        write_model_born(short_range, model_dir)
     try:
         _plot_learning_curve(history, out / "learning_curve.png")
     except Exception as e:  # noqa: BLE001 - plotting is best effort

@@ -53,6 +53,11 @@ class NequipTrainable:
     def energies(self, params, graph, positions, cells):
         return graph_energies(self.config, params, graph, positions, cells)
 
+    def reinitialized(self, seed: int = 0) -> "NequipTrainable":
+        """The same architecture with freshly initialised parameters (``Model.init(config, seed)``)."""
+        meta = {**self.model.metadata, "init": f"random (seed {seed}), architecture of {self.model.metadata.get('model_name', 'the starting model')}"}
+        return NequipTrainable(Model.init(self.config, seed=seed, metadata=meta))
+
     def to_model(self, tparams, metadata: dict | None = None) -> Model:
         """A :class:`Model` with the offsets folded into the per-type shifts."""
         params = jax.tree_util.tree_map(np.asarray, tparams["model"])

@@ -153,7 +153,7 @@ def test_errors(nacl):
         corr.apply(np.zeros((1, 2, 3, 2, 3), complex), np.zeros((1, 3)), np.zeros(3))
     with pytest.raises(ValueError):
         corr.apply(np.zeros((2, 2, 3, 2, 3), complex), np.zeros((1, 3)), None)
-    assert set(MODES) == {"none", "na", "ewald", "ewald-leak", "recip", "gonze", "wang"}
+    assert set(MODES) == {"none", "na", "ewald", "ewald-leak", "recip", "gonze", "wang", "recip-auto"}
 
 
 def test_lambda_scan_accepts_engine_object(nacl):

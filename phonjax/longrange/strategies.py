@@ -16,7 +16,16 @@ recip          fc                                     reciprocal-only C_dd(q) wi
 gonze          fc − fc_dd (commensurate-q subtraction) C_dd(q) (phonopy DynamicalMatrixGL / QE q2r+matdyn):
   (default)                                           frequencies at commensurate q unchanged
 wang           fc                                     C_na(q̂ = q/|q|) ⊙ W(q) (Wang et al. 2010)
+recip-auto     fc                                     reciprocal-only C_dd(q) with Λ* fitted to the force
+                                                      constants' own polar response near Γ
+                                                      (:mod:`~phonjax.longrange.range_matched`): for ML force
+                                                      constants that hold the short-ranged (real-space) part
 =============  =====================================================================================
+
+``recip-auto`` (issue 10, range-matched): Λ* = :func:`~phonjax.longrange.range_matched.fit_model_lambda` of
+(fc, supercell, born) — deterministic, independent of any user Λ (``ewald_lambda`` is refused); ``Correction.lam``
+is Λ* and ``info["lambda_fit"]`` the fit record. For DFT force constants, which hold the supercell-periodic
+dipole sum, use ``gonze``.
 
 ``lo_projection=True`` (seed follow-up d): every dipole term D added or subtracted is replaced by
 Q D Qᵀ with Q[ia, jb] = δ_ij δ_ab − m_i δ_ab / Σm — in mass-weighted coordinates the orthogonal projector onto
@@ -46,6 +55,13 @@ Measured (benchmarks/longrange_modes.py, longrange_ml.py; LiF):
   R = 3 / 5 / 9 Å, TO(Γ) imaginary −5.3 THz for every R): bare pairs cannot remove the conditionally convergent,
   Ewald-periodic (G = 0 excluded) part of the supercell's dipole sum; only the commensurate subtraction can.
   gonze with full Ewald equals the reciprocal-only gonze to 6e-7 THz.
+* recip-auto (benchmarks/longrange_supercell.py; SevenNet-0 via phonjax, engine frequencies with q-space ASR,
+  vs QE DFPT, RMSE THz for prim 3³ / conv 2³ / prim 4³ / conv 3³ / prim 5³ = 54 / 64 / 128 / 216 / 250 atoms):
+  recip-auto 1.03 / 0.96 / 1.06 / 1.08 / 1.08 (Λ* = 0.089 / 0.086 / 0.070 / 0.066 / 0.066) vs gonze 1.17 / 1.24 /
+  1.27 / 1.43 / 1.41 and wang 1.19 / 1.23 / 1.26 / 1.39 / 1.40; largest LO error on the first half of Γ–X
+  recip-auto 2.8–6.8 % vs gonze 9.6–30.7 % (the commensurate-point dip); the rest is the model's softness
+  (RMSE without LO ≈ 1.0 THz in every mode). On phonopy's DFT force constants recip-auto differs from gonze
+  by up to 0.32 THz (NaCl) / 1.00 THz (MgO): use gonze there.
 * LO projection: the acoustic subspace is only defined per representative q, so the projected term jumps on
   the zone boundary (visible along W–K) and its commensurate inverse transform gets long-ranged tails
   (imaginary modes with the 54-atom primitive supercell of the ML model).
@@ -65,7 +81,7 @@ from phonjax.longrange.leak import leak_fc, leak_pairs, leak_q, parse_leak_regio
 
 __all__ = ["MODES", "DEFAULT_MODE", "Correction", "make_correction", "LongRangeModeError", "acoustic_projector"]
 
-MODES = ("none", "na", "ewald", "ewald-leak", "recip", "gonze", "wang")
+MODES = ("none", "na", "ewald", "ewald-leak", "recip", "gonze", "wang", "recip-auto")
 DEFAULT_MODE = "gonze"
 
 
@@ -238,6 +254,17 @@ def make_correction(lr: str, born: Born | None, supercell: Supercell, fc, *, ewa
             sr = fc - removed
         info.update(n_g=len(params.g_vectors), n_r=len(params.r_vectors), tolerance=tolerance)
         return Correction(lr, sr, removed, born, lam, lo_projection, info, _projected(_kernel_term(kern), Q, prim))
+
+    if lr == "recip-auto":
+        from phonjax.longrange.range_matched import fit_model_lambda
+        if ewald_lambda is not None:
+            raise LongRangeModeError("lr='recip-auto' chooses Λ itself from the force constants; "
+                                     "drop ewald_lambda (or use lr='recip' for a fixed Λ)")
+        fit = fit_model_lambda(fc, supercell, born)
+        params = ewald_parameters(prim, born, lam=fit.lam, tolerance=tolerance, with_real_space=False)
+        kern = make_dipole_kernel(prim, born, params)
+        info.update(n_g=len(params.g_vectors), g_cutoff=params.g_cutoff, lambda_fit=fit.as_dict())
+        return Correction(lr, fc, removed, born, params.lam, lo_projection, info, _projected(_kernel_term(kern), Q, prim))
 
     if lr == "recip":
         if ewald_lambda is None:

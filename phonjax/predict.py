@@ -231,6 +231,12 @@ def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak
     gamma = fc.frequencies([[0.0, 0.0, 0.0]], lr=mode, q_direction=qd, ewald_lambda=ewald_lambda,
                            leak_region=leak_region, lo_projection=lo_projection)[0]
     timings["bands"] = time.perf_counter() - t
+    extra = dict(extra or {})
+    if mode != "none":  # record the correction's Λ (and recip-auto's fit) in summary.json
+        from phonjax.dynmat import _correction
+        corr = _correction(fc, mode, fc.born, ewald_lambda, leak_region, lo_projection)
+        extra["long_range_correction"] = {"mode": mode, "lambda": corr.lam,
+                                          **{k: corr.info[k] for k in ("lambda_fit",) if k in corr.info}}
     progress.update(1)
     t = time.perf_counter()
     comparison = None
@@ -248,7 +254,7 @@ def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak
     f = band.frequencies
     res = PredictResult(fc, band, out, files, timings, gamma, float(f.max()), float(f.min()),
                         int(np.sum(f.min(axis=1) < -IMAGINARY_THRESHOLD_THZ)), mode, np.asarray(fc.supercell.matrix),
-                        comparison, dict(extra or {}))
+                        comparison, extra)
     timings["write"] = time.perf_counter() - t
     (out / "summary.json").write_text(json.dumps(res.as_dict(), indent=2, default=str) + "\n")
     (out / "summary.txt").write_text(res.summary_text() + "\n")

@@ -183,3 +183,18 @@ def test_dft_force_constants_vs_gonze(phonopy_examples, material, limit):
     np.testing.assert_allclose(correction_frequencies(ra, sc, [[0, 0, 0]], [1.0, 0, 0]),
                                correction_frequencies(make_correction("gonze", born, sc, fc), sc, [[0, 0, 0]],
                                                       [1.0, 0, 0]), atol=2e-3)
+
+
+def test_bands_job_records_lambda(phonopy_examples, tmp_path):
+    """``bands`` / ``predict`` with lr='recip-auto' run through the engine and record Λ* in summary.json."""
+    pytest.importorskip("phonopy")
+    import json
+    from phonjax.predict import bands_from_phonopy
+
+    d = phonopy_examples / "NaCl"
+    res = bands_from_phonopy(d / "phonopy_disp.yaml", force_sets=d / "FORCE_SETS", born=d / "BORN",
+                             lr="recip-auto", npoints=11, out_dir=tmp_path)
+    rec = json.loads((tmp_path / "summary.json").read_text())["long_range_correction"]
+    assert rec["mode"] == "recip-auto" and rec["lambda"] == rec["lambda_fit"]["lambda"] > 0
+    g = np.sort(res.gamma_frequencies)
+    np.testing.assert_allclose(g[3:], [4.6164, 4.6164, 7.3963], atol=2e-3)  # the full NA term at Γ

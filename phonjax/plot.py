@@ -257,6 +257,8 @@ def plot_convergence(x, series, path, *, xlabel: str, ylabel: str, title: str | 
         ax.axhline(hline, color="0.4", ls="--", lw=0.8)
     if logy:
         ax.set_yscale("log")
+    if len(x) and all(float(v).is_integer() for v in x):
+        ax.set_xticks([int(v) for v in x])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

@@ -158,8 +158,8 @@ def add_back(ds: Dataset, parts) -> Dataset:
 
 
 def label_rms(ds: Dataset, parts) -> dict:
-    """RMS of the dipole parts and of the full labels: energy per atom (eV/atom), force components (eV/Å),
-    stress components (eV/Å³; frames with σ_dd only)."""
+    """RMS of the dipole parts and of the full labels: energy per atom (eV/atom), force components (eV/Å; also of
+    the short-range remainder F − F_dd), stress components (eV/Å³; frames with σ_dd only)."""
     e = np.array([d.energy / f.n_atoms for d, f in zip(parts, ds.frames)])
     fd = np.concatenate([d.forces.ravel() for d in parts])
     ff = np.concatenate([f.forces.ravel() for f in ds.frames])
@@ -167,7 +167,7 @@ def label_rms(ds: Dataset, parts) -> dict:
     sf = [f.stress for d, f in zip(parts, ds.frames) if d.stress is not None and f.stress is not None]
     rms = lambda x: float(np.sqrt(np.mean(np.square(x)))) if len(x) else float("nan")  # noqa: E731
     return {"energy_per_atom": rms(e), "forces": rms(fd), "stress": rms(np.array(sd)) if sd else float("nan"),
-            "dft_forces": rms(ff), "dft_stress": rms(np.array(sf)) if sf else float("nan"),
+            "dft_forces": rms(ff), "remainder_forces": rms(ff - fd), "dft_stress": rms(np.array(sf)) if sf else float("nan"),
             "max_displacement": float(max(d.max_displacement for d in parts))}
 
 
@@ -178,9 +178,11 @@ def apply_to_splits(setup: ShortRangeSetup, splits: dict, log: Callable[[str], N
     for name, ds in splits.items():
         parts = dipole_parts(ds.frames, setup, stress=setup.stress and stress, log=log)
         r = label_rms(ds, parts)
+        sig = (f"σ {1000 * r['stress']:.3g} meV/Å³ (DFT {1000 * r['dft_stress']:.3g})" if np.isfinite(r["stress"])
+               else "no stress (labels dropped or absent)")
         log(f"short-range labels ({name}, {len(ds)} structures): subtracted RMS E {1000 * r['energy_per_atom']:.3g} "
-            f"meV/atom, F {1000 * r['forces']:.3g} meV/Å (DFT {1000 * r['dft_forces']:.3g}), "
-            f"σ {1000 * r['stress']:.3g} meV/Å³ (DFT {1000 * r['dft_stress']:.3g}); max |u| {r['max_displacement']:.3g} Å")
+            f"meV/atom, F {1000 * r['forces']:.3g} meV/Å (DFT {1000 * r['dft_forces']:.3g}, short-range remainder "
+            f"{1000 * r['remainder_forces']:.3g}), {sig}; max |u| {r['max_displacement']:.3g} Å")
         out[name] = subtract(ds, parts)
     return out
 

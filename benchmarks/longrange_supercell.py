@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/longrange_supercell.py [--material LiF] [--supercells prim3 prim4 ...]
                                                        [--cache DIR] [--out DIR]
 
-Force constants: phonjax + the default model (pretrained SevenNet-0, ``phonjax.defaults.default_model()``),
+Force constants: phonjax + the default model (pretrained SevenNet-0, ``phonjax.defaults.default_model()``;
+``--model DIR --label NAME`` for another, e.g. a finetuned one, results then in *_NAME files),
 symmetry-reduced Hessian-vector products, in each supercell (prim N: N×N×N primitive, N³·2 atoms for rock salt;
 conv N: N×N×N conventional cubic, N³·8 atoms). Born charges / ε∞: examples/<material>/BORN (QE DFPT);
 reference: examples/<material>/dfpt/band.yaml (QE ph.x + q2r/matdyn with NAC). Frequencies come from the
@@ -99,6 +100,8 @@ def main():
     ap.add_argument("--cache", type=Path, default=None, help="directory to keep/reuse the model's force constants")
     ap.add_argument("--chunk-size", type=int, default=None, help="HVP directions per step (memory; prim6 with all "
                     "directions vmapped was killed at 17.6 GiB RSS on the 24 GiB CPU machine)")
+    ap.add_argument("--model", type=Path, default=None, help="phonjax model directory (default: SevenNet-0)")
+    ap.add_argument("--label", default="", help="name of the model in output file names and titles")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -113,8 +116,9 @@ def main():
     dirs = path_directions(q, prim.cell)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = phonjax.default_model()
+        model = phonjax.default_model() if args.model is None else phonjax.load_model(args.model)
     res = {"material": args.material, "model": model.describe() if hasattr(model, "describe") else "default",
+           "model_dir": None if args.model is None else str(args.model), "label": args.label or "SevenNet-0",
            "reference": str(ex.relative_to(ROOT) / "dfpt" / "band.yaml"), "first_segment": list(ref.labels[0]) if ref.labels else None,
            "dfpt": {"TO_gamma_thz": compare_bands(ref, ref).gamma_to_pred,
                     "LO_gamma_thz": compare_bands(ref, ref).gamma_lo_pred,
@@ -150,7 +154,7 @@ def main():
               {k: round(v["rmse_thz"], 3) for k, v in entry["modes"].items()},
               "Λ* = %.4f" % entry["modes"]["recip-auto"]["lambda"], flush=True)
     res["total_time_s"] = time.perf_counter() - t_all
-    suffix = "" if args.material == "LiF" else f"_{args.material}"
+    suffix = ("" if args.material == "LiF" else f"_{args.material}") + (f"_{args.label}" if args.label else "")
     (args.out / f"longrange_supercell{suffix}.json").write_text(json.dumps(res, indent=1))
 
     import matplotlib
@@ -165,7 +169,7 @@ def main():
         axes[0].plot([nat[k] for k in order], y, "o-" if mode != "oracle recip" else "x--", label=mode)
     axes[0].set_xticks([nat[k] for k in order], [f"{names[k]}\n{nat[k]}" for k in order], fontsize=7)
     axes[0].set_ylabel("RMSE vs DFPT (THz)")
-    axes[0].set_title(f"{args.material}, SevenNet-0: full-path RMSE")
+    axes[0].set_title(f"{args.material}, {args.label or 'SevenNet-0'}: full-path RMSE")
     axes[0].legend(fontsize=7)
     x = np.asarray(ref.distances)[:seg0]
     axes[1].plot(x, fref[:seg0, -1], "k-", lw=2.5, label="DFPT")

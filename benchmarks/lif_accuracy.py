@@ -397,12 +397,15 @@ def supercell_rules(prim, minfo) -> dict:
             "receptive_2L_rmax": int(math.ceil(2 * L * r / w - 1e-9))}
 
 
-def second_materials():
+def second_materials(dirs=None):
+    """[(name, directory)] of materials with POSCAR, BORN and dfpt/band.yaml: ``dirs`` or examples/MgO, NaCl."""
+    cands = [Path(d) for d in dirs] if dirs else [ROOT / "examples" / n for n in ("MgO", "NaCl")]
     out = []
-    for name in ("MgO", "NaCl"):
-        d = ROOT / "examples" / name
+    for d in cands:
         if (d / "dfpt" / "band.yaml").is_file() and (d / "BORN").is_file() and (d / "POSCAR").is_file():
-            out.append((name, d))
+            out.append((d.name, d))
+        elif dirs:
+            raise SystemExit(f"--second-material {d}: needs POSCAR, BORN and dfpt/band.yaml")
     return out
 
 
@@ -430,6 +433,8 @@ def parse_args(argv=None):
     ap.add_argument("--retry-infeasible", action="store_true")
     ap.add_argument("--in-process", action="store_true", help="no child process (no memory watch)")
     ap.add_argument("--no-second-material", action="store_true")
+    ap.add_argument("--second-material", action="append", default=None, metavar="DIR",
+                    help="material directory with POSCAR, BORN, dfpt/band.yaml (default: examples/MgO, NaCl)")
     ap.add_argument("--_worker", nargs=3, metavar=("MODEL", "N", "NPZ"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -605,11 +610,9 @@ def main(argv=None) -> int:
 
     # -- second material (f)
     second = {}
-    if not args.quick and not args.no_second_material:
-        for mat, d in second_materials():
-            mi = minfos.get("pretrained")
-            if mi is None:
-                break
+    if (not args.quick or args.second_material) and not args.no_second_material:
+        for mat, d in second_materials(args.second_material):
+            mi = minfos.get("pretrained") or next(iter(minfos.values()))
             p2, b2, r2 = load_inputs(d / "POSCAR", d / "BORN", d / "dfpt" / "band.yaml")
             n = int(default_supercell(p2, mi["r_max"])[0, 0])
             fc, meta = store.get(mi, d / "POSCAR", n)
@@ -618,11 +621,12 @@ def main(argv=None) -> int:
                 continue
             dirs2 = gamma_directions(r2, p2.cell)
             res = evaluate_modes(fc_object(p2, b2, n, fc), r2, dirs2, specs)
-            second[mat] = {"n": n, "n_atoms": meta["n_atoms"], "fc": meta, "modes": res}
-            plot_dispersion_panels(r2, [(f"{lab}: RMSE {r['metrics']['rmse_thz']:.2f} THz", {"pretrained": r["freqs"]})
+            second[mat] = {"n": n, "n_atoms": meta["n_atoms"], "fc": meta, "modes": res, "model": mi["name"],
+                           "reference": str(d / "dfpt" / "band.yaml")}
+            plot_dispersion_panels(r2, [(f"{lab}: RMSE {r['metrics']['rmse_thz']:.2f} THz", {mi["name"]: r["freqs"]})
                                         for lab, r in res.items() if "metrics" in r],
-                                   figdir / f"{mat.lower()}_modes_pretrained.png", ncols=4,
-                                   title=f"{mat}, pretrained ({n}³ = {meta['n_atoms']} atoms), every --lr mode vs DFPT")
+                                   figdir / f"{mat.lower()}_modes.png", ncols=4,
+                                   title=f"{mat}, {mi['name']} ({n}³ = {meta['n_atoms']} atoms), every --lr mode vs DFPT")
     result["second_material"] = jsonable(second)
 
     # -- stage timings (a)
@@ -830,7 +834,7 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
     if R["second_material"]:
         for mat, st in R["second_material"].items():
             if "error" in st:
-                L += [f"{mat}: force constants not feasible ({st['error']})", ""]
+                L += [f"{mat}: force constants not feasible ({st['error'].get('reason')})", ""]
                 continue
             rows = []
             for lab, r in st["modes"].items():
@@ -839,10 +843,10 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
                 m = r["metrics"]
                 rows.append([lab, fmt(m["rmse_thz"]), pct(m["to_rel"]), pct(m["lo_rel"]),
                              fmt(m["acoustic_near_gamma_thz"]), m["n_imaginary_modes"], fmt_spread(r)])
-            L += [f"**{mat}**, pretrained, {st['n']}³ = {st['n_atoms']} atoms, vs its DFPT "
-                  f"(`examples/{mat}/dfpt/band.yaml`):", ""]
+            L += [f"**{mat}**, {st['model']}, {st['n']}³ = {st['n_atoms']} atoms, vs its DFPT "
+                  f"(`{st['reference']}`):", ""]
             L += table(["mode", "RMSE", "TO(Γ)", "LO(Γ)", "acoustic near Γ", "imag.", "Λ spread"], rows)
-            L += [f"![{mat}](figures/{mat.lower()}_modes_pretrained.png)", ""]
+            L += [f"![{mat}](figures/{mat.lower()}_modes.png)", ""]
     else:
         L += ["No second material with `dfpt/band.yaml` and `BORN` under `examples/` at the time of this run "
               "(or `--quick`).", ""]

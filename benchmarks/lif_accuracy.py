@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lif import (EX, IMAG_THZ, NEAR_GAMMA_FRACTION, ROOT, TARGETS, accuracy_metrics,  # noqa: E402
-                  gamma_directions, is_gamma, load_inputs, path_frequencies, segment_slices, target_misses)
+                  gamma_directions, load_inputs, path_frequencies, segment_slices, target_misses)
 
 KNOWN_RUNS = ("finetuned", "finetuned_fc", "shortrange", "random_init")
 #: Λ values (phonopy convention) of the seed's recip study.

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 import phonjax
-from phonjax import units
 from phonjax.born import read_born
 from phonjax.compare import compare_bands, read_band_yaml
 from phonjax.force_constants import ForceConstants

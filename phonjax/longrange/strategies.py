@@ -60,8 +60,11 @@ Measured (benchmarks/longrange_modes.py, longrange_ml.py; LiF):
   recip-auto 1.03 / 0.96 / 1.06 / 1.08 / 1.08 (Λ* = 0.089 / 0.086 / 0.070 / 0.066 / 0.066) vs gonze 1.17 / 1.24 /
   1.27 / 1.43 / 1.41 and wang 1.19 / 1.23 / 1.26 / 1.39 / 1.40; largest LO error on the first half of Γ–X
   recip-auto 2.8–6.8 % vs gonze 9.6–30.7 % (the commensurate-point dip); the rest is the model's softness
-  (RMSE without LO ≈ 1.0 THz in every mode). On phonopy's DFT force constants recip-auto differs from gonze
-  by up to 0.32 THz (NaCl) / 1.00 THz (MgO): use gonze there.
+  (RMSE without LO ≈ 1.0 THz in every mode). MgO (new QE DFPT reference, not tuned on): recip-auto 1.00 / 0.96 /
+  1.02 / 1.03 / 1.03 vs gonze 1.05 / 1.06 / 1.13 / 1.18 / 1.19. A LiF-finetuned SevenNet-0 (trained on 54-atom
+  supercells): gonze best in that training supercell (0.33 vs 0.57), recip-auto best from 128 atoms on (0.29–0.32
+  vs gonze 0.40–0.62). On phonopy's DFT force constants recip-auto differs from gonze by up to 0.32 THz (NaCl) /
+  1.00 THz (MgO): use gonze there (and for force constants of a model in the supercell it was trained on).
 * LO projection: the acoustic subspace is only defined per representative q, so the projected term jumps on
   the zone boundary (visible along W–K) and its commensurate inverse transform gets long-ranged tails
   (imaginary modes with the 54-atom primitive supercell of the ML model).

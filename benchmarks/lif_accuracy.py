@@ -220,7 +220,10 @@ class FcStore:
         t0 = time.time()
         peak_kib, reason = None, None
         if self.in_process:
-            _worker(minfo["dir"], n, npz, structure)
+            try:
+                _worker(minfo["dir"], n, npz, structure)
+            except Exception as e:  # recorded like a failed child process
+                reason = f"{type(e).__name__}: {e}"
         else:
             logf = self.cache / f"{key}.log"
             with open(logf, "w") as fh:
@@ -494,6 +497,7 @@ def main(argv=None) -> int:
         if fc is None:
             log(f"model {name}: no force constants at N={n}: {meta['reason']}")
             modes_res[name] = {"error": meta}
+            result.setdefault("mode_errors", {})[name] = {"n": n, **meta}
             continue
         fc_meta[name] = meta
         log(f"lr modes for {name} at N={n}")
@@ -713,7 +717,7 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
             rows.append([name, f"{n}³", r["n_atoms"], fmt(m["rmse_thz"]), pct(m["to_rel"]), pct(m["lo_rel"]),
                          fmt(r["fc_time_s"], 1), fmt(r.get("peak_rss_gib"), 1)])
         for n, f in v["not_feasible"].items():
-            rows.append([name, f"{n}³", f["n_atoms"], "not feasible", "", "", f"{f.get('reason')}",
+            rows.append([name, f"{n}³", f["n_atoms"], "not computed", "", "", f"{f.get('reason')}",
                          fmt(f.get("peak_rss_gib"), 1)])
     L += table(["model", "supercell", "atoms", "RMSE vs DFPT", "TO(Γ)", "LO(Γ)", "FC time (s)", "peak RSS (GiB)"],
                rows)
@@ -734,6 +738,8 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
           "Each model's force constants at its default prediction supercell (width ≥ 2·r_max), Z*/ε∞ from DFPT, "
           "every mode of `phonjax.longrange.strategies.MODES` (recip also at the seed's Λ values; ewald-leak with "
           "a 5 Å sphere and a 3×3×3-cell box).", ""]
+    for name, err in (R.get("mode_errors") or {}).items():
+        L += [f"**{name}**: no force constants at {err['n']}³ ({err.get('reason')}).", ""]
     for name, st in (R.get("mode_study") or {}).items():
         rows = []
         for lab, r in st["modes"].items():

@@ -36,5 +36,5 @@ def test_demo_lif_with_sevennet0(tmp_path):
         assert fg[5] > fg[3] + 5.0                   # LO above TO at Γ (LiF: ~18 vs ~7 THz)
     assert f.min() > -1e-3                           # no imaginary modes along the path
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["lr"] == "gonze" and summary["n_atoms_supercell"] == 128
+    assert summary["lr"] == "recip-auto" and summary["n_atoms_supercell"] == 128
     assert (out / "band.png").stat().st_size > 10_000

@@ -122,7 +122,11 @@ def model_info(name: str, path: Path) -> dict:
         info["short_range"] = bool(is_short_range(m.metadata))
     except ImportError:
         info["short_range"] = False
-    info["auto_mode"] = "ewald" if info["short_range"] else "gonze"  # what predict(lr='auto') uses with Born data
+    try:  # what predict(lr='auto') uses with Born data
+        from phonjax.predict import ML_DEFAULT_LR
+    except ImportError:
+        ML_DEFAULT_LR = "gonze"
+    info["auto_mode"] = "ewald" if info["short_range"] else ML_DEFAULT_LR
     meta = path / "metadata.json"
     if meta.is_file():
         md = json.loads(meta.read_text())
@@ -503,8 +507,9 @@ def main(argv=None) -> int:
         log(f"lr modes for {name} at N={n}")
         fco = fc_object(prim, born, n, fc)
         t = time.perf_counter()
-        path_frequencies(fc_object(prim, born, n, fc), ref, dirs, lr="gonze")
-        meta["bands_gonze_s"] = time.perf_counter() - t
+        path_frequencies(fc_object(prim, born, n, fc), ref, dirs, lr=mi["auto_mode"])
+        meta["bands_auto_s"] = time.perf_counter() - t
+        meta["auto_mode"] = mi["auto_mode"]
         modes_res[name] = evaluate_modes(fco, ref, dirs, specs)
         result.setdefault("mode_study", {})[name] = {"n": n, "n_atoms": meta["n_atoms"], "fc": meta,
                                                     "modes": jsonable(modes_res[name])}
@@ -572,6 +577,9 @@ def main(argv=None) -> int:
             continue
         fr = {n: path_frequencies(fc_object(prim, born, n, ok[n][0]), ref, dirs, lr="none") for n in ns}
         fg = {n: path_frequencies(fc_object(prim, born, n, ok[n][0]), ref, dirs, lr="gonze") for n in ns}
+        am = minfos[name]["auto_mode"]
+        fa = fg if am == "gonze" else {n: path_frequencies(fc_object(prim, born, n, ok[n][0]), ref, dirs, lr=am)
+                                       for n in ns}
         big = fr[ns[-1]]
         rows = {}
         for n in ns:
@@ -584,7 +592,9 @@ def main(argv=None) -> int:
                        "rmse_vs_largest_thz": float(np.sqrt(np.mean(d ** 2))),
                        "rmse_vs_dfpt_none_thz": accuracy_metrics(fr[n], ref)["rmse_thz"],
                        "rmse_vs_dfpt_gonze_thz": accuracy_metrics(fg[n], ref)["rmse_thz"],
-                       "lo_rel_gonze": accuracy_metrics(fg[n], ref)["lo_rel"]}
+                       "lo_rel_gonze": accuracy_metrics(fg[n], ref)["lo_rel"], "auto_mode": am,
+                       "rmse_vs_dfpt_auto_thz": accuracy_metrics(fa[n], ref)["rmse_thz"],
+                       "lo_gx_max_rel_auto": accuracy_metrics(fa[n], ref)["lo_first_segment_max_rel"]}
         rules = supercell_rules(prim, minfos[name])
         conv_n = next((n for n in ns[:-1] if max(rows[n]["rmse_vs_largest_thz"], rows[n]["max_dev_gamma_thz"],
                                                  rows[n]["max_dev_x_thz"], rows[n]["max_dev_l_thz"])
@@ -695,8 +705,8 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
         rows.append([f"predict `{name}`: force constants {st['n']}³ ({st['n_atoms']} atoms, {fc['n_hvp']} HVPs, "
                      f"incl. JIT compile)", f"{fc['fc_time_s']:.1f} s",
                      f"peak RSS {fmt(fc.get('peak_rss_gib'), 1)} GiB, load avg {fc.get('load_avg', 0):.1f}"])
-        rows.append([f"predict `{name}`: bands (130 q, gonze, incl. the commensurate subtraction)",
-                     f"{fc.get('bands_gonze_s', float('nan')):.2f} s", "this run"])
+        rows.append([f"predict `{name}`: bands (130 q, lr {fc.get('auto_mode')} = its `--lr auto`, incl. building the "
+                     "correction)", f"{fc.get('bands_auto_s', float('nan')):.2f} s", "this run"])
     L += ["", "Wall-clock per stage on this machine (2 CPU cores shared with other jobs; the load average is "
           "recorded with each force-constant run):", ""] + table(["stage", "time", "source / note"], rows)
     L += ["Models:", ""]
@@ -762,8 +772,8 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
           f"{LAMBDA_SCALES} × the mode's default (phonopy's) — 0 for modes without Λ. Targets: RMSE ≤ "
           f"{TARGETS['rmse_thz']} THz, |TO|, |LO| ≤ {100 * TARGETS['to_rel']:g} %, no imaginary mode, Λ spread ≤ "
           f"{TARGETS['lambda_spread_thz']} THz, acoustic ≤ {TARGETS['acoustic_thz']} THz. \"(auto)\" marks the mode "
-          "`predict --lr auto` uses for that model (gonze; ewald for a short-range model trained on "
-          "dipole-subtracted labels). \"LO on Γ–X (max)\": largest |Δ|/DFPT of the highest branch along Γ–X (issue "
+          "`predict --lr auto` uses for that model (phonjax.predict.ML_DEFAULT_LR; ewald for a short-range model "
+          "trained on dipole-subtracted labels). \"LO on Γ–X (max)\": largest |Δ|/DFPT of the highest branch along Γ–X (issue "
           "10's target: within 2 %, no dip at commensurate points).", ""]
     rows, brows = [], []
     mm = main_modes(specs)
@@ -801,10 +811,13 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
         for n, r in c["rows"].items():
             rows.append([f"{n}³", r["n_atoms"], fmt(r["width_A"], 1), fmt(r["max_dev_gamma_thz"]), fmt(r["max_dev_x_thz"]),
                          fmt(r["max_dev_l_thz"]), fmt(r["rmse_vs_largest_thz"]), fmt(r["rmse_vs_dfpt_none_thz"]),
-                         fmt(r["rmse_vs_dfpt_gonze_thz"]), pct(r["lo_rel_gonze"]), fmt(r["fc_time_s"], 1),
+                         fmt(r["rmse_vs_dfpt_gonze_thz"]), pct(r["lo_rel_gonze"]), fmt(r["rmse_vs_dfpt_auto_thz"]),
+                         "–" if r["lo_gx_max_rel_auto"] is None else f"{100 * r['lo_gx_max_rel_auto']:.1f} %",
+                         fmt(r["fc_time_s"], 1),
                          fmt(r.get("peak_rss_gib"), 1)])
         L += table(["N", "atoms", "width (Å)", "max|Δ| Γ", "max|Δ| X", "max|Δ| L", "path RMSE vs largest",
-                    "RMSE DFPT none", "RMSE DFPT gonze", "LO(Γ) gonze", "FC time (s)", "peak RSS (GiB)"], rows)
+                    "RMSE DFPT none", "RMSE DFPT gonze", "LO(Γ) gonze", f"RMSE DFPT {mi['auto_mode']} (auto)",
+                    f"LO on Γ–X max, {mi['auto_mode']}", "FC time (s)", "peak RSS (GiB)"], rows)
         nf = {int(n): f for n, f in c["not_feasible"].items()}
         tried = {n: f for n, f in nf.items() if not str(f.get("reason", "")).startswith("skipped")}
         if nf:
@@ -819,14 +832,16 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
             L += [f"With `gonze` the RMSE vs DFPT goes from {g0['rmse_vs_dfpt_gonze_thz']:.3f} THz at {ns_sorted[0]}³ "
                   f"to {g1['rmse_vs_dfpt_gonze_thz']:.3f} THz at {ns_sorted[-1]}³ (without correction "
                   f"{g0['rmse_vs_dfpt_none_thz']:.3f} → {g1['rmse_vs_dfpt_none_thz']:.3f} THz); the training "
-                  "supercell of the finetuned models is 3³.", ""]
+                  f"supercell of the finetuned models is 3³. With its `--lr auto` mode ({g0['auto_mode']}): "
+                  f"{g0['rmse_vs_dfpt_auto_thz']:.3f} → {g1['rmse_vs_dfpt_auto_thz']:.3f} THz.", ""]
         if c["converged_n"] is not None:
             L += [f"Smallest N within {c['tol_thz']} THz of N = {c['largest']} everywhere checked: **N = "
                   f"{c['converged_n']}** (width {c['rows'][str(c['converged_n'])]['width_A']:.1f} Å = "
                   f"{c['converged_width_over_rmax']:.2f}·r_max). Recommended rule from these numbers: width ≥ "
-                  f"{math.ceil(2 * c['converged_width_over_rmax']) / 2:g}·r_max (the current default 2·r_max gives "
-                  f"N = {ru['default_2rmax']}). Caveat: convergence is measured against N = {c['largest']} only; "
-                  "the receptive-field rules ask for more than this machine can compute.", ""]
+                  f"{c['converged_width_over_rmax']:.2f}·r_max (the current default 2·r_max gives "
+                  f"N = {ru['default_2rmax']}). Caveat: convergence is measured against N = {c['largest']} only"
+                  + ("; the receptive-field rule (width ≥ L·r_max) asks for more than was computed here."
+                     if ru["receptive_L_rmax"] > c["largest"] else "."), ""]
         else:
             L += [f"No N below {c['largest']} is within {c['tol_thz']} THz of N = {c['largest']}: the frequencies are "
                   "not converged within the feasible range, so no rule can be confirmed here; the receptive-field "
@@ -892,9 +907,13 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
                       f"LO {pct(m['lo_rel'])}, acoustic near Γ {m['acoustic_near_gamma_thz']:.3f} THz — "
                       f"{verdict(m, lambda_spread(r))}."]
         for name, c in R["convergence"].items():
-            g = [c["rows"][n]["rmse_vs_dfpt_gonze_thz"] for n in sorted(c["rows"], key=int)]
-            L += [f"- Supercell dependence ({name}, gonze, {min(c['rows'], key=int)}³…{c['largest']}³): RMSE vs DFPT "
-                  f"spans {min(g):.3f}–{max(g):.3f} THz (issue 10 asks for independence beyond the model's range)."]
+            nn = sorted(c["rows"], key=int)
+            g = [c["rows"][n]["rmse_vs_dfpt_gonze_thz"] for n in nn]
+            a = [c["rows"][n]["rmse_vs_dfpt_auto_thz"] for n in nn]
+            am = c["rows"][nn[0]]["auto_mode"]
+            L += [f"- Supercell dependence ({name}, {nn[0]}³…{c['largest']}³): RMSE vs DFPT spans {min(g):.3f}–"
+                  f"{max(g):.3f} THz with gonze" + (f", {min(a):.3f}–{max(a):.3f} THz with {am}" if am != "gonze" else "")
+                  + " (issue 10 asks for independence beyond the model's range)."]
         ok = [t for t in best if not any(v > 0 for v in target_misses(t[3]["metrics"], lambda_spread(t[3])).values())]
         L += [f"- Combinations meeting every target: {len(ok)} of {len(best)}"
               + (": " + ", ".join(f"{t[1]}/{t[2]}" for t in ok) if ok else ".")]

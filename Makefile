@@ -8,7 +8,7 @@ PIP    := $(VENV)/bin/pip
 OUT    ?= out/demo
 MODEL  ?= .cache/models/sevennet-0
 
-.PHONY: setup setup-qe demo test test-fast bench clean
+.PHONY: setup setup-qe demo test test-fast bench report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# the LiF end-to-end accuracy report (reports/lif.md) from SevenNet-0 and every finetuned model in out/lif/*/model
+report: setup $(MODEL)/config.yaml
+	$(PY) benchmarks/lif_accuracy.py
 
 clean:
 	rm -rf $(VENV) .cache out

@@ -80,15 +80,17 @@ def run_phonopy(prim_ase, N: int, tm, qpoints, symmetry: bool, distance: float =
             "freqs": np.asarray(f)}
 
 
-def bench(label, prim_ase, N, tm, model, npoints: int) -> dict:
+def bench(label, prim_ase, N, tm, model, npoints: int, chunk_size=None) -> dict:
     prim = Crystal.from_ase(prim_ase)
     row = {"structure": label, "N": N, "n_prim": prim.n_atoms, "n_atoms_supercell": prim.n_atoms * N ** 3}
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        res = predict(prim, model, N, npoints=npoints, out_dir=tmp, progress=False, allow_small_supercell=True)
+        res = predict(prim, model, N, npoints=npoints, out_dir=tmp, progress=False, allow_small_supercell=True,
+                      chunk_size=chunk_size)
         row["phonjax_first_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        res = predict(prim, model, N, npoints=npoints, out_dir=tmp, progress=False, allow_small_supercell=True)
+        res = predict(prim, model, N, npoints=npoints, out_dir=tmp, progress=False, allow_small_supercell=True,
+                      chunk_size=chunk_size)
         row["phonjax_warm_s"] = time.perf_counter() - t
     row["phonjax_timings"] = {k: float(v) for k, v in res.timings.items()}
     row["phonjax_n_hvp"] = res.force_constants.report.n_hvp
@@ -118,18 +120,21 @@ def main(argv=None):
     ap.add_argument("--lif-n", type=int, default=3)
     ap.add_argument("--lowsym-n", type=int, default=2)
     ap.add_argument("--npoints", type=int, default=51)
+    ap.add_argument("--chunk-size", type=int, default=None,
+                    help="Hessian-vector products per lax.map step (1 for OAM-L-sized models on 24 GiB)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from pathlib import Path
     out = Path(args.out) if args.out else RESULTS / f"workflow_{args.arch}_{jax.default_backend()}.json"
     tm, m64, _ = build_pair(args.arch)
     meta = metadata({"arch": args.arch, "model": m64.describe(), "phonopy_displacement_A": 0.01,
-                     "phonopy_plusminus": "auto", "torch": "eager, float64, one supercell per call"})
+                     "phonopy_plusminus": "auto", "torch": "eager, float64, one supercell per call",
+                     "chunk_size": args.chunk_size})
     rows = []
     for label, a, N in (("LiF", lif_primitive(), args.lif_n), ("Li4F4-P1", low_symmetry_cell(), args.lowsym_n)):
         if N < 1:
             continue
-        rows.append(bench(label, a, N, tm, m64, args.npoints))
+        rows.append(bench(label, a, N, tm, m64, args.npoints, args.chunk_size))
         print(rows[-1], flush=True)
         write_json(out, meta, rows)
     import matplotlib

@@ -125,18 +125,11 @@ def plot_band_comparison(pred, ref, path: str | Path | None = None, *, labels=("
     ax.plot(x, p.frequencies, color="tab:red", lw=1.0, ls="--")
     ax.plot([], [], color="k", label=labels[1])
     ax.plot([], [], color="tab:red", ls="--", label=labels[0])
-    if r.segment_nqpoint:
-        ends = np.cumsum(r.segment_nqpoint)
-        ticks = [x[0]] + [x[e - 1] for e in ends]
-        names = [r.labels[0][0] if r.labels else ""]
-        for i in range(len(ends)):
-            lab = r.labels[i][1] if r.labels else ""
-            if i + 1 < len(ends) and r.labels and r.labels[i + 1][0] != lab:
-                lab = f"{lab}|{r.labels[i + 1][0]}"
-            names.append(lab)
-        for t in ticks:
-            ax.axvline(t, color="0.7", lw=0.5)
-        ax.set_xticks(ticks, [n.replace("GAMMA", r"$\Gamma$") for n in names])
+    ticks, names = _path_ticks(r)
+    for t in ticks:
+        ax.axvline(t, color="0.7", lw=0.5)
+    if ticks:
+        ax.set_xticks(ticks, names)
     ax.set_xlim(x[0], x[-1])
     ax.axhline(0, color="0.7", lw=0.5)
     ax.set_ylabel("Frequency (THz)")
@@ -178,6 +171,15 @@ def plot_learning_curve(history, path) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
+
+
+def _save(fig, path) -> Path:
+    """Write ``fig`` to ``path`` (parents created, 110 dpi), close it and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
     return path
 
 
@@ -236,11 +238,7 @@ def plot_dispersion_panels(reference, panels, path, *, ncols: int = 3, title: st
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_convergence(x, series, path, *, xlabel: str, ylabel: str, title: str | None = None, vlines=None,
@@ -265,8 +263,4 @@ def plot_convergence(x, series, path, *, xlabel: str, ylabel: str, title: str | 
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

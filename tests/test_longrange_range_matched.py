@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phonjax.born import Born, read_born
+from phonjax.born import Born
 from phonjax.structure import Crystal, make_supercell
 from phonjax.longrange.ewald import ewald_parameters, make_dipole_kernel
 from phonjax.longrange.gonze import supercell_dipole_fc
 from phonjax.longrange.strategies import LongRangeModeError, MODES, make_correction
 from phonjax.longrange.calibrate import correction_frequencies, fourier_ws
+from phonopy_data import load_example
 from phonjax.longrange.range_matched import RangeMatchError, bz_distance, fit_model_lambda, polar_splitting_profile
 
 A = 4.0628
@@ -162,18 +163,8 @@ def test_dft_force_constants_vs_gonze(phonopy_examples, material, limit):
     approximates gonze (measured max |Δf| 0.32 THz NaCl, 1.00 THz MgO on these q) — far from the double
     counting of recip at phonopy's Λ (TO(Γ) → 0, several THz) but worse than gonze: recip-auto is for ML
     force constants."""
-    phonopy = pytest.importorskip("phonopy")
-    d = phonopy_examples / material
-    ph = phonopy.load(d / "phonopy_disp.yaml", force_sets_filename=d / "FORCE_SETS", born_filename=d / "BORN",
-                      is_compact_fc=True)
-    prim = Crystal.coerce(ph.primitive)
-    M = np.rint(ph.supercell.cell @ np.linalg.inv(prim.cell)).astype(int)
-    sc = make_supercell(prim, M)
-    ours = sc.crystal.positions @ np.linalg.inv(ph.supercell.cell)
-    dd = ours[:, None, :] - ph.supercell.scaled_positions[None]
-    dd -= np.round(dd)
-    fc = ph.force_constants[:, np.argmin(np.linalg.norm(dd @ ph.supercell.cell, axis=-1), axis=1)]
-    born = read_born(d / "BORN", prim)
+    pytest.importorskip("phonopy")
+    _, sc, fc, born, _ = load_example(phonopy_examples / material)
     g = correction_frequencies(make_correction("gonze", born, sc, fc), sc, QS)
     ra = make_correction("recip-auto", born, sc, fc)
     r = correction_frequencies(ra, sc, QS)

@@ -8,9 +8,10 @@ import pytest
 phonopy = pytest.importorskip("phonopy")
 from phonopy.harmonic.dynamical_matrix import DynamicalMatrix  # noqa: E402
 
-from phonjax.born import Born, BornError, read_born  # noqa: E402
+from phonjax.born import Born, BornError  # noqa: E402
 from phonjax.structure import Crystal, make_supercell, commensurate_qpoints  # noqa: E402
 from phonjax.longrange.ewald import QDirectionError  # noqa: E402
+from phonopy_data import load_example  # noqa: E402
 from phonjax.longrange.leak import LeakRegion, LeakRegionError, leak_fc, leak_pairs, leak_q, parse_leak_region  # noqa: E402
 from phonjax.longrange.strategies import LongRangeModeError, make_correction, MODES  # noqa: E402
 from phonjax.longrange.calibrate import correction_frequencies, fourier_ws, lambda_scan  # noqa: E402
@@ -18,18 +19,7 @@ from phonjax.longrange.calibrate import correction_frequencies, fourier_ws, lamb
 
 @pytest.fixture(scope="module")
 def nacl(phonopy_examples):
-    d = phonopy_examples / "NaCl"
-    ph = phonopy.load(d / "phonopy_disp.yaml", force_sets_filename=d / "FORCE_SETS", born_filename=d / "BORN",
-                      is_compact_fc=True)
-    prim = Crystal.coerce(ph.primitive)
-    M = np.rint(ph.supercell.cell @ np.linalg.inv(prim.cell)).astype(int)
-    sc = make_supercell(prim, M)
-    ours = sc.crystal.positions @ np.linalg.inv(ph.supercell.cell)
-    dd = ours[:, None, :] - ph.supercell.scaled_positions[None]
-    dd -= np.round(dd)
-    mp = np.argmin(np.linalg.norm(dd @ ph.supercell.cell, axis=-1), axis=1)
-    fc = ph.force_constants[:, mp]
-    return ph, sc, fc, read_born(d / "BORN", prim), mp
+    return load_example(phonopy_examples / "NaCl")
 
 
 QS = np.array([[0.25, 0.25, 0.25], [0.1, 0.0, 0.05], [0.5, 0.0, 0.5], [0.3, -0.2, 0.1]])

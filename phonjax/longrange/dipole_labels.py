@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from phonjax.born import Born, BornError
-from phonjax.structure import Crystal, make_supercell
+from phonjax.structure import Crystal, _frozen_array, make_supercell, supercell_matrix
 
 __all__ = ["KIND", "DipoleLabelError", "DipoleLabels", "infer_supercell_matrix", "strained_primitive",
            "map_to_sites", "dipole_fc_in_cell", "dipole_labels", "long_range_record", "is_short_range",
@@ -40,6 +40,8 @@ __all__ = ["KIND", "DipoleLabelError", "DipoleLabels", "infer_supercell_matrix",
 KIND = "dipole_subtracted"
 #: Default largest displacement from a site, as a fraction of the nearest-neighbour site distance.
 MAX_DISPLACEMENT_FRACTION = 0.35
+#: largest |D − 1| of a frame's cell against its reference supercell before it counts as 'not that supercell'
+MAX_STRAIN = 0.1
 #: Default forward finite-difference strain step for σ_dd.
 STRAIN_STEP = 1e-6
 
@@ -70,27 +72,29 @@ class DipoleLabels:
         return float(np.linalg.norm(self.displacements, axis=1).max())
 
 
-def _ro(a, dtype=np.float64):
-    a = np.array(a, dtype=dtype)
-    a.setflags(write=False)
-    return a
+def _ro(a, dtype=np.float64) -> np.ndarray:
+    return _frozen_array(a, dtype)
 
 
 def _matrix(value) -> np.ndarray:
-    M = np.asarray(value, dtype=np.int64)
-    if M.ndim == 0:
-        M = np.eye(3, dtype=np.int64) * int(M)
-    elif M.shape == (3,):
-        M = np.diag(M)
-    if M.size != 9:
-        raise DipoleLabelError(f"supercell matrix must be N, 3 ints or 3x3, got {np.asarray(value).tolist()}")
-    M = M.reshape(3, 3)
-    if round(np.linalg.det(M)) <= 0:
-        raise DipoleLabelError(f"supercell matrix {M.tolist()} must have a positive determinant")
-    return M
+    """:func:`phonjax.structure.supercell_matrix`, its errors as DipoleLabelError."""
+    try:
+        return supercell_matrix(value)
+    except ValueError as e:
+        raise DipoleLabelError(str(e)) from None
 
 
-def infer_supercell_matrix(primitive, cell, *, max_strain: float = 0.1) -> np.ndarray:
+def _deformation(prim: Crystal, M: np.ndarray, cell: np.ndarray, max_strain: float) -> np.ndarray:
+    """D with ``cell = M @ prim.cell @ D``; error when |D − 1| > ``max_strain`` (cell is not that supercell)."""
+    D = np.linalg.solve(M @ prim.cell, cell)
+    dev = float(np.abs(D - np.eye(3)).max())
+    if dev > max_strain:
+        raise DipoleLabelError(f"cell is not the supercell {M.tolist()} of the reference primitive cell "
+                               f"(deformation {dev:.3g} > {max_strain})")
+    return D
+
+
+def infer_supercell_matrix(primitive, cell, *, max_strain: float = MAX_STRAIN) -> np.ndarray:
     """The integer M with ``cell ≈ M @ primitive.cell`` (rounded); error when the residual deformation
     |D − 1| exceeds ``max_strain``. (3, 3) int."""
     prim = Crystal.coerce(primitive)
@@ -98,11 +102,7 @@ def infer_supercell_matrix(primitive, cell, *, max_strain: float = 0.1) -> np.nd
     M = np.rint(cell @ np.linalg.inv(prim.cell)).astype(np.int64)
     if round(np.linalg.det(M)) <= 0:
         raise DipoleLabelError("cell is not a supercell of the reference primitive cell (no integer matrix fits)")
-    D = np.linalg.solve(M @ prim.cell, cell)
-    dev = float(np.abs(D - np.eye(3)).max())
-    if dev > max_strain:
-        raise DipoleLabelError(f"cell is not a supercell of the reference primitive cell: nearest M = {M.tolist()} "
-                               f"leaves a deformation of {dev:.3g} (> {max_strain})")
+    _deformation(prim, M, cell, max_strain)
     return M
 
 
@@ -175,11 +175,7 @@ def _resolve(primitive, born, supercell_matrix, cell):
     _check_born(prim, born)
     cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
     M = infer_supercell_matrix(prim, cell) if supercell_matrix is None else _matrix(supercell_matrix)
-    D = np.linalg.solve(M @ prim.cell, cell)
-    if np.abs(D - np.eye(3)).max() > 0.1:
-        raise DipoleLabelError(f"cell is not the supercell {M.tolist()} of the reference primitive cell "
-                               f"(deformation {np.abs(D - np.eye(3)).max():.3g} > 0.1)")
-    return prim, cell, M, D
+    return prim, cell, M, _deformation(prim, M, cell, MAX_STRAIN)
 
 
 def dipole_fc_in_cell(positions, numbers, cell, primitive, born: Born, supercell_matrix=None, *,

@@ -23,7 +23,7 @@ import numpy as np
 
 from phonjax.born import Born, read_born
 from phonjax.longrange.dipole_labels import DipoleLabels, dipole_fc_in_cell, dipole_labels, long_range_record
-from phonjax.structure import Crystal
+from phonjax.structure import Crystal, supercell_matrix
 from phonjax.train.data import Dataset, DatasetError, Frame
 
 __all__ = ["ShortRangeSetup", "load_short_range", "dipole_parts", "subtract", "add_back", "label_rms",
@@ -58,21 +58,24 @@ def load_short_range(cfg) -> ShortRangeSetup:
     born = read_born(cfg.born, prim)
     M = None
     if cfg.supercell is not None:
-        v = np.asarray(cfg.supercell, dtype=np.int64)
-        M = np.eye(3, dtype=np.int64) * int(v[0]) if v.size == 1 else (np.diag(v) if v.size == 3 else v.reshape(3, 3))
+        v = np.asarray(cfg.supercell)
+        try:
+            M = supercell_matrix(v.reshape(3, 3) if v.size == 9 else (v.reshape(()) if v.size == 1 else v))
+        except ValueError as e:
+            raise DatasetError(f"data.short_range.supercell: {e}") from None
     return ShortRangeSetup(prim, born, M, bool(cfg.stress), float(cfg.max_displacement), bool(cfg.cache),
                            str(cfg.born), str(cfg.reference))
 
 
 def _cache_key(frames, setup: ShortRangeSetup, stress: bool) -> str:
-    h = hashlib.sha256(b"dipole_labels v1")
+    h = hashlib.sha256(b"dipole_labels v2")
     for a in (setup.primitive.cell, setup.primitive.positions, setup.primitive.numbers, setup.born.zstar,
               setup.born.epsilon, np.float64(setup.born.factor),
               np.zeros(0) if setup.supercell_matrix is None else setup.supercell_matrix,
               np.float64(setup.max_displacement), np.int64(stress)):
         h.update(np.ascontiguousarray(a).tobytes())
     for f in frames:
-        for a in (f.numbers, f.positions, f.cell):
+        for a in (f.numbers, f.positions, f.cell, np.int64(f.stress is not None)):  # stress only where labelled
             h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:24]
 

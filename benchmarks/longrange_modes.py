@@ -22,7 +22,7 @@ import numpy as np
 
 import phonjax  # noqa: F401  (float64)
 from phonjax.born import read_born
-from phonjax.structure import Crystal, make_supercell
+from phonjax.phonopy_io import from_phonopy
 from phonjax.longrange.strategies import make_correction
 from phonjax.longrange.calibrate import correction_frequencies, lambda_scan
 from phonjax.longrange.gonze import ws_images
@@ -46,14 +46,8 @@ def load_lif(data: Path):
                            symmetrize_fc=False, is_compact_fc=False)
         ph = Phonopy(ph1.unitcell, supercell_matrix=[2, 2, 2], primitive_matrix="F")
         ph.force_constants = ph1.force_constants
-    prim = Crystal.coerce(ph.primitive)
-    M = np.rint(ph.supercell.cell @ np.linalg.inv(prim.cell)).astype(int)
-    sc = make_supercell(prim, M)
-    ours = sc.crystal.positions @ np.linalg.inv(ph.supercell.cell)
-    d = ours[:, None, :] - ph.supercell.scaled_positions[None]
-    d -= np.round(d)
-    mp = np.argmin(np.linalg.norm(d @ ph.supercell.cell, axis=-1), axis=1)
-    fc = ph.force_constants[ph.primitive.p2s_map][:, mp]
+    fco = from_phonopy(ph, is_nac=False, symmetrize_fc=False)  # our atom order (phonopy's p2s rows)
+    sc, fc, prim = fco.supercell, fco.fc, fco.primitive
     born = read_born(data / "BORN", prim, unitcell=ph.unitcell)
     return sc, fc, born
 

@@ -164,7 +164,7 @@ def test_dft_force_constants_vs_gonze(phonopy_examples, material, limit):
     counting of recip at phonopy's Λ (TO(Γ) → 0, several THz) but worse than gonze: recip-auto is for ML
     force constants."""
     pytest.importorskip("phonopy")
-    _, sc, fc, born, _ = load_example(phonopy_examples / material)
+    _, sc, fc, born = load_example(phonopy_examples / material)
     g = correction_frequencies(make_correction("gonze", born, sc, fc), sc, QS)
     ra = make_correction("recip-auto", born, sc, fc)
     r = correction_frequencies(ra, sc, QS)

@@ -31,7 +31,7 @@ def _f(corr, sc, q, qd=None):
 
 
 def test_fourier_helper_matches_phonopy(nacl):
-    ph, sc, fc, born, mp = nacl
+    ph, sc, fc, born = nacl
     dm = DynamicalMatrix(ph.supercell, ph.primitive, ph.force_constants)
     m = np.repeat(sc.primitive.masses, 3)
     c = fourier_ws(fc, sc, QS).reshape(len(QS), 6, 6)
@@ -41,7 +41,7 @@ def test_fourier_helper_matches_phonopy(nacl):
 
 
 def test_none_and_na(nacl):
-    ph, sc, fc, born, _ = nacl
+    ph, sc, fc, born = nacl
     none = make_correction("none", None, sc, fc)
     na = make_correction("na", born, sc, fc)
     gonze = make_correction("gonze", born, sc, fc)
@@ -53,7 +53,7 @@ def test_none_and_na(nacl):
 
 
 def test_ewald_modes(nacl):
-    ph, sc, fc, born, _ = nacl
+    ph, sc, fc, born = nacl
     a = make_correction("ewald", born, sc, fc, ewald_lambda=0.15)
     b = make_correction("ewald", born, sc, fc, ewald_lambda=0.4)
     fa, fb = _f(a, sc, QS), _f(b, sc, QS)
@@ -74,7 +74,7 @@ def test_ewald_modes(nacl):
 def test_leak_fc_folding_matches_direct_transform(nacl):
     """Folded onto a supercell large enough to hold the region, the leak force constants transform (with
     Wigner–Seitz images) to the direct pair sum; the box region tiles N³ cells."""
-    _, _, _, born, _ = nacl
+    _, _, _, born = nacl
     prim = Crystal.coerce(nacl[1].primitive)
     sc = make_supercell(prim, 5)  # regions must lie inside the supercell's Wigner–Seitz cell
     for spec in ("sphere:4.5", "box:2 2 2"):
@@ -88,7 +88,7 @@ def test_leak_fc_folding_matches_direct_transform(nacl):
 
 
 def test_recip_is_lambda_dependent_and_gonze_is_not(nacl):
-    ph, sc, fc, born, _ = nacl
+    ph, sc, fc, born = nacl
     scan = lambda_scan(sc, born, [0.15, 0.2, 0.6], QS[:2], fc=fc, modes=("recip", "gonze", "ewald"))
     assert scan.spread("ewald") < 1e-7
     assert scan.spread("recip") > 0.05
@@ -100,7 +100,7 @@ def test_recip_is_lambda_dependent_and_gonze_is_not(nacl):
 
 
 def test_lo_projection(nacl):
-    ph, sc, fc, born, _ = nacl
+    ph, sc, fc, born = nacl
     m = sc.primitive.masses
     u = np.tile(np.eye(3), (2, 1))  # rigid translations (C-space, 6 × 3)
     for mode in ("recip", "ewald", "gonze", "wang"):
@@ -121,7 +121,7 @@ def test_lo_projection(nacl):
 
 
 def test_errors(nacl):
-    ph, sc, fc, born, _ = nacl
+    ph, sc, fc, born = nacl
     with pytest.raises(LongRangeModeError):
         make_correction("full", born, sc, fc)
     with pytest.raises(LongRangeModeError):
@@ -148,7 +148,7 @@ def test_errors(nacl):
 
 def test_lambda_scan_accepts_engine_object(nacl):
     fcmod = pytest.importorskip("phonjax.force_constants")
-    ph, sc, fc, born, _ = nacl
+    ph, sc, fc, born = nacl
     obj = fcmod.ForceConstants(sc, fc, born, qspace_asr=False)
     scan = lambda_scan(obj, None, [0.2], QS[:1], modes=("gonze",))
     assert scan.deviation("gonze")[0] < 1e-4
@@ -157,7 +157,7 @@ def test_lambda_scan_accepts_engine_object(nacl):
 def test_gonze_full_ewald_equals_recip_only(nacl):
     """The mixed-space result does not depend on splitting C_dd: full Ewald (recip+real+limit) and phonopy's
     reciprocal-only sum give the same frequencies (the real-space part is short-ranged and cancels)."""
-    ph, sc, fc, born, _ = nacl
+    ph, sc, fc, born = nacl
     a = make_correction("gonze", born, sc, fc)
     b = make_correction("gonze", born, sc, fc, gonze_full_ewald=True)
     qs = np.vstack([QS, [[0.05, 0.1, 0.0]]])

@@ -14,7 +14,6 @@ supercell of point dipoles (``supercell_dipole_fc``).
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from phonjax.structure import Supercell, commensurate_qpoints

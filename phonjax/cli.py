@@ -44,7 +44,7 @@ def _predict(args) -> None:
                      lr=args.lr, ewald_lambda=args.ewald_lambda, leak_region=args.leak_region,
                      lo_projection=args.lo_projection, q_direction=args.q_direction, npoints=args.npoints,
                      reference=args.reference, symmetry=not args.no_symmetry, out_dir=args.out,
-                     allow_small_supercell=args.allow_small_supercell)
+                     allow_small_supercell=args.allow_small_supercell, edge_chunk=args.edge_chunk)
     print(result.summary_text())
 
 
@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-symmetry", action="store_true", help="compute all 3·n_prim Hessian rows")
     p.add_argument("--allow-small-supercell", action="store_true",
                    help="accept a supercell narrower than the model's cutoff sphere (force constants then alias)")
+    p.add_argument("--edge-chunk", type=int, default=None,
+                   help="edges per rematerialised message chunk (0: none; default: automatic by graph size) — "
+                        "memory-lean force constants of large supercells")
     _add_lr_options(p)
     p.set_defaults(func=_predict)
 

@@ -280,7 +280,8 @@ def _progress(total: int, show: bool):
 def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto", ewald_lambda=None,
             leak_region=None, lo_projection: bool = False, q_direction=None, npoints: int = 101, reference=None,
             symmetry: bool = True, mode: str = "jvp", chunk_size: int | None = None, out_dir="out",
-            progress: bool = True, allow_small_supercell: bool = False) -> PredictResult:
+            progress: bool = True, allow_small_supercell: bool = False,
+            edge_chunk: int | None = None) -> PredictResult:
     """Phonon dispersion of ``structure`` (path any ASE format / Atoms / Crystal, primitive cell preferred) with
     ``model`` (model directory, a Model, an object with ``bind`` or an energy_fn(positions, cell, numbers)).
 
@@ -288,7 +289,8 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     QE file or Born; a short-range model (trained on dipole-subtracted labels, ``metadata["long_range"]``)
     brings its own, and ``lr='auto'`` is then ``'ewald'`` (recorded in summary.json as ``short_range_model``); for
     other models ``lr='auto'`` with Born data is :data:`ML_DEFAULT_LR` (``recip-auto``), without it ``none``.
-    symmetry: site-symmetry-reduced Hessian-vector products.  reference: band.yaml overlaid
+    symmetry: site-symmetry-reduced Hessian-vector products.  edge_chunk: a phonjax Model's edges per
+    rematerialised message chunk (None: automatic by graph size; 0: off).  reference: band.yaml overlaid
     and compared (the dispersion is then computed on its q-points).  Writes band.png, band.yaml,
     force_constants.hdf5, summary.json/txt into ``out_dir``.
     """
@@ -310,7 +312,7 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     bar.set_description("force constants")
     t = time.perf_counter()
     fc = force_constants(m, crystal, supercell, symmetry=symmetry, mode=mode, chunk_size=chunk_size, born=b,
-                         allow_small_supercell=allow_small_supercell)
+                         allow_small_supercell=allow_small_supercell, edge_chunk=edge_chunk)
     timings["force_constants"] = time.perf_counter() - t
     bar.update(1)
     bar.set_description("bands")

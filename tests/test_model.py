@@ -114,6 +114,37 @@ def test_extensive_and_batched(model):
     np.testing.assert_allclose(E, [e1, e_li, 0.0], atol=1e-10)
 
 
+@pytest.mark.parametrize("chunk", [7, 64, 10_000])
+def test_edge_chunked_messages_equal_unchunked(model, chunk):
+    """Rematerialised edge chunks (a chunk size that does not divide the edge capacity, one that does, one larger
+    than the graph) give the same energy, gradient and Hessian-vector product as all edges at once."""
+    c = _crystal()
+    f0 = model.bind(c, edge_chunk=0, **CAPS)
+    fk = model.bind(c, edge_chunk=chunk, **CAPS)
+    pos, cell = jax.numpy.asarray(c.positions), jax.numpy.asarray(c.cell)
+    v = np.random.default_rng(3).normal(size=pos.shape)
+
+    def hvp(f):
+        return jax.jvp(jax.grad(lambda x: f(x, cell)), (pos,), (v,))[1]
+
+    assert abs(float(fk(pos, cell)) - float(f0(pos, cell))) < 1e-10
+    np.testing.assert_allclose(jax.grad(lambda x: fk(x, cell))(pos), jax.grad(lambda x: f0(x, cell))(pos), atol=1e-10)
+    h0 = np.asarray(hvp(f0))
+    assert np.abs(h0).max() > 1e-3  # the check is not vacuous
+    np.testing.assert_allclose(hvp(fk), h0, atol=1e-9)
+
+
+def test_auto_edge_chunk_scales_with_model_width():
+    from phonjax.model import EDGE_CHUNK_SIZE, auto_edge_chunk
+
+    assert auto_edge_chunk(CFG, 100) == 0  # tiny graph: one chunk
+    small = auto_edge_chunk(CFG, 10**6)
+    assert small > EDGE_CHUNK_SIZE  # a narrow model gets larger chunks than SevenNet-0's 4096
+    assert auto_edge_chunk(CFG, small) == 0 and auto_edge_chunk(CFG, small + 1) == small
+    with pytest.raises(ValueError, match="edge_chunk"):
+        Model(CFG, Model.init(CFG).params).bind(_crystal(), edge_chunk=-1, **CAPS)
+
+
 def test_calculator_no_recompilation_within_a_bucket(model):
     atoms = bulk("LiF", "rocksalt", a=4.0).repeat((2, 2, 1))
     calc = Calculator(model)

@@ -38,19 +38,23 @@ def _uniform3(key, shape, dtype):
     return jax.random.uniform(key, shape, dtype, -math.sqrt(3), math.sqrt(3))
 
 
-class _MLP(nn.Module):
+class _MLPWeights(nn.Module):
+    """The weight matrices ``weight_{k}`` (fan_in, fan_out) of a bias-free MLP (applied by :func:`_mlp`)."""
+
     dims: tuple
-    nonlinearity: str | None
     dtype: str
-    kind: str = "nequip"  # "nequip" (ScalarMLPFunction) | "e3nn_fcnet" (FullyConnectedNet, SevenNet)
 
     @nn.compact
-    def __call__(self, x):
-        ws = [self.param(f"weight_{k}", _uniform3, (a, b), jnp.dtype(self.dtype))
-              for k, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:]))]
-        if self.kind == "e3nn_fcnet":
-            return fcnet_apply(ws, x, self.nonlinearity)
-        return mlp_apply(ws, x, self.nonlinearity)
+    def __call__(self):
+        return [self.param(f"weight_{k}", _uniform3, (a, b), jnp.dtype(self.dtype))
+                for k, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:]))]
+
+
+def _mlp(kind: str, ws, x, nonlinearity):
+    """kind "nequip" (ScalarMLPFunction) | "e3nn_fcnet" (FullyConnectedNet, SevenNet)."""
+    if kind == "e3nn_fcnet":
+        return fcnet_apply(ws, x, nonlinearity)
+    return mlp_apply(ws, x, nonlinearity)
 
 
 class _Weight(nn.Module):
@@ -62,11 +66,42 @@ class _Weight(nn.Module):
         return self.param("weight", _normal, (self.numel,), jnp.dtype(self.dtype))
 
 
+def _aggregate(x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, kind, irreps, n_nodes):
+    """Σ_{j→i} TP_uvu(x_j, Y(r̂_ij); MLP(edge_emb_ij)) onto the receivers: (n_nodes, dim(mid))."""
+    irr_in, sh_irr, conv_out = irreps
+    w_edge = _mlp(kind, w_mlp, edge_emb, "silu")
+    msg = I.uvu_apply(x[senders], sh, w_edge, irr_in, sh_irr, conv_out)
+    msg = jnp.where(edge_mask[:, None], msg, 0.0)
+    return jax.ops.segment_sum(msg, receivers, num_segments=n_nodes)
+
+
+def _aggregate_chunked(chunk, x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, kind, irreps, n_nodes):
+    """:func:`_aggregate` over edge chunks of ``chunk`` edges in a ``lax.scan`` whose body is rematerialised
+    (``jax.checkpoint``): per-edge intermediates (radial weights, tensor-product paths) exist for one chunk
+    at a time in the forward, backward and forward-over-backward passes, so memory is O(nodes·features +
+    chunk·features) instead of O(edges·features). Same result up to the order of the float sums."""
+    E = senders.shape[0]
+    n = -(-E // chunk)
+    pad = n * chunk - E
+
+    def split(a, fill=0):
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+        return a.reshape((n, chunk) + a.shape[1:])
+
+    xs = (split(sh), split(edge_emb), split(senders), split(receivers), split(edge_mask, False))
+    body = jax.checkpoint(lambda c: _aggregate(x, *c, w_mlp, kind, irreps, n_nodes), prevent_cse=False)
+    dim_mid = I.dim(I.simplify(I.uvu_instructions(*irreps)[2]))
+    acc, _ = jax.lax.scan(lambda acc, c: (acc + body(c), None), jnp.zeros((n_nodes, dim_mid), x.dtype), xs)
+    return acc
+
+
 class InteractionBlock(nn.Module):
-    """nequip ``InteractionBlock`` (convolution) of one layer."""
+    """nequip ``InteractionBlock`` (convolution) of one layer. ``edge_chunk`` > 0: messages in rematerialised
+    chunks of that many edges (:func:`_aggregate_chunked`; an execution choice, parameters unchanged)."""
 
     config: ModelConfig
     layer: int
+    edge_chunk: int = 0
 
     @nn.compact
     def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask):
@@ -89,10 +124,13 @@ class InteractionBlock(nn.Module):
         x = x * (norm[0] if norm.shape[0] == 1 else norm[species][:, None])
         numel = I.uvu_numel(irr_in, sh_irr, conv_out)
         dims = (cfg.num_bessels,) + (cfg.radial_mlp_width[self.layer],) * cfg.radial_mlp_depth[self.layer] + (numel,)
-        w_edge = _MLP(dims, "silu", dt, cfg.radial_mlp, name="edge_mlp")(edge_emb)
-        msg = I.uvu_apply(x[senders], sh, w_edge, irr_in, sh_irr, conv_out)
-        msg = jnp.where(edge_mask[:, None], msg, 0.0)
-        x = jax.ops.segment_sum(msg, receivers, num_segments=n_nodes)
+        w_mlp = _MLPWeights(dims, dt, name="edge_mlp")()
+        args = (x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, cfg.radial_mlp, (irr_in, sh_irr, conv_out),
+                n_nodes)
+        if 0 < self.edge_chunk < senders.shape[0]:
+            x = _aggregate_chunked(self.edge_chunk, *args)
+        else:
+            x = _aggregate(*args)
         _, _, mid_sorted, _ = I.uvu_instructions(irr_in, sh_irr, conv_out)
         mid = I.simplify(mid_sorted)
         w2 = _Weight(I.linear_numel(mid, conv_out), dt, name="linear_2")()
@@ -105,11 +143,12 @@ class InteractionBlock(nn.Module):
 class ConvNetLayer(nn.Module):
     config: ModelConfig
     layer: int
+    edge_chunk: int = 0
 
     @nn.compact
     def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask):
         L = self.config.layer_irreps()[self.layer]
-        x = InteractionBlock(self.config, self.layer, name="conv")(h, attrs, species, sh, edge_emb, senders,
+        x = InteractionBlock(self.config, self.layer, self.edge_chunk, name="conv")(h, attrs, species, sh, edge_emb, senders,
                                                                     receivers, edge_mask)
         x = I.gate_apply(x, L["scalars"], L["gates"], L["gated"], L["acts_scalars"], L["acts_gates"])
         if L["resnet"]:
@@ -122,9 +161,12 @@ class NequIP(nn.Module):
 
     Inputs: vec (E, 3) and vec_safe (E, 3) float64 edge vectors (graph.edge_vectors), species (N,) type
     indices, senders/receivers (E,), edge_mask (E,) bool. Padded nodes must be masked by the caller.
+    edge_chunk > 0 computes messages in rematerialised chunks of that many edges (memory-lean second
+    derivatives of large supercells; same parameters, same energies up to float summation order).
     """
 
     config: ModelConfig
+    edge_chunk: int = 0
 
     @nn.compact
     def __call__(self, vec_safe, species, senders, receivers, edge_mask):
@@ -162,12 +204,13 @@ class NequIP(nn.Module):
         # -- convolutions
         h = h0
         for k in range(cfg.num_layers):
-            h = ConvNetLayer(cfg, k, name=f"layer{k}_convnet")(h, attrs, species, sh, edge_emb, senders,
+            h = ConvNetLayer(cfg, k, self.edge_chunk, name=f"layer{k}_convnet")(h, attrs, species, sh, edge_emb, senders,
                                                                 receivers, edge_mask)
         # -- readout and per-type scale/shift (float64)
         n_in = I.num_irreps(I.parse_irreps(cfg.feature_irreps_hidden[-1]))
         dims = (n_in,) + tuple(cfg.readout_hidden) + (1,)
-        e = _MLP(dims, cfg.readout_nonlinearity, cfg.dtype, name="per_atom_energy_readout")(h)[:, 0]
+        w_out = _MLPWeights(dims, cfg.dtype, name="per_atom_energy_readout")()
+        e = _mlp("nequip", w_out, h, cfg.readout_nonlinearity)[:, 0]
         scales, shifts = _ScaleShift(cfg, name="per_type_energy_scale_shift")()
         e = shifts[species] + scales[species] * e.astype(jnp.float64)
         # -- ZBL

@@ -141,7 +141,8 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
           "(no LO–TO splitting).", "", "![Figure 2](figures/lif_fig2_supercells.png)", ""]
     # c
     L += ["## c. Seed Figures 3–4: every `--lr` mode against DFPT", "",
-          "Each model's force constants at its default prediction supercell (width ≥ 2·r_max), Z*/ε∞ from DFPT, "
+          "Each model's force constants at the cutoff-rule supercell (width ≥ 2·r_max; §e shows how far it is from "
+          "the converged receptive-rule one, `predict`'s default), Z*/ε∞ from DFPT, "
           "every mode of `phonjax.longrange.strategies.MODES` (recip also at the seed's Λ values; ewald-leak with "
           "a 5 Å sphere and a 3×3×3-cell box).", ""]
     for name, err in (R.get("mode_errors") or {}).items():
@@ -198,8 +199,8 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
         mi = R["models"][name]
         L += [f"**{name}** (r_max {mi['r_max']} Å, {mi['num_layers']} layers → receptive field L·r_max = "
               f"{mi['receptive_field_A']:.0f} Å; primitive-cell width {ru['primitive_width_A']:.3f} Å). Rules: "
-              f"current default width ≥ 2·r_max → N = {ru['default_2rmax']}; width ≥ L·r_max → N = "
-              f"{ru['receptive_L_rmax']}; width ≥ 2·L·r_max (every pair inside the receptive field of a common atom)"
+              f"cutoff rule width ≥ 2·r_max → N = {ru['default_2rmax']}; receptive rule width ≥ L·r_max "
+              f"(`predict`'s default) → N = {ru['receptive_L_rmax']}; width ≥ 2·L·r_max (every pair inside the receptive field of a common atom)"
               f" → N = {ru['receptive_2L_rmax']}. Deviations relative to the largest feasible N = {c['largest']} "
               "(lr none), and RMSE vs DFPT with none / gonze. Γ is commensurate with every supercell, so its "
               "frequencies cannot change with N (without a correction); X and L are commensurate only for even N.", ""]
@@ -234,8 +235,9 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
             L += [f"Smallest N within {c['tol_thz']} THz of N = {c['largest']} everywhere checked: **N = "
                   f"{c['converged_n']}** (width {c['rows'][str(c['converged_n'])]['width_A']:.1f} Å = "
                   f"{c['converged_width_over_rmax']:.2f}·r_max). Recommended rule from these numbers: width ≥ "
-                  f"{c['converged_width_over_rmax']:.2f}·r_max (the current default 2·r_max gives "
-                  f"N = {ru['default_2rmax']}). Caveat: convergence is measured against N = {c['largest']} only"
+                  f"{c['converged_width_over_rmax']:.2f}·r_max (the cutoff rule 2·r_max gives N = "
+                  f"{ru['default_2rmax']}, the receptive rule L·r_max N = {ru['receptive_L_rmax']}, `predict`'s "
+                  f"default). Caveat: convergence is measured against N = {c['largest']} only"
                   + ("; the receptive-field rule (width ≥ L·r_max) asks for more than was computed here."
                      if ru["receptive_L_rmax"] > c["largest"] else "."), ""]
         else:
@@ -249,21 +251,34 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
     # f
     L += ["## f. Second material", ""]
     if R["second_material"]:
-        for mat, st in R["second_material"].items():
-            if "error" in st:
-                L += [f"{mat}: force constants not feasible ({st['error'].get('reason')})", ""]
-                continue
+        for mat, sm in R["second_material"].items():
+            L += [f"**{mat}** vs its QE DFPT (`{sm['reference']}`): the pretrained model and the models finetuned on "
+                  f"{mat}'s own rattled supercells with the LiF recipe (`configs/finetune_{mat.lower()}*.yaml`), each "
+                  "at the cutoff-rule supercell (2·r_max), every `--lr` mode. \"(auto)\" marks `predict --lr auto`.", ""]
             rows = []
-            for lab, r in st["modes"].items():
-                if "error" in r:
+            for name, st in sm["models"].items():
+                if "error" in st:
+                    rows.append([name, "–", f"not feasible ({st['error'].get('reason')})", "", "", "", "", "", ""])
                     continue
-                m = r["metrics"]
-                rows.append([lab, fmt(m["rmse_thz"]), pct(m["to_rel"]), pct(m["lo_rel"]),
-                             fmt(m["acoustic_near_gamma_thz"]), m["n_imaginary_modes"], fmt_spread(r)])
-            L += [f"**{mat}**, {st['model']}, {st['n']}³ = {st['n_atoms']} atoms, vs its DFPT "
-                  f"(`{st['reference']}`):", ""]
-            L += table(["mode", "RMSE", "TO(Γ)", "LO(Γ)", "acoustic near Γ", "imag.", "Λ spread"], rows)
-            L += [f"![{mat}](figures/{mat.lower()}_modes.png)", ""]
+                for lab, r in st["modes"].items():
+                    if "error" in r:
+                        continue
+                    m = r["metrics"]
+                    auto = " (auto)" if lab == st.get("auto_mode") else ""
+                    rows.append([name, lab + auto, fmt(m["rmse_thz"]), pct(m["to_rel"]), pct(m["lo_rel"]),
+                                 "–" if m.get("lo_first_segment_max_rel") is None
+                                 else f"{100 * m['lo_first_segment_max_rel']:.1f} %",
+                                 fmt(m["acoustic_near_gamma_thz"]), m["n_imaginary_modes"], fmt_spread(r)])
+            L += table(["model", "mode", "RMSE", "TO(Γ)", "LO(Γ)", "LO on Γ–X (max)", "acoustic near Γ", "imag.",
+                        "Λ spread"], rows)
+            for name, st in sm["models"].items():
+                tr = st.get("training")
+                if tr:
+                    L += [f"- `{name}`: {tr['epochs']} epochs, {tr['train_time_s']:.0f} s, valid F MAE "
+                          f"{fmt(tr['valid_f_mae_first_eV_A'], 4)} → {fmt(tr['valid_f_mae_last_eV_A'], 4)} eV/Å."]
+            L += ["", f"![{mat} auto](figures/{mat.lower()}_auto.png)", ""]
+            L += [f"Every mode per model: " + ", ".join(f"[{name}](figures/{mat.lower()}_modes_{name}.png)"
+                                                         for name in sm["models"]), ""]
     else:
         L += ["No second material with `dfpt/band.yaml` and `BORN` under `examples/` at the time of this run "
               "(or `--quick`).", ""]

@@ -92,6 +92,14 @@ def default_model_dirs() -> dict:
     return out
 
 
+def material_model_dirs(material: str, root: Path) -> dict:
+    """{name: <root>/<material lower>/<name>/model} of the models finetuned on a second material."""
+    base = root / material.lower()
+    if not base.is_dir():
+        return {}
+    return {p.name: p / "model" for p in sorted(base.iterdir()) if (p / "model" / "config.yaml").is_file()}
+
+
 def ensure_model(name: str, path: Path) -> Path:
     if (path / "config.yaml").is_file():
         return path
@@ -255,6 +263,7 @@ class FcStore:
         meta = {"n": n, "n_atoms": int(d["n_atoms"]), "n_hvp": int(d["n_hvp"]), "fc_time_s": float(d["fc_time_s"]),
                 "load_time_s": float(d["load_time_s"]), "process_wall_s": wall,
                 "peak_rss_gib": None if peak_kib is None else peak_kib / 2**20, "chunk_size": 1,
+                "edge_chunk": "auto",
                 "in_process": self.in_process, "load_avg": os.getloadavg()[0],
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         meta_p.write_text(json.dumps(meta, indent=1))
@@ -386,14 +395,16 @@ def parse_args(argv=None):
     ap.add_argument("--converge-min", type=int, default=3)
     ap.add_argument("--converge-tol", type=float, default=0.05, help="THz, for the recommended rule")
     ap.add_argument("--supercell", type=int, default=None,
-                    help="prediction supercell N of the mode study (default: each model's default rule)")
+                    help="prediction supercell N of the mode study (default: each model's cutoff rule, 2·r_max)")
     ap.add_argument("--max-rss-gib", type=float, default=12.0)
-    ap.add_argument("--max-fc-seconds", type=float, default=300.0)
+    ap.add_argument("--max-fc-seconds", type=float, default=900.0)
     ap.add_argument("--retry-infeasible", action="store_true")
     ap.add_argument("--in-process", action="store_true", help="no child process (no memory watch)")
     ap.add_argument("--no-second-material", action="store_true")
     ap.add_argument("--second-material", action="append", default=None, metavar="DIR",
                     help="material directory with POSCAR, BORN, dfpt/band.yaml (default: examples/MgO, NaCl)")
+    ap.add_argument("--material-models", type=Path, default=ROOT / "out",
+                    help="models finetuned on a second material: <DIR>/<material lower>/<name>/model")
     ap.add_argument("--_worker", nargs=3, metavar=("MODEL", "N", "NPZ"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -563,9 +574,10 @@ def main(argv=None) -> int:
                                                       c["rows"][n]["max_dev_l_thz"]) if n in c["rows"] else np.nan
                                                   for n in xs]
         r0 = next(iter(conv.values()))["rules"]
-        vl = {f"default rule width ≥ 2·r_max: N={r0['default_2rmax']}": r0["default_2rmax"]}
+        vl = {f"cutoff rule width ≥ 2·r_max: N={r0['default_2rmax']}": r0["default_2rmax"]}
         if r0["receptive_L_rmax"] <= max(xs) + 1:
-            vl[f"width ≥ L·r_max: N={r0['receptive_L_rmax']}"] = r0["receptive_L_rmax"]
+            vl[f"receptive rule width ≥ L·r_max (predict default): N={r0['receptive_L_rmax']}"] = \
+                r0["receptive_L_rmax"]
         largest = {n for c in conv.values() for n in [c["largest"]]}
         plot_convergence(xs, {k: [v if np.isfinite(v) and xs[i] not in largest else np.nan
                                   for i, v in enumerate(vals)] for k, vals in ser.items()},
@@ -574,25 +586,41 @@ def main(argv=None) -> int:
                          title="LiF: frequencies vs prediction supercell (relative to the largest computed)")
     result["convergence"] = jsonable(conv)
 
-    # -- second material (f)
+    # -- second material (f): pretrained + every model finetuned on that material (out/<material>/<name>/model)
     second = {}
     if (not args.quick or args.second_material) and not args.no_second_material:
         for mat, d in second_materials(args.second_material):
-            mi = minfos.get("pretrained") or next(iter(minfos.values()))
             p2, b2, r2 = load_inputs(d / "POSCAR", d / "BORN", d / "dfpt" / "band.yaml")
-            n = int(default_supercell(p2, mi["r_max"])[0, 0])
-            fc, meta = store.get(mi, d / "POSCAR", n)
-            if fc is None:
-                second[mat] = {"error": meta}
-                continue
             dirs2 = gamma_directions(r2, p2.cell)
-            res = evaluate_modes(fc_object(p2, b2, n, fc), r2, dirs2, specs)
-            second[mat] = {"n": n, "n_atoms": meta["n_atoms"], "fc": meta, "modes": res, "model": mi["name"],
-                           "reference": str(d / "dfpt" / "band.yaml")}
-            plot_dispersion_panels(r2, [(f"{lab}: RMSE {r['metrics']['rmse_thz']:.2f} THz", {mi["name"]: r["freqs"]})
-                                        for lab, r in res.items() if "metrics" in r],
-                                   figdir / f"{mat.lower()}_modes.png", ncols=4,
-                                   title=f"{mat}, {mi['name']} ({n}³ = {meta['n_atoms']} atoms), every --lr mode vs DFPT")
+            base = minfos.get("pretrained") or next(iter(minfos.values()))
+            mats = {base["name"]: base}
+            for name, path in material_model_dirs(mat, args.material_models).items():
+                mats[name] = model_info(name, path)
+            second[mat] = {"reference": os.path.relpath(d / "dfpt" / "band.yaml", ROOT), "models": {}}
+            auto_curves = {}
+            for name, mi in mats.items():
+                n = int(default_supercell(p2, mi["r_max"])[0, 0])
+                fc, meta = store.get(mi, d / "POSCAR", n)
+                if fc is None:
+                    second[mat]["models"][name] = {"error": meta}
+                    continue
+                log(f"lr modes for {mat} {name} at N={n}")
+                res = evaluate_modes(fc_object(p2, b2, n, fc), r2, dirs2, specs)
+                second[mat]["models"][name] = {"n": n, "n_atoms": meta["n_atoms"], "fc": meta, "modes": res,
+                                               "auto_mode": mi["auto_mode"], "short_range": mi["short_range"],
+                                               "training": mi.get("training")}
+                plot_dispersion_panels(r2, [(f"{lab}: RMSE {r['metrics']['rmse_thz']:.2f} THz", {name: r["freqs"]})
+                                            for lab, r in res.items() if "metrics" in r],
+                                       figdir / f"{mat.lower()}_modes_{name}.png", ncols=4,
+                                       title=f"{mat}, {name} ({n}³ = {meta['n_atoms']} atoms), every --lr mode vs DFPT")
+                r = res.get(mi["auto_mode"])
+                if r and "metrics" in r:
+                    auto_curves[f"{name}, {mi['auto_mode']}: RMSE {r['metrics']['rmse_thz']:.2f} THz"] = \
+                        {name: r["freqs"]}
+            if auto_curves:
+                plot_dispersion_panels(r2, list(auto_curves.items()), figdir / f"{mat.lower()}_auto.png",
+                                       ncols=len(auto_curves),
+                                       title=f"{mat}: each model with its `--lr auto` mode vs QE DFPT")
     result["second_material"] = jsonable(second)
 
     # -- stage timings (a)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from phonjax.longrange.strategies import MODES as _MODES
+from phonjax.predict import SUPERCELL_RULES
 
 LR_MODES = ("auto", *_MODES)
 
@@ -44,7 +45,8 @@ def _predict(args) -> None:
                      lr=args.lr, ewald_lambda=args.ewald_lambda, leak_region=args.leak_region,
                      lo_projection=args.lo_projection, q_direction=args.q_direction, npoints=args.npoints,
                      reference=args.reference, symmetry=not args.no_symmetry, out_dir=args.out,
-                     allow_small_supercell=args.allow_small_supercell, edge_chunk=args.edge_chunk)
+                     allow_small_supercell=args.allow_small_supercell, edge_chunk=args.edge_chunk,
+                     supercell_rule=args.supercell_rule)
     print(result.summary_text())
 
 
@@ -122,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-symmetry", action="store_true", help="compute all 3·n_prim Hessian rows")
     p.add_argument("--allow-small-supercell", action="store_true",
                    help="accept a supercell narrower than the model's cutoff sphere (force constants then alias)")
+    p.add_argument("--supercell-rule", choices=SUPERCELL_RULES, default="receptive",
+                   help="without --supercell: smallest N³ whose width reaches the model's receptive field "
+                        "(layers·r_max, default) or its cutoff sphere (2·r_max, cheaper)")
     p.add_argument("--edge-chunk", type=int, default=None,
                    help="edges per rematerialised message chunk (0: none; default: automatic by graph size) — "
                         "memory-lean force constants of large supercells")

@@ -74,3 +74,32 @@ def test_predict_with_a_saved_model(tmp_path):
     # acoustic sum rule at Γ (first path point); an untrained model may have imaginary optical modes
     assert f.shape[1] == 6 and np.sort(np.abs(f[0]))[:3].max() < 1e-6
     assert summary["n_atoms_supercell"] == 16 and len(summary["gamma_frequencies_THz"]) == 6
+
+
+def test_default_supercell_rules(tmp_path):
+    """Without --supercell, predict takes the smallest N³ whose width (distance between opposite faces; a/√3 for
+    a rock-salt primitive cell) reaches the receptive field layers·r_max; --supercell-rule cutoff takes 2·r_max."""
+    from ase.build import bulk
+
+    from phonjax.model import Model
+    from phonjax.nn.config import ModelConfig
+    from phonjax.predict import default_supercell
+    from phonjax.structure import Crystal
+
+    prim = Crystal.from_ase(bulk("LiF", "rocksalt", a=4.03))  # width 4.03/√3 = 2.327 Å
+    assert default_supercell(prim, 5.0)[0, 0] == 5  # ⌈10/2.327⌉
+    assert default_supercell(prim, 5.0, layers=5, rule="receptive")[0, 0] == 11  # ⌈25/2.327⌉
+    assert default_supercell(prim, 5.0, layers=1, rule="receptive")[0, 0] == 5  # never below the cutoff rule
+    assert default_supercell(prim, 5.0, layers=None, rule="receptive")[0, 0] == 5
+    with pytest.raises(ValueError, match="supercell rule"):
+        default_supercell(prim, 5.0, rule="biggest")
+    cfg = ModelConfig(type_names=("Li", "F"), r_max=2.3, feature_irreps_hidden=("4x0e+4x1o", "4x0e+2x1o", "4x0e"),
+                      radial_mlp_depth=(1, 1, 1), radial_mlp_width=(8, 8, 8), avg_num_neighbors=6.0,
+                      irreps_edge_sh="1x0e+1x1o", type_embed_num_features=4, dtype="float64")
+    Model.init(cfg, seed=3).save(tmp_path / "model")
+    bulk("LiF", "rocksalt", a=4.03).write(tmp_path / "LiF.cif")
+    for rule, n in (("receptive", 3), ("cutoff", 2)):  # 3 layers: ⌈6.9/2.327⌉ = 3; ⌈4.6/2.327⌉ = 2
+        out = tmp_path / rule
+        assert main(["predict", str(tmp_path / "LiF.cif"), "--model", str(tmp_path / "model"), "--npoints", "5",
+                     "--supercell-rule", rule, "--out", str(out)]) == 0
+        assert json.loads((out / "summary.json").read_text())["n_atoms_supercell"] == 2 * n ** 3

@@ -28,13 +28,16 @@ def report(tmp_path_factory):
     from phonjax.nn.config import ModelConfig
 
     tmp = tmp_path_factory.mktemp("lif_report")
-    cfg = ModelConfig(type_names=("Li", "F"), r_max=2.3, feature_irreps_hidden=("4x0e+4x1o", "4x0e"),
+    cfg = ModelConfig(type_names=("Li", "F", "Mg", "O"), r_max=2.3, feature_irreps_hidden=("4x0e+4x1o", "4x0e"),
                       radial_mlp_depth=(1, 1), radial_mlp_width=(8, 8), avg_num_neighbors=6.0,
                       irreps_edge_sh="1x0e+1x1o", type_embed_num_features=4, dtype="float64")
     Model.init(cfg, seed=3).save(tmp / "model")
+    Model.init(cfg, seed=4).save(tmp / "material_models" / "mgo" / "tiny_ft" / "model")  # "finetuned on MgO"
     mod = _load_script()
     assert mod.main(["--quick", "--no-default-models", "--model", f"tiny={tmp / 'model'}", "--fig2-models", "tiny",
-                     "--converge-models", "tiny", "--out", str(tmp / "reports"), "--cache", str(tmp / "cache")]) == 0
+                     "--converge-models", "tiny", "--out", str(tmp / "reports"), "--cache", str(tmp / "cache"),
+                     "--second-material", str(ROOT / "examples" / "MgO"),
+                     "--material-models", str(tmp / "material_models")]) == 0
     return tmp / "reports", mod
 
 
@@ -49,6 +52,12 @@ def test_files_and_sections(report):
     res = json.loads((out / "lif.json").read_text())
     assert set(res["mode_study"]) == {"tiny"}
     assert res["mode_study"]["tiny"]["n"] == 2  # default rule: width ≥ 2·r_max = 4.6 Å → 2³ for LiF
+    # second material: the base model and the one under <material-models>/mgo/, each with every mode
+    mg = res["second_material"]["MgO"]["models"]
+    assert set(mg) == {"tiny", "tiny_ft"} and mg["tiny_ft"]["n"] == 2
+    assert "**MgO**" in md and "tiny_ft" in md.split("## f.")[1].split("## g.")[0]
+    for fig in ("mgo_auto.png", "mgo_modes_tiny.png", "mgo_modes_tiny_ft.png"):
+        assert (out / "figures" / fig).stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -59,6 +68,9 @@ def test_physics_of_the_numbers(report):
     m = modes["none"]["metrics"]
     assert m["to_ref_thz"] == pytest.approx(8.302, abs=2e-3) and m["lo_ref_thz"] == pytest.approx(18.735, abs=2e-3)
     assert np.isfinite(m["rmse_thz"]) and len(m["rmse_per_branch_thz"]) == 6
+    # MgO's reference is its own QE DFPT (examples/MgO/README.md: TO 11.239, LO 20.436 THz)
+    mg = res["second_material"]["MgO"]["models"]["tiny_ft"]["modes"]["none"]["metrics"]
+    assert mg["to_ref_thz"] == pytest.approx(11.239, abs=2e-3) and mg["lo_ref_thz"] == pytest.approx(20.436, abs=2e-3)
     # without a correction TO = LO at Γ; with the non-analytic term LO is lifted
     assert m["lo_pred_thz"] == pytest.approx(m["to_pred_thz"], abs=1e-6)
     assert modes["na"]["metrics"]["lo_pred_thz"] > m["lo_pred_thz"] + 1.0

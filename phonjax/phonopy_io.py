@@ -131,16 +131,19 @@ def from_phonopy(obj, *, force_sets=None, born_file=None, born=None, is_nac: boo
     return ForceConstants(sc, fc, born, None, qspace_asr)
 
 
-def to_phonopy(fcobj: ForceConstants, *, with_nac: bool = True):
+def to_phonopy(fcobj: ForceConstants, *, with_nac: bool = True, symmetry: bool = True):
     """``phonopy.Phonopy`` (unit cell = our primitive, supercell_matrix = Mᵀ) with compact force constants in
-    phonopy's supercell order, and ``nac_params`` from ``fcobj.born`` (factor = unit, as phonopy's setter)."""
+    phonopy's supercell order, and ``nac_params`` from ``fcobj.born`` (factor = unit, as phonopy's setter).
+    ``symmetry=False`` skips phonopy's symmetry search (``is_symmetry=False``; 75 s for a 2662-atom supercell),
+    enough for writing and reading force-constant files."""
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
 
     prim = fcobj.primitive
     unit = PhonopyAtoms(numbers=prim.numbers.tolist(), cell=prim.cell, scaled_positions=prim.scaled_positions,
                         masses=prim.masses)
-    phonon = Phonopy(unit, supercell_matrix=fcobj.supercell.matrix.T, primitive_matrix=np.eye(3), log_level=0)
+    phonon = Phonopy(unit, supercell_matrix=fcobj.supercell.matrix.T, primitive_matrix=np.eye(3), log_level=0,
+                     is_symmetry=symmetry)
     ph_sc = phonon.supercell
     p2s = np.asarray(phonon.primitive.p2s_map)
     ph_pos = np.asarray(ph_sc.scaled_positions) @ np.asarray(ph_sc.cell)
@@ -159,7 +162,7 @@ def write_force_constants_hdf5(fcobj: ForceConstants, path) -> Path:
     ``read_force_constants_hdf5`` or ``phonopy.load(..., force_constants_filename=...)``."""
     from phonopy.file_IO import write_force_constants_to_hdf5
 
-    phonon = to_phonopy(fcobj, with_nac=False)
+    phonon = to_phonopy(fcobj, with_nac=False, symmetry=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_force_constants_to_hdf5(phonon.force_constants, filename=str(path), p2s_map=phonon.primitive.p2s_map,
@@ -175,7 +178,7 @@ def read_force_constants_hdf5(path, primitive, supercell_matrix, *, born=None) -
 
     sc = make_supercell(Crystal.coerce(primitive), _smat(supercell_matrix))
     fcobj0 = ForceConstants(sc, np.zeros((sc.primitive.n_atoms, sc.crystal.n_atoms, 3, 3)))
-    phonon = to_phonopy(fcobj0, with_nac=False)
+    phonon = to_phonopy(fcobj0, with_nac=False, symmetry=False)
     phonon.force_constants = _read(str(path))
     return from_phonopy(phonon, born=born, is_nac=False)
 

@@ -620,7 +620,7 @@ def main(argv=None) -> int:
             if auto_curves:
                 plot_dispersion_panels(r2, list(auto_curves.items()), figdir / f"{mat.lower()}_auto.png",
                                        ncols=len(auto_curves),
-                                       title=f"{mat}: each model with its `--lr auto` mode vs QE DFPT")
+                                       title=f"{mat}: each model with its --lr auto mode vs QE DFPT")
     result["second_material"] = jsonable(second)
 
     # -- stage timings (a)

@@ -51,8 +51,8 @@ def node_energies(config: ModelConfig, params, graph: Graph, positions, cells, e
     """Per-atom energies (N,) eV (zero on padding nodes). positions (N, 3) Å, cells (3, 3) or (G, 3, 3).
     edge_chunk > 0: messages in rematerialised chunks of that many edges (memory, not numerics)."""
     _, vec_safe = edge_vectors(graph, positions, cells)
-    e = NequIP(config, edge_chunk).apply({"params": params}, vec_safe, graph.species, graph.senders, graph.receivers,
-                             graph.edge_mask)
+    e = NequIP(config, edge_chunk).apply({"params": params}, vec_safe, graph.species, graph.senders,
+                                         graph.receivers, graph.edge_mask)
     return jnp.where(graph.node_mask, e, 0.0)
 
 
@@ -108,8 +108,7 @@ def auto_edge_chunk(config: ModelConfig, n_edges: int) -> int:
     tensor-product output × layers) relative to SevenNet-0's, at least 256."""
     from phonjax.nn import irreps as I
 
-    widest = max(I.dim(I.simplify(I.uvu_instructions(L["irreps_in"], config.sh_irreps, L["conv_out"])[2]))
-                 for L in config.layer_irreps())
+    widest = max(I.dim(I.uvu_mid(L["irreps_in"], config.sh_irreps, L["conv_out"])) for L in config.layer_irreps())
     chunk = max(256, int(EDGE_CHUNK_SIZE * _EDGE_CHUNK_REFERENCE / max(widest * config.num_layers, 1)))
     return 0 if n_edges <= chunk else chunk
 
@@ -195,8 +194,8 @@ class Model:
         graph = self.graph((pos, cell, num), **capacities)
         if edge_chunk is None:
             edge_chunk = auto_edge_chunk(self.config, graph.n_edge_capacity)
-        if int(edge_chunk) < 0:
-            raise ValueError(f"edge_chunk must be >= 0, got {edge_chunk}")
+        if isinstance(edge_chunk, bool) or not isinstance(edge_chunk, (int, np.integer)) or edge_chunk < 0:
+            raise ValueError(f"edge_chunk must be an integer >= 0 or None, got {edge_chunk!r}")
         energy = jax.tree_util.Partial(BoundEnergy(self.config, int(edge_chunk)), self.params, graph)
         energy.graph = graph  # type: ignore[attr-defined]
         return energy

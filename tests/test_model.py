@@ -142,7 +142,9 @@ def test_auto_edge_chunk_scales_with_model_width():
     assert small > EDGE_CHUNK_SIZE  # a narrow model gets larger chunks than SevenNet-0's 4096
     assert auto_edge_chunk(CFG, small) == 0 and auto_edge_chunk(CFG, small + 1) == small
     with pytest.raises(ValueError, match="edge_chunk"):
-        Model(CFG, Model.init(CFG).params).bind(_crystal(), edge_chunk=-1, **CAPS)
+        Model.init(CFG).bind(_crystal(), edge_chunk=-1, **CAPS)
+    with pytest.raises(ValueError, match="edge_chunk"):
+        Model.init(CFG).bind(_crystal(), edge_chunk=2.5, **CAPS)
 
 
 def test_calculator_no_recompilation_within_a_bucket(model):

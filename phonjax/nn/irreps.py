@@ -207,6 +207,11 @@ def uvu_instructions(irreps_in: Irreps, irreps_sh: Irreps, irreps_out: Irreps):
     return ins, tuple(mid), mid_sorted, p
 
 
+def uvu_mid(irreps_in: Irreps, irreps_sh: Irreps, irreps_out: Irreps) -> Irreps:
+    """Output irreps of :func:`uvu_apply` (the mid irreps, sorted and simplified as torch does)."""
+    return simplify(uvu_instructions(irreps_in, irreps_sh, irreps_out)[2])
+
+
 def uvu_numel(irreps_in, irreps_sh, irreps_out) -> int:
     ins, mid, _, _ = uvu_instructions(irreps_in, irreps_sh, irreps_out)
     return sum(mid[k][0] * irreps_sh[j][0] for _, j, k in ins)

@@ -75,7 +75,8 @@ def _aggregate(x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, kind, irre
     return jax.ops.segment_sum(msg, receivers, num_segments=n_nodes)
 
 
-def _aggregate_chunked(chunk, x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, kind, irreps, n_nodes):
+def _aggregate_chunked(chunk, dim_mid, x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, kind, irreps,
+                       n_nodes):
     """:func:`_aggregate` over edge chunks of ``chunk`` edges in a ``lax.scan`` whose body is rematerialised
     (``jax.checkpoint``): per-edge intermediates (radial weights, tensor-product paths) exist for one chunk
     at a time in the forward, backward and forward-over-backward passes, so memory is O(nodes·features +
@@ -90,7 +91,6 @@ def _aggregate_chunked(chunk, x, sh, edge_emb, senders, receivers, edge_mask, w_
 
     xs = (split(sh), split(edge_emb), split(senders), split(receivers), split(edge_mask, False))
     body = jax.checkpoint(lambda c: _aggregate(x, *c, w_mlp, kind, irreps, n_nodes), prevent_cse=False)
-    dim_mid = I.dim(I.simplify(I.uvu_instructions(*irreps)[2]))
     acc, _ = jax.lax.scan(lambda acc, c: (acc + body(c), None), jnp.zeros((n_nodes, dim_mid), x.dtype), xs)
     return acc
 
@@ -125,14 +125,13 @@ class InteractionBlock(nn.Module):
         numel = I.uvu_numel(irr_in, sh_irr, conv_out)
         dims = (cfg.num_bessels,) + (cfg.radial_mlp_width[self.layer],) * cfg.radial_mlp_depth[self.layer] + (numel,)
         w_mlp = _MLPWeights(dims, dt, name="edge_mlp")()
+        mid = I.uvu_mid(irr_in, sh_irr, conv_out)
         args = (x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, cfg.radial_mlp, (irr_in, sh_irr, conv_out),
                 n_nodes)
         if 0 < self.edge_chunk < senders.shape[0]:
-            x = _aggregate_chunked(self.edge_chunk, *args)
+            x = _aggregate_chunked(self.edge_chunk, I.dim(mid), *args)
         else:
             x = _aggregate(*args)
-        _, _, mid_sorted, _ = I.uvu_instructions(irr_in, sh_irr, conv_out)
-        mid = I.simplify(mid_sorted)
         w2 = _Weight(I.linear_numel(mid, conv_out), dt, name="linear_2")()
         x = I.linear_apply(w2, x, mid, conv_out)
         if sc is not None:
@@ -148,8 +147,8 @@ class ConvNetLayer(nn.Module):
     @nn.compact
     def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask):
         L = self.config.layer_irreps()[self.layer]
-        x = InteractionBlock(self.config, self.layer, self.edge_chunk, name="conv")(h, attrs, species, sh, edge_emb, senders,
-                                                                    receivers, edge_mask)
+        x = InteractionBlock(self.config, self.layer, self.edge_chunk, name="conv")(
+            h, attrs, species, sh, edge_emb, senders, receivers, edge_mask)
         x = I.gate_apply(x, L["scalars"], L["gates"], L["gated"], L["acts_scalars"], L["acts_gates"])
         if L["resnet"]:
             x = h + x
@@ -204,8 +203,8 @@ class NequIP(nn.Module):
         # -- convolutions
         h = h0
         for k in range(cfg.num_layers):
-            h = ConvNetLayer(cfg, k, self.edge_chunk, name=f"layer{k}_convnet")(h, attrs, species, sh, edge_emb, senders,
-                                                                receivers, edge_mask)
+            h = ConvNetLayer(cfg, k, self.edge_chunk, name=f"layer{k}_convnet")(
+                h, attrs, species, sh, edge_emb, senders, receivers, edge_mask)
         # -- readout and per-type scale/shift (float64)
         n_in = I.num_irreps(I.parse_irreps(cfg.feature_irreps_hidden[-1]))
         dims = (n_in,) + tuple(cfg.readout_hidden) + (1,)

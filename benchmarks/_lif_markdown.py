@@ -200,7 +200,8 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
         L += [f"**{name}** (r_max {mi['r_max']} Å, {mi['num_layers']} layers → receptive field L·r_max = "
               f"{mi['receptive_field_A']:.0f} Å; primitive-cell width {ru['primitive_width_A']:.3f} Å). Rules: "
               f"cutoff rule width ≥ 2·r_max → N = {ru['default_2rmax']}; receptive rule width ≥ L·r_max "
-              f"(`predict`'s default) → N = {ru['receptive_L_rmax']}; width ≥ 2·L·r_max (every pair inside the receptive field of a common atom)"
+              f"(`predict`'s default) → N = {ru['receptive_L_rmax']}; width ≥ 2·L·r_max (every pair inside the "
+              "receptive field of a common atom)"
               f" → N = {ru['receptive_2L_rmax']}. Deviations relative to the largest feasible N = {c['largest']} "
               "(lr none), and RMSE vs DFPT with none / gonze. Γ is commensurate with every supercell, so its "
               "frequencies cannot change with N (without a correction); X and L are commensurate only for even N.", ""]
@@ -254,7 +255,8 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
         for mat, sm in R["second_material"].items():
             L += [f"**{mat}** vs its QE DFPT (`{sm['reference']}`): the pretrained model and the models finetuned on "
                   f"{mat}'s own rattled supercells with the LiF recipe (`configs/finetune_{mat.lower()}*.yaml`), each "
-                  "at the cutoff-rule supercell (2·r_max), every `--lr` mode. \"(auto)\" marks `predict --lr auto`.", ""]
+                  "at the cutoff-rule supercell (2·r_max), every `--lr` mode. \"(auto)\" marks "
+                  "`predict --lr auto`.", ""]
             rows = []
             for name, st in sm["models"].items():
                 if "error" in st:

@@ -25,7 +25,6 @@ import json
 import math
 import os
 from pathlib import Path
-import subprocess
 import sys
 import time
 
@@ -34,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lif import (EX, IMAG_THZ, NEAR_GAMMA_FRACTION, ROOT, TARGETS, accuracy_metrics,  # noqa: E402
                   gamma_directions, load_inputs, path_frequencies, segment_slices)
+from _lif_fcstore import FcStore, log, sha_file  # noqa: E402
 from _lif_markdown import LAMBDA_SCALES, write_markdown  # noqa: E402
 
 KNOWN_RUNS = ("finetuned", "finetuned_fc", "shortrange", "random_init")
@@ -41,10 +41,6 @@ KNOWN_RUNS = ("finetuned", "finetuned_fc", "shortrange", "random_init")
 SEED_LAMBDAS = (0.30, 0.31, 0.37, 1.0)
 #: Modes that take ewald_lambda (the Λ-sensitivity is measured for these).
 LAMBDA_MODES = ("recip", "gonze", "ewald", "ewald-leak")
-
-
-def log(*a):
-    print(f"[lif {time.strftime('%H:%M:%S')}]", *a, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ modes
@@ -75,10 +71,6 @@ def _sha_dir(path: Path) -> str:
             h.update(str(p.relative_to(path)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
-
-
-def _sha_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def default_model_dirs() -> dict:
@@ -116,7 +108,7 @@ def model_info(name: str, path: Path) -> dict:
     from phonjax.model import load_model
     m = load_model(path)
     cfg = m.config
-    info = {"name": name, "dir": str(path), "sha256": _sha_dir(path), "arch_sha256": _sha_file(path / "config.yaml"),
+    info = {"name": name, "dir": str(path), "sha256": _sha_dir(path), "arch_sha256": sha_file(path / "config.yaml"),
             "r_max": float(m.r_max), "num_layers": int(cfg.num_layers), "dtype": m.dtype,
             "n_params": m.n_params(), "receptive_field_A": float(cfg.num_layers * m.r_max)}
     try:
@@ -152,137 +144,6 @@ def model_info(name: str, path: Path) -> dict:
                                           "fc_loss_weight": c.get("loss", {}).get("fc", {}).get("weight"),
                                           "max_epochs": c.get("training", {}).get("max_epochs")}
     return info
-
-
-# ------------------------------------------------------------------------------------------------ force constants
-def _worker(model_dir, n, out_npz, structure):
-    """Child process: force constants of structure at N×N×N, saved to out_npz."""
-    import ase.io
-    import phonjax  # noqa: F401
-    from phonjax.force_constants import force_constants
-    from phonjax.model import load_model
-    from phonjax.structure import Crystal
-
-    t = time.perf_counter()
-    m = load_model(model_dir)
-    prim = Crystal.from_ase(ase.io.read(str(structure)))
-    t_load = time.perf_counter() - t
-    t = time.perf_counter()
-    fc = force_constants(m, prim, int(n), symmetry=True, chunk_size=1, allow_small_supercell=True)
-    t_fc = time.perf_counter() - t
-    tmp = Path(str(out_npz) + ".tmp.npz")
-    np.savez(tmp, fc=fc.fc, matrix=np.asarray(fc.supercell.matrix), fc_time_s=t_fc, load_time_s=t_load,
-             n_hvp=fc.report.n_hvp, n_atoms=fc.supercell.crystal.n_atoms)
-    tmp.rename(out_npz)
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class FcStore:
-    """Force constants per (model, structure, N): cached npz + json, computed in a watched child process."""
-
-    def __init__(self, cache: Path, *, max_rss_gib: float, max_seconds: float, in_process: bool,
-                 retry_infeasible: bool):
-        self.cache = cache
-        cache.mkdir(parents=True, exist_ok=True)
-        self.max_rss_gib, self.max_seconds = max_rss_gib, max_seconds
-        self.in_process, self.retry = in_process, retry_infeasible
-        self.computed_now, self.from_cache = [], []
-
-    def _key(self, minfo, structure, n):
-        return f"{minfo['name']}-{minfo['sha256'][:10]}-{_sha_file(structure)[:8]}-N{n}"
-
-    def _fail_path(self, minfo, structure, n):
-        return self.cache / f"infeasible-{minfo['arch_sha256'][:10]}-{_sha_file(structure)[:8]}-N{n}.json"
-
-    def infeasible(self, minfo, structure, n):
-        p = self._fail_path(minfo, structure, n)
-        if p.is_file() and not self.retry:
-            f = json.loads(p.read_text())
-            lim = f.get("limits", {})
-            if lim.get("max_rss_gib", 0) >= self.max_rss_gib and lim.get("max_seconds", 0) >= self.max_seconds:
-                return f
-        return None
-
-    def get(self, minfo, structure, n):
-        """(fc array, meta dict) or (None, failure dict)."""
-        key = self._key(minfo, structure, n)
-        npz, meta_p = self.cache / f"{key}.npz", self.cache / f"{key}.json"
-        if npz.is_file() and meta_p.is_file():
-            self.from_cache.append(key)
-            return np.load(npz)["fc"], json.loads(meta_p.read_text())
-        fail = self.infeasible(minfo, structure, n)
-        if fail is not None:
-            return None, fail
-        log(f"force constants {minfo['name']} N={n} ({structure.parent.name}) ...")
-        t0 = time.time()
-        peak_kib, reason = None, None
-        if self.in_process:
-            try:
-                _worker(minfo["dir"], n, npz, structure)
-            except Exception as e:  # recorded like a failed child process
-                reason = f"{type(e).__name__}: {e}"
-        else:
-            logf = self.cache / f"{key}.log"
-            with open(logf, "w") as fh:
-                p = subprocess.Popen([sys.executable, __file__, "--_worker", minfo["dir"], str(n), str(npz),
-                                      "--structure", str(structure)], stdout=fh, stderr=subprocess.STDOUT)
-                peak_kib = 0
-                while p.poll() is None:
-                    peak_kib = max(peak_kib, _rss_kib(p.pid))
-                    if peak_kib > self.max_rss_gib * 2**20:
-                        reason = f"peak memory above {self.max_rss_gib:g} GiB"
-                    elif time.time() - t0 > self.max_seconds:
-                        reason = f"longer than {self.max_seconds:g} s"
-                    if reason:
-                        p.kill()
-                        p.wait()
-                        break
-                    time.sleep(0.5)
-            if reason is None and p.returncode != 0:
-                reason = f"worker failed (exit {p.returncode}), see {logf}"
-        wall = time.time() - t0
-        if reason is not None or not npz.is_file():
-            fail = {"n": n, "reason": reason or "no output", "wall_s": wall,
-                    "peak_rss_gib": None if peak_kib is None else peak_kib / 2**20, "model": minfo["name"],
-                    "limits": {"max_rss_gib": self.max_rss_gib, "max_seconds": self.max_seconds}}
-            if reason and reason.startswith(("peak", "longer")):
-                self._fail_path(minfo, structure, n).write_text(json.dumps(fail, indent=1))
-            log(f"  N={n} not feasible: {fail['reason']} (after {wall:.0f} s, peak "
-                f"{fail['peak_rss_gib'] or float('nan'):.1f} GiB)")
-            return None, fail
-        d = np.load(npz)
-        meta = {"n": n, "n_atoms": int(d["n_atoms"]), "n_hvp": int(d["n_hvp"]), "fc_time_s": float(d["fc_time_s"]),
-                "load_time_s": float(d["load_time_s"]), "process_wall_s": wall,
-                "peak_rss_gib": None if peak_kib is None else peak_kib / 2**20, "chunk_size": 1,
-                "edge_chunk": "auto",
-                "in_process": self.in_process, "load_avg": os.getloadavg()[0],
-                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-        meta_p.write_text(json.dumps(meta, indent=1))
-        self.computed_now.append(key)
-        log(f"  N={n}: {meta['n_atoms']} atoms, {meta['fc_time_s']:.1f} s, peak "
-            f"{meta['peak_rss_gib'] or float('nan'):.1f} GiB")
-        return d["fc"], meta
-
-    def series(self, minfo, structure, ns):
-        """{n: (fc, meta)} for ascending ns, stopping at the first infeasible N (larger ones are skipped);
-        failures in ``fails``."""
-        ok, fails = {}, {}
-        for n in sorted(set(ns)):
-            if fails:
-                fails[n] = {"n": n, "reason": f"skipped (N={min(fails)} already infeasible)"}
-                continue
-            fc, meta = self.get(minfo, structure, n)
-            (ok if fc is not None else fails)[n] = (fc, meta) if fc is not None else meta
-        return ok, fails
 
 
 def fc_object(prim, born, n, fc):
@@ -405,15 +266,11 @@ def parse_args(argv=None):
                     help="material directory with POSCAR, BORN, dfpt/band.yaml (default: examples/MgO, NaCl)")
     ap.add_argument("--material-models", type=Path, default=ROOT / "out",
                     help="models finetuned on a second material: <DIR>/<material lower>/<name>/model")
-    ap.add_argument("--_worker", nargs=3, metavar=("MODEL", "N", "NPZ"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args._worker:
-        _worker(args._worker[0], int(args._worker[1]), args._worker[2], args.structure)
-        return 0
     t_start = time.time()
     import phonjax  # noqa: F401
     from phonjax.predict import default_supercell
@@ -455,7 +312,7 @@ def main(argv=None) -> int:
     # -- main supercell per model and the mode study (c, d)
     main_n = {}
     for name, mi in minfos.items():
-        n = args.supercell or int(default_supercell(prim, mi["r_max"])[0, 0])
+        n = args.supercell or int(default_supercell(prim, mi["r_max"], rule="cutoff")[0, 0])
         main_n[name] = min(n, 3) if args.quick else n
     modes_res, fc_meta = {}, {}
     for name, mi in minfos.items():
@@ -599,7 +456,7 @@ def main(argv=None) -> int:
             second[mat] = {"reference": os.path.relpath(d / "dfpt" / "band.yaml", ROOT), "models": {}}
             auto_curves = {}
             for name, mi in mats.items():
-                n = int(default_supercell(p2, mi["r_max"])[0, 0])
+                n = int(default_supercell(p2, mi["r_max"], rule="cutoff")[0, 0])
                 fc, meta = store.get(mi, d / "POSCAR", n)
                 if fc is None:
                     second[mat]["models"][name] = {"error": meta}
@@ -612,7 +469,8 @@ def main(argv=None) -> int:
                 plot_dispersion_panels(r2, [(f"{lab}: RMSE {r['metrics']['rmse_thz']:.2f} THz", {name: r["freqs"]})
                                             for lab, r in res.items() if "metrics" in r],
                                        figdir / f"{mat.lower()}_modes_{name}.png", ncols=4,
-                                       title=f"{mat}, {name} ({n}³ = {meta['n_atoms']} atoms), every --lr mode vs DFPT")
+                                       title=f"{mat}, {name} ({n}³ = {meta['n_atoms']} atoms), every --lr mode "
+                                             "vs DFPT")
                 r = res.get(mi["auto_mode"])
                 if r and "metrics" in r:
                     auto_curves[f"{name}, {mi['auto_mode']}: RMSE {r['metrics']['rmse_thz']:.2f} THz"] = \

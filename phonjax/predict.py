@@ -102,8 +102,7 @@ def load_structure(structure) -> Crystal:
 SUPERCELL_RULES = ("receptive", "cutoff")
 
 
-def default_supercell(crystal: Crystal, cutoff: float, *, layers: int | None = None,
-                      rule: str = "cutoff") -> np.ndarray:
+def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int | None = None) -> np.ndarray:
     """Smallest N·I (3×3) whose supercell widths (distance between opposite faces) all reach a length:
 
     * ``rule="cutoff"``: 2·cutoff — the smallest supercell that holds the model's cutoff sphere (no atom sees

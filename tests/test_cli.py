@@ -87,7 +87,7 @@ def test_default_supercell_rules(tmp_path):
     from phonjax.structure import Crystal
 
     prim = Crystal.from_ase(bulk("LiF", "rocksalt", a=4.03))  # width 4.03/√3 = 2.327 Å
-    assert default_supercell(prim, 5.0)[0, 0] == 5  # ⌈10/2.327⌉
+    assert default_supercell(prim, 5.0, rule="cutoff")[0, 0] == 5  # ⌈10/2.327⌉
     assert default_supercell(prim, 5.0, layers=5, rule="receptive")[0, 0] == 11  # ⌈25/2.327⌉
     assert default_supercell(prim, 5.0, layers=1, rule="receptive")[0, 0] == 5  # never below the cutoff rule
     assert default_supercell(prim, 5.0, layers=None, rule="receptive")[0, 0] == 5

@@ -21,6 +21,7 @@ from phonjax.born import Born, read_born  # noqa: E402
 from phonjax.longrange import make_correction, dipole_dipole, lambda_scan  # noqa: E402
 from phonjax.predict import predict, bands_from_phonopy  # noqa: E402
 from phonjax.defaults import default_model  # noqa: E402
+from phonjax.compile_cache import enable_compile_cache  # noqa: E402
 
 __all__ = [
     "Crystal", "Supercell", "make_supercell", "commensurate_qpoints",
@@ -28,5 +29,5 @@ __all__ = [
     "ForceConstants", "force_constants", "force_constants_batch",
     "from_phonopy", "to_phonopy", "BandStructure", "band_path",
     "Born", "read_born", "make_correction", "dipole_dipole", "lambda_scan",
-    "predict", "bands_from_phonopy",
+    "predict", "bands_from_phonopy", "enable_compile_cache",
 ]

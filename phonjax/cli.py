@@ -38,6 +38,12 @@ def _add_lr_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("out"), help="output directory")
 
 
+def _add_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use the persistent XLA compilation cache ($PHONJAX_COMPILE_CACHE or "
+                        "~/.cache/phonjax/xla; PHONJAX_NO_COMPILE_CACHE=1 also disables it)")
+
+
 def _predict(args) -> None:
     from phonjax.predict import predict
 
@@ -131,11 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edges per rematerialised message chunk (0: none; default: automatic by graph size) — "
                         "memory-lean force constants of large supercells")
     _add_lr_options(p)
+    _add_cache_option(p)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("bands", help="dispersion from external force constants (phonopy)")
     p.add_argument("--phonopy", type=Path, required=True, help="phonopy_params.yaml (or phonopy_disp.yaml)")
     _add_lr_options(p)
+    _add_cache_option(p)
     p.set_defaults(func=_bands)
 
     p = sub.add_parser("convert", help="convert torch weights to a phonjax model directory")
@@ -165,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    _add_cache_option(p)
     p.set_defaults(func=_finetune)
 
     p = sub.add_parser("compare", help="error metrics of a band.yaml against a reference band.yaml")
@@ -180,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "out_pos", None) is not None and args.out is None:
         args.out = args.out_pos
     try:
+        if hasattr(args, "no_compile_cache") and not args.no_compile_cache:
+            from phonjax.compile_cache import enable_compile_cache
+            enable_compile_cache()
         args.func(args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -348,6 +348,20 @@ def _pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, 
     return np.concatenate([V, np.zeros((pad,) + V.shape[1:])]), c
 
 
+def _node_capacity(energy, n_atoms: int) -> int:
+    """Padded atom count of a bound model energy (its graph's bucketed node capacity), else ``n_atoms``:
+    positions and directions padded to it give every supercell of the same bucket one compiled kernel."""
+    graph = getattr(energy, "graph", None)
+    cap = getattr(graph, "n_node_capacity", None)
+    return int(cap) if cap is not None and int(cap) >= n_atoms else n_atoms
+
+
+def _pad_atoms(x, cap: int) -> np.ndarray:
+    """(n, 3) → (cap, 3) with zero rows (padding atoms carry no energy, so their derivatives vanish)."""
+    x = np.asarray(x, np.float64)
+    return x if x.shape[0] == cap else np.concatenate([x, np.zeros((cap - x.shape[0], 3))])
+
+
 def _check_mode(mode):
     if mode not in MODES:
         raise ForceConstantsError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -401,11 +415,12 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
         check_supercell_range(sc, float(r_max))
     t0 = time.perf_counter()
     energy = _energy_of(model_or_energy_fn, sc.crystal, edge_chunk)
-    pos = jnp.asarray(sc.crystal.positions)
-    cell = jnp.asarray(sc.crystal.cell)
     n, ns = sc.primitive.n_atoms, sc.crystal.n_atoms
+    cap = _node_capacity(energy, ns)
+    pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
+    cell = jnp.asarray(sc.crystal.cell)
     if mode == "hessian":
-        H = np.asarray(_hessian_kernel(energy, pos, cell))  # (ns, 3, ns, 3)
+        H = np.asarray(_hessian_kernel(energy, pos, cell))[:, :, :ns]  # (cap, 3, ns, 3)
         raw = H[:n].transpose(0, 2, 1, 3)
         n_hvp = 3 * ns
     else:
@@ -415,7 +430,8 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
             plan = plan_rows(sc, symprec=symprec)
         V, _, _ = hvp_directions(sc, plan)
         Vp, c = _pad_directions(V, chunk_size)
-        h = np.asarray(_hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
+        Vp = np.stack([_pad_atoms(v, cap) for v in Vp]) if cap > ns else Vp
+        h = np.asarray(_hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V), :ns]
         raw = _rows_from_hvps(h, sc, plan)
         n_hvp = len(V)
     fc, rep = finalize_fc(raw, sc, symmetrize=symmetrize, asr=asr, mode=mode, n_hvp=n_hvp,

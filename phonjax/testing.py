@@ -13,10 +13,50 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CompilationCounter", "count_compilations", "fd_force_constants", "fd_step_sweep",
+__all__ = ["CompilationCounter", "count_compilations", "CompileStats", "fd_force_constants", "fd_step_sweep",
            "BACKEND_COMPILE_EVENT"]
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_TRACE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration")
+_CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": "cache_hits",
+                 "/jax/compilation_cache/cache_misses": "cache_misses",
+                 "/jax/compilation_cache/compile_requests_use_cache": "cache_requests"}
+
+
+class CompileStats:
+    """Process-wide tally of JAX's monitoring events from :meth:`start` on: ``backend_compiles`` and
+    ``backend_compile_s`` (XLA compilations incl. persistent-cache reads), ``trace_s`` (tracing + lowering),
+    ``cache_requests`` / ``cache_hits`` / ``cache_misses`` (persistent compilation cache). Listeners cannot be
+    removed in every JAX version, so one instance is meant to live for the whole process (benchmarks, child
+    processes of tests)."""
+
+    def __init__(self):
+        self.backend_compiles = 0
+        self.backend_compile_s = 0.0
+        self.trace_s = 0.0
+        self.cache_requests = self.cache_hits = self.cache_misses = 0
+
+    def _duration(self, event, duration, **kwargs):
+        if event == BACKEND_COMPILE_EVENT:
+            self.backend_compiles += 1
+            self.backend_compile_s += float(duration)
+        elif event in _TRACE_EVENTS:
+            self.trace_s += float(duration)
+
+    def _event(self, event, **kwargs):
+        name = _CACHE_EVENTS.get(event)
+        if name is not None:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def start(self) -> "CompileStats":
+        jax.monitoring.register_event_duration_secs_listener(self._duration)
+        jax.monitoring.register_event_listener(self._event)
+        return self
+
+    def as_dict(self) -> dict:
+        return {"backend_compiles": self.backend_compiles, "backend_compile_s": round(self.backend_compile_s, 4),
+                "trace_lower_s": round(self.trace_s, 4), "cache_requests": self.cache_requests,
+                "cache_hits": self.cache_hits, "cache_misses": self.cache_misses}
 
 
 class CompilationCounter:

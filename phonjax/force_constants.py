@@ -21,7 +21,7 @@ alternated with Eq. 2, phonopy's compact-fc symmetrisation). Violations are repo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 import time
 from typing import Callable, Sequence
@@ -59,6 +59,8 @@ class FcReport:
     mode: str = ""
     n_hvp: int = 0
     wall_time_s: float = 0.0
+    chunk_size: int | None = None
+    edge_chunk: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -339,7 +341,7 @@ def _rows_from_hvps(h: np.ndarray, supercell: Supercell, plan) -> np.ndarray:
 
 
 def _pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, int | None]:
-    if chunk_size is None:
+    if chunk_size is None or chunk_size == "auto":  # "auto" without a planner (batches): all at once
         return V, None
     if int(chunk_size) < 1:
         raise ForceConstantsError(f"chunk_size must be a positive integer, got {chunk_size}")
@@ -392,16 +394,37 @@ def check_supercell_range(sc: Supercell, r_max: float) -> None:
             f"2·r_max = {2 * r_max:.2f} Å (use at least {n}x{n}x{n}, or allow_small_supercell=True)")
 
 
-def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", chunk_size: int | None = None,
+def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budget):
+    """(energy, chunk_size, MemoryPlan or None): for a phonjax Model with ``chunk_size="auto"`` the directions
+    per step and the edge chunk are chosen from the memory available (:mod:`phonjax.memory`); other energies
+    run all directions at once."""
+    energy = _energy_of(model, crystal, edge_chunk)
+    if chunk_size != "auto":
+        return energy, chunk_size, None
+    graph, bound = getattr(energy, "graph", None), getattr(energy.func, "edge_chunk", None)
+    if graph is None or bound is None or not hasattr(model, "config") or not hasattr(model, "n_params"):
+        return energy, None, None
+    from phonjax.memory import plan_hvp_memory
+    plan = plan_hvp_memory(model.config, model.n_params(), graph.n_node_capacity, graph.n_edge_capacity, n_dir,
+                           edge_chunk=edge_chunk, chunk_size="auto", memory_budget=memory_budget)
+    if plan.edge_chunk != bound:
+        energy = _energy_of(model, crystal, plan.edge_chunk)
+    return energy, plan.chunk_size, plan
+
+
+def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", chunk_size="auto",
                     symmetry: bool = True, symmetrize: bool = True, asr: str | None = "phonopy", born=None,
                     symprec: float = 1e-5, allow_small_supercell: bool = False,
-                    edge_chunk: int | None = None) -> ForceConstants:
+                    edge_chunk: int | None = None, memory_budget=None) -> ForceConstants:
     """Home-cell force constants of ``supercell`` of ``atoms`` by automatic differentiation.
 
     model_or_energy_fn: object with ``bind(crystal) -> energy(positions, cell)`` or ``energy_fn(positions, cell,
     numbers)`` (eV).  atoms: primitive cell (Crystal / ase.Atoms).  supercell: N, (N1, N2, N3), a 3×3 integer
     matrix M (supercell cell = M @ cell) or a :class:`Supercell`.  mode: "jvp" | "linearize" | "hessian".
-    chunk_size: directions per ``lax.map`` step (None: all vmapped at once).  symmetry: compute only
+    chunk_size: directions per ``lax.map`` step (None: all vmapped at once; "auto": as many as the memory
+    allows, see :mod:`phonjax.memory`, which also picks ``edge_chunk`` when that is None).  memory_budget: bytes
+    (or "12G") the automatic choice may plan with (None: ``$PHONJAX_MEMORY_BUDGET`` or the free host/device
+    memory).  symmetry: compute only
     site-symmetry-reduced products (spglib) and rebuild the other rows.  symmetrize: Eq. 2.  asr: "phonopy",
     "simple" or None.  born: optional Born data attached to the result.  allow_small_supercell: skip the check
     that a model with ``r_max`` fits its cutoff sphere in the supercell.  edge_chunk: a phonjax Model's edges per
@@ -414,12 +437,13 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
     if r_max is not None and not allow_small_supercell:
         check_supercell_range(sc, float(r_max))
     t0 = time.perf_counter()
-    energy = _energy_of(model_or_energy_fn, sc.crystal, edge_chunk)
     n, ns = sc.primitive.n_atoms, sc.crystal.n_atoms
-    cap = _node_capacity(energy, ns)
-    pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
     cell = jnp.asarray(sc.crystal.cell)
+    mem = None
     if mode == "hessian":
+        energy = _energy_of(model_or_energy_fn, sc.crystal, edge_chunk)
+        cap = _node_capacity(energy, ns)
+        pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
         H = np.asarray(_hessian_kernel(energy, pos, cell))[:, :, :ns]  # (cap, 3, ns, 3)
         raw = H[:n].transpose(0, 2, 1, 3)
         n_hvp = 3 * ns
@@ -429,6 +453,10 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
             from phonjax.symmetry import plan_rows
             plan = plan_rows(sc, symprec=symprec)
         V, _, _ = hvp_directions(sc, plan)
+        energy, chunk_size, mem = _plan_memory(model_or_energy_fn, sc.crystal, len(V), edge_chunk, chunk_size,
+                                               memory_budget)
+        cap = _node_capacity(energy, ns)
+        pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
         Vp, c = _pad_directions(V, chunk_size)
         Vp = np.stack([_pad_atoms(v, cap) for v in Vp]) if cap > ns else Vp
         h = np.asarray(_hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V), :ns]
@@ -436,6 +464,8 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
         n_hvp = len(V)
     fc, rep = finalize_fc(raw, sc, symmetrize=symmetrize, asr=asr, mode=mode, n_hvp=n_hvp,
                           wall_time_s=time.perf_counter() - t0)
+    if mem is not None:
+        rep = replace(rep, chunk_size=mem.chunk_size, edge_chunk=mem.edge_chunk)
     return ForceConstants(sc, fc, born, rep)
 
 

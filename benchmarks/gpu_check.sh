@@ -51,12 +51,13 @@ if [ "$MODE" = online ]; then
   export PYTHONPATH="$PWD"
 else
   PY=python3
+  SITE=${PHONJAX_GPU_SITE:-/tmp/site}
   if ls .whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 3
+    "$PY" -m pip install -q --no-index --no-deps --target "$SITE" .whl/*.whl || exit 3
   else
     say "no .whl/ folder: relying on what $PY already has"
   fi
-  export PYTHONPATH="/tmp/site:$PWD"
+  export PYTHONPATH="$SITE:$PWD"
 fi
 say "python: $($PY -c 'import sys, jax; print(sys.executable, jax.__version__, jax.devices())' 2>&1 | tail -1)"
 

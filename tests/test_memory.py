@@ -56,10 +56,14 @@ def test_plan_rule_for_large_models():
 
     oam = ModelConfig(**OAM_L, dtype="float64")
     usable = int(24 * 2**30 * 0.6)
-    plan = plan_hvp_memory(oam, 9_605_777, 4480, 409600, 2, memory_budget=usable)
+    plan = plan_hvp_memory(oam, 9_605_777, 4480, 409600, 2, memory_budget=usable, grow_edge_chunk=False)
     assert plan.fits and plan.edge_chunk > 0
-    small = plan_hvp_memory(oam, 9_605_777, 4480, 409600, 6, memory_budget=int(2.5 * 2**30))
+    small = plan_hvp_memory(oam, 9_605_777, 4480, 409600, 6, memory_budget=int(2.5 * 2**30),
+                            grow_edge_chunk=False)
     assert small.chunk_size is not None and small.edge_chunk <= plan.edge_chunk
+    # an accelerator with room to spare: larger edge chunks, still within the budget
+    big = plan_hvp_memory(oam, 9_605_777, 4480, 409600, 2, memory_budget=80 * 2**30, grow_edge_chunk=True)
+    assert big.fits and big.chunk_size is None and big.edge_chunk > plan.edge_chunk
     # unchunked edges would need far more than the machine has: the planner must not pick that
     assert hvp_bytes_per_direction(oam, 4480, 409600, 0) > 24 * 2**30
 

@@ -53,13 +53,17 @@ else
   PY=python3
   SITE=${PHONJAX_GPU_SITE:-/tmp/site}
   if ls .whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --target "$SITE" .whl/*.whl || exit 3
+    "$PY" -m pip install -q --upgrade --no-index --no-deps --target "$SITE" .whl/*.whl || exit 3
   else
     say "no .whl/ folder: relying on what $PY already has"
   fi
   export PYTHONPATH="$SITE:$PWD"
 fi
-say "python: $($PY -c 'import sys, jax; print(sys.executable, jax.__version__, jax.devices())' 2>&1 | tail -1)"
+if ! INFO=$("$PY" -c 'import sys, jax, flax, e3nn_jax, vesin, ase, spglib, phonopy
+print(sys.executable, "jax", jax.__version__, jax.devices())' 2>&1); then
+  say "environment incomplete: $(echo "$INFO" | tail -1)"; exit 3
+fi
+say "python: $INFO"
 
 say "tests (-m 'not qe and not torch and not slow', timeout ${TEST_TIMEOUT}s)"
 TEST_LOG=$(mktemp /tmp/phonjax-gpu-tests.XXXX.log)

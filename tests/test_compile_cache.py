@@ -36,7 +36,8 @@ print("RESULT " + json.dumps({"stats": stats.as_dict(), "dir": None if where is 
 
 
 def _run(cache_dir: Path, use: str, env_extra: dict | None = None) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, JAX_PLATFORMS="cpu")
     env.pop("PHONJAX_NO_COMPILE_CACHE", None)
     env.update(env_extra or {})
     out = subprocess.run([sys.executable, "-c", CHILD, str(cache_dir), use], env=env, capture_output=True,

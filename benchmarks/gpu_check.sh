@@ -14,7 +14,7 @@
 #           packaging) installed into /tmp/site with --no-index --no-deps.
 # SevenNet-0 must be converted beforehand (torch + sevenn, not needed here) into ./.cache/models/sevennet-0:
 #   phonjax convert sevennet --out .cache/models/sevennet-0
-# Budgets (seconds, env): PHONJAX_GPU_TEST_TIMEOUT (tests, default 170), PHONJAX_GPU_BUDGET (whole script, 470).
+# Budgets (seconds, env): PHONJAX_GPU_TEST_TIMEOUT (tests, default 150), PHONJAX_GPU_BUDGET (whole script, 470).
 set -u
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -30,7 +30,7 @@ for a in "$@"; do
     *) echo "gpu_check.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
-TEST_TIMEOUT=${PHONJAX_GPU_TEST_TIMEOUT:-170}
+TEST_TIMEOUT=${PHONJAX_GPU_TEST_TIMEOUT:-150}
 BUDGET=${PHONJAX_GPU_BUDGET:-470}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false   # child processes (predict cold/warm) share the device
 export PYTHONUNBUFFERED=1

@@ -144,7 +144,8 @@ def model_at_size(model, prim, n: int, keep: dict | None = None) -> dict:
     t = time.perf_counter()
     g = model.graph(sc.crystal)
     graph_s = time.perf_counter() - t
-    row = {"N": n, "n_atoms": sc.crystal.n_atoms, "n_edges_capacity": g.n_edge_capacity, "graph_build_s": round(graph_s, 4)}
+    row = {"N": n, "n_atoms": sc.crystal.n_atoms, "n_edges_capacity": g.n_edge_capacity,
+           "graph_build_s": round(graph_s, 4)}
     row["ef_first_s"], row["ef_s"] = timed(lambda: model.energy_forces_stress(sc.crystal, graph=g)[1])
     row["mem_after_ef"] = memory()
     t = time.perf_counter()

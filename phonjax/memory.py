@@ -7,7 +7,7 @@ else what is free now — on a GPU ``bytes_limit − bytes_in_use`` of ``jax.dev
 
 Estimate (bytes) of one forward-over-reverse HVP direction of a NequIP model in dtype size s:
 
-    per_direction = K_ACT · s · E_act · W  +  K_EDGE · s · E · L · (n_sh + n_bessel + 16)  +  K_NODE · s · N · L · D
+    per_direction = K_ACT·s·E_act·W + K_EDGE·s·E·L·(n_sh + n_bessel + 16) + K_NODE·s·N·L·D
 
 E: padded edges; L: layers; W: per-edge floats of the tensor-product stage (sender features + uvu paths + radial
 weights), summed over all layers when unchunked (E_act = E) and the widest layer when the edges run in

@@ -95,6 +95,7 @@ def safe_torch_load(path: Path, what: str):
     naming it, before anything in the file is executed. ``what`` names the expected kind in other errors.
     """
     import pickle
+    import re
 
     import torch
 
@@ -103,11 +104,13 @@ def safe_torch_load(path: Path, what: str):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         bad = _unsafe_globals(path)
-        if bad or "weights_only" in str(e) or "Unsupported global" in str(e):
-            named = ", ".join(bad[:3]) if bad else str(e).splitlines()[0][:160]
+        hit = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if bad or hit:
+            named = ", ".join(bad[:3]) if bad else hit.group(1)
             raise ConversionError(f"{path}: refused to load (nothing in it was run): its pickle needs {named}, "
-                                  f"which {'is' if len(bad) == 1 else 'are'} not plain data and could run code (weights-only loading)") from None
-        raise ConversionError(f"{path}: not a {what} (UnpicklingError)") from None
+                                  f"which {'is' if len(bad) <= 1 else 'are'} not plain data and could run code "
+                                  "(weights-only loading)") from None
+        raise ConversionError(f"{path}: not a {what} (unreadable pickle)") from None
     except Exception as e:
         raise ConversionError(f"{path}: not a {what} ({type(e).__name__})") from None
 

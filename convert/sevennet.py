@@ -32,7 +32,8 @@ SevenNet-0's forward pass, numerically (sevenn 0.13 / e3nn 0.6, all facts read f
 * forces −∂E/∂r via edge vectors; stress = (1/V) Σ_edges r ⊗ ∂E/∂r reported by SevenNetCalculator in ASE's
   sign convention (Voigt xx yy zz yz xz xy), i.e. (1/V) ∂E/∂ε — the same as phonjax.
 
-torch and sevenn are imported only in this module (and only when called).
+Modules: :mod:`convert.sevennet_read` (weights-only reading, architecture), this one (mapping, conversion),
+:mod:`convert.sevennet_torch` (torch reference energies). torch and sevenn are imported only when called.
 """
 from __future__ import annotations
 

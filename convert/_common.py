@@ -110,7 +110,7 @@ def safe_torch_load(path: Path, what: str):
             raise ConversionError(f"{path}: refused to load (nothing in it was run): its pickle needs {named}, "
                                   f"which {'is' if len(bad) <= 1 else 'are'} not plain data and could run code "
                                   "(weights-only loading)") from None
-        raise ConversionError(f"{path}: not a {what} (unreadable pickle)") from None
+        raise ConversionError(f"{path}: not a {what} (UnpicklingError)") from None
     except Exception as e:
         raise ConversionError(f"{path}: not a {what} ({type(e).__name__})") from None
 

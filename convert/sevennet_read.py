@@ -72,7 +72,7 @@ def load_torch_model(checkpoint=None):
 
         # SevenNet checkpoints hold float32 weights and sevenn builds its modules in torch's *default* dtype:
         # build under float32 whatever an earlier caller (nequip's set_global_state sets float64) left behind.
-        loaded = safe_torch_load(path, "SevenNet checkpoint")  # weights-only: refused before anything runs
+        loaded = safe_torch_load(path, "readable SevenNet checkpoint")  # weights-only: refused before anything runs
         previous = torch.get_default_dtype()
         torch.set_default_dtype(torch.float32)
         try:

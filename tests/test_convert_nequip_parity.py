@@ -7,7 +7,7 @@ Compared: an unrattled 4-atom fcc cell and a rattled 32-atom fcc cell whose near
 (ZBL-dominated), |ΔE|, |ΔF|, |Δσ| ≤ 1e-10. The issue's 1e-6 eV/atom / 2e-5 eV/Å "gap" is what torch gives
 when nequip's ``from_ase`` builds float32 positions (torch's default dtype without nequip's
 ``set_global_state()``), not a difference of the port — see README, "Converting torch models".
-Runtime ≈ 20 s on 2 cores.
+Runtime ≈ 45 s of CPU (two compilations).
 """
 import numpy as np
 import pytest

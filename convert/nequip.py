@@ -6,25 +6,24 @@ weight by name, checks the converted model against torch on a small structure, a
 directory atomically (temporary sibling + rename: nothing half-written in OUT on failure).
 
 Unsupported architecture features raise :class:`phonjax.model.UnsupportedFeature` naming the feature.
+Loading (:mod:`convert.nequip_load`): checkpoints are read weights-only and may name only nequip's model
+builders; a package runs its own bundled code when torch loads it — convert packages from trusted sources only.
 torch is imported only in this package.
 """
 from __future__ import annotations
 
 import datetime
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from convert._util import sha256_file
+from convert._common import ConversionError, check_output_dir, compare_energy_forces, sha256_file
+from convert._common import irreps_str as _irr
+from convert.nequip_load import is_package, load_ckpt, load_package, unwrap
 
 from phonjax.model import Model, ModelConfig, UnsupportedFeature
 from phonjax.nn import irreps as I
-
-
-class ConversionError(ValueError):
-    """The source is not a (readable) nequip model."""
 
 
 EXPECTED_PREFIX = ("type_embed", "spharm", "edge_norm", "bessel_encode", "factor")
@@ -42,14 +41,12 @@ def convert_nequip(src, out, *, dtype: str | None = None, overwrite: bool = Fals
     src = Path(src)
     if not src.is_file():
         raise ConversionError(f"{src}: no such file")
-    outp = Path(out)
-    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())) and not overwrite:
-        raise FileExistsError(f"{outp} exists and is not empty")
+    outp = check_output_dir(out, overwrite)
     digest = sha256_file(src)
-    if zipfile.is_zipfile(src) and _is_package(src):
-        graph_model, info = _load_package(src)
+    if is_package(src):
+        graph_model, info = load_package(src)  # runs the package's own code (torch.package): trusted sources only
     else:
-        graph_model, info = _load_ckpt(src)
+        graph_model, info = load_ckpt(src)  # weights-only pickle, allowlisted model builders
     model = from_torch_module(graph_model, dtype=dtype, check=check)
     meta = dict(model.metadata)
     meta.update(info)
@@ -68,7 +65,7 @@ def from_torch_module(graph_model, *, dtype: str | None = None, check: bool = Tr
     """Model from an in-memory torch nequip ``GraphModel`` (or ``ModuleDict{"sole_model": ...}``)."""
     import torch
 
-    gm = _unwrap(graph_model)
+    gm = unwrap(graph_model)
     func = gm.model.func if hasattr(gm.model, "func") else gm.model
     names = [n for n, _ in func.named_children()]
     mods = dict(func.named_children())
@@ -89,111 +86,6 @@ def from_torch_module(graph_model, *, dtype: str | None = None, check: bool = Tr
             raise UnsupportedFeature(f"converted model disagrees with torch ({err}); the architecture uses a feature "
                                      "phonjax does not reproduce")
     return model
-
-
-# -- loading --------------------------------------------------------------------------------------
-def _is_package(p: Path) -> bool:
-    with zipfile.ZipFile(p) as z:
-        return any(n.endswith("eager_model.pkl") or n.endswith(".data/version") for n in z.namelist())
-
-
-def _load_package(p: Path):
-    import torch
-    import yaml
-
-    try:
-        imp = torch.package.PackageImporter(str(p))
-        info = {}
-        try:
-            info["package_metadata"] = yaml.safe_load(imp.load_text("model", "package_metadata.txt"))
-        except Exception:
-            pass
-        obj = imp.load_pickle("model", "eager_model.pkl", map_location="cpu")
-    except Exception as e:
-        raise ConversionError(f"{p}: not a readable nequip package ({type(e).__name__}: {str(e)[:200]})") from None
-    gm = obj["sole_model"] if isinstance(obj, torch.nn.ModuleDict) or "sole_model" in getattr(obj, "_modules", {}) else obj
-    meta = info.get("package_metadata") or {}
-    versions = meta.get("versions", {}) if isinstance(meta, dict) else {}
-    info = {"source_format": "nequip-package", "weights": "as packaged (nequip packages hold EMA weights when "
-            "training used EMA)", "message": "converted packaged weights",
-            "nequip_version_package": versions.get("nequip")}
-    return gm, info
-
-
-def _load_ckpt(p: Path):
-    import torch
-
-    try:
-        ck = torch.load(str(p), map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ConversionError(f"{p}: not a nequip package or Lightning checkpoint ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or "state_dict" not in ck or "hyper_parameters" not in ck:
-        raise ConversionError(f"{p}: not a Lightning checkpoint (no state_dict/hyper_parameters)")
-    try:
-        info_dict = ck["hyper_parameters"]["info_dict"]
-        model_cfg = info_dict["training_module"]["model"]
-    except (KeyError, TypeError):
-        raise ConversionError(f"{p}: checkpoint has no nequip model config "
-                              "(hyper_parameters.info_dict.training_module.model)") from None
-    from hydra.utils import instantiate
-    from nequip.utils.global_state import set_global_state
-
-    set_global_state()
-    try:
-        from omegaconf import OmegaConf
-        cfg = OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True) if not isinstance(model_cfg, dict) \
-            else model_cfg
-        built = instantiate(cfg, _recursive_=False)
-    except Exception as e:
-        raise ConversionError(f"{p}: cannot rebuild the nequip model from its config ({type(e).__name__}: "
-                              f"{str(e)[:200]})") from None
-    gm = _unwrap(built)
-    sd = ck["state_dict"]
-    prefix = "model.sole_model."
-    msd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    if not msd:
-        raise ConversionError(f"{p}: no model.sole_model.* weights in the checkpoint")
-    missing, unexpected = gm.load_state_dict(msd, strict=False)
-    missing = [m for m in missing if not m.endswith("._empty")]
-    if missing:
-        raise ConversionError(f"{p}: checkpoint lacks weights {missing[:3]}…")
-    import re
-
-    ema = {int(m.group(1)): v for k, v in sd.items() if (m := re.search(r"(?:^|\.)ema_weight_(\d+)$", k))}
-    holding = next((v.get("is_holding_ema_weights", True) for k, v in sd.items()
-                    if k.endswith("ema._extra_state") and isinstance(v, dict)), True)
-    used = "raw"
-    if ema and not holding:
-        used = "EMA"  # the EMA module had swapped its weights into the model: state_dict holds EMA
-    elif ema:
-        params = list(gm.parameters())
-        if sorted(ema) != list(range(len(params))):
-            raise ConversionError(f"{p}: {len(ema)} EMA weights for {len(params)} parameters")
-        with torch.no_grad():
-            for idx, q in enumerate(params):
-                e = ema[idx]
-                if e.numel() != q.numel():
-                    raise ConversionError(f"{p}: EMA weight {idx} has {e.numel()} values, parameter {q.numel()}")
-                q.copy_(e.to(q.dtype).reshape(q.shape))
-        used = "EMA"
-    gm.eval()
-    return gm, {"source_format": "lightning-ckpt", "weights": used,
-                "message": f"converted {used} weights from the Lightning checkpoint"}
-
-
-def _unwrap(m):
-    import torch
-
-    if isinstance(m, torch.nn.ModuleDict) or (hasattr(m, "_modules") and "sole_model" in m._modules):
-        if "sole_model" not in m._modules:
-            raise ConversionError(f"ModuleDict without 'sole_model' (has {list(m._modules)})")
-        m = m._modules["sole_model"]
-    if type(m).__name__ != "GraphModel" or not hasattr(m, "model"):
-        raise ConversionError(f"not a nequip GraphModel (got {type(m).__name__})")
-    inner = m.model
-    if type(inner).__name__ not in ("ForceStressOutput", "ForceOutput", "SequentialGraphNetwork"):
-        raise UnsupportedFeature(f"top-level module {type(inner).__name__} (compiled or modified model)")
-    return m
 
 
 def _expect_modules(names, mods):
@@ -267,10 +159,6 @@ def _avg_num_neighbors(conv) -> tuple[float, ...]:
     if avg is None and f is None:
         return (1.0,)  # no normalisation
     raise UnsupportedFeature("avg_num_neighbors normalisation of this nequip version")
-
-
-def _irr(x) -> str:
-    return I.irreps_str(I.parse_irreps(str(x)))
 
 
 def _config_and_params(gm, func, names, mods, dtype):
@@ -431,12 +319,13 @@ def _nequip_version(gm) -> str | None:
 
 # -- self check -----------------------------------------------------------------------------------
 def self_check(gm, model: Model) -> dict:
-    """|ΔE|/atom and max |ΔF| between torch and phonjax on a small rattled two-species structure."""
+    """|ΔE|/atom and max |ΔF| between torch and phonjax (float64 inputs) on a small rattled 4-atom cell holding
+    up to four of the model's species (the first four type names that are chemical symbols)."""
     from ase import Atoms
     from ase.data import atomic_numbers
 
     torch_types = list(model.type_names)
-    picks = [t for t in torch_types if t in atomic_numbers][:2] or []
+    picks = [t for t in torch_types if t in atomic_numbers][:4]
     if not picks:
         return {"energy_per_atom": 0.0, "forces": 0.0, "note": "type names are not chemical symbols: not checked"}
     rng = np.random.default_rng(0)
@@ -445,9 +334,7 @@ def self_check(gm, model: Model) -> dict:
     syms = [picks[i % len(picks)] for i in range(4)]
     frac = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]) + rng.normal(0, 0.02, (4, 3))
     atoms = Atoms(syms, scaled_positions=frac, cell=cell, pbc=True)
-    E_t, F_t = _torch_energy_forces(gm, atoms)
-    E_j, F_j, _ = model.energy_forces_stress(atoms)
-    return {"energy_per_atom": abs(E_t - E_j) / len(atoms), "forces": float(np.max(np.abs(F_t - F_j)))}
+    return compare_energy_forces(lambda at: _torch_energy_forces(gm, at), model, atoms)
 
 
 def torch_graph_input(gm, atoms) -> dict:

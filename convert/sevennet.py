@@ -32,257 +32,25 @@ SevenNet-0's forward pass, numerically (sevenn 0.13 / e3nn 0.6, all facts read f
 * forces −∂E/∂r via edge vectors; stress = (1/V) Σ_edges r ⊗ ∂E/∂r reported by SevenNetCalculator in ASE's
   sign convention (Voigt xx yy zz yz xz xy), i.e. (1/V) ∂E/∂ε — the same as phonjax.
 
-torch and sevenn are imported only in this module (and only when called).
+Modules: :mod:`convert.sevennet_read` (weights-only reading, architecture), this one (mapping, conversion),
+:mod:`convert.sevennet_torch` (torch reference energies). torch and sevenn are imported only when called.
 """
 from __future__ import annotations
 
 import datetime
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from convert._util import sha256_file
+from convert._common import ConversionError, check_output_dir, compare_energy_forces
+from convert._common import irreps_str as _irr
+from convert.sevennet_read import (C_SILU, SEVENNET_0_RELPATH, SEVENNET_0_SHA256, SevenNetCheckpoint,  # noqa: F401
+                                   architecture, default_checkpoint, load_torch_model, read_checkpoint)
+from convert.sevennet_torch import torch_energy_forces_stress, torch_model_as
 
 from phonjax.nn.config import UnsupportedFeature
-
-#: e3nn-torch normalize2mom(SiLU) (Monte Carlo, seed 0); checked against the loaded modules.
-C_SILU = 1.6791767923989418
-#: relative path of SevenNet-0 (11Jul2024) inside the installed ``sevenn`` package
-SEVENNET_0_RELPATH = ("pretrained_potentials", "SevenNet_0__11Jul2024", "checkpoint_sevennet_0.pth")
-#: sha256 of that file in sevenn 0.13.0 (identifies SevenNet-0 in the metadata)
-SEVENNET_0_SHA256 = "7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f813c36"
-
-
-class ConversionError(ValueError):
-    """The source is not a (readable) SevenNet checkpoint."""
-
-
-@dataclass(frozen=True)
-class SevenNetCheckpoint:
-    """What the converter reads from a checkpoint.
-
-    arch: plain dict describing the architecture (see :func:`architecture`).
-    weights: state-dict entries as float64 numpy arrays, after sevenn's own compatibility patches
-      (old checkpoints have unsorted TP weights and flipped w3j signs; sevenn fixes them at build time).
-    source: checkpoint path; sha256: its hash; sevenn_version: version of the reading package;
-    checkpoint_version: version that wrote the checkpoint. torch_model: the model sevenn builds from it
-    (reference for checks); config: sevenn's (patched) config dict.
-    """
-
-    arch: dict
-    weights: dict
-    source: str
-    sha256: str
-    sevenn_version: str
-    checkpoint_version: str
-    torch_model: object = field(default=None, repr=False, compare=False)
-    config: dict = field(default_factory=dict, repr=False, compare=False)
-
-
-# -- reading ---------------------------------------------------------------------------------------
-def default_checkpoint() -> Path:
-    """Path of SevenNet-0 (11Jul2024) inside the installed ``sevenn`` package."""
-    try:
-        import sevenn
-    except ImportError as e:  # pragma: no cover - sevenn is a project dependency
-        raise ConversionError(f"the 'sevenn' package is needed to convert SevenNet checkpoints ({e})") from None
-    p = Path(sevenn.__file__).parent.joinpath(*SEVENNET_0_RELPATH)
-    if not p.is_file():
-        raise ConversionError(f"SevenNet-0 checkpoint not found in the installed sevenn package ({p})")
-    return p
-
-
-def load_torch_model(checkpoint=None):
-    """(torch AtomGraphSequential in eval mode, sevenn config dict) of ``checkpoint`` (default SevenNet-0)."""
-    import warnings
-
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import sevenn.util as su
-
-        import torch
-
-        # SevenNet checkpoints hold float32 weights and sevenn builds its modules in torch's *default* dtype:
-        # build under float32 whatever an earlier caller (nequip's set_global_state sets float64) left behind.
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float32)
-        try:
-            cp = su.load_checkpoint(str(path))
-            config = cp.config
-            model = cp.build_model()
-        except UnsupportedFeature:
-            raise
-        except Exception as e:
-            raise ConversionError(f"{path}: not a readable SevenNet checkpoint ({type(e).__name__}: "
-                                  f"{str(e)[:200]})") from None
-        finally:
-            torch.set_default_dtype(previous)
-    model.eval()
-    model._phonjax_source = str(path)  # lets torch_model_as rebuild a copy where deepcopy is impossible
-    return model, config
-
-
-def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
-    """Architecture dict + float64 numpy weights of a SevenNet checkpoint (default SevenNet-0)."""
-    import sevenn
-
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    model, config = load_torch_model(path)
-    arch = architecture(model, config)
-    weights = {k: v.detach().cpu().double().numpy().copy() for k, v in model.state_dict().items()}
-    return SevenNetCheckpoint(arch=arch, weights=weights, source=str(path), sha256=sha256_file(path),
-                              sevenn_version=str(sevenn.__version__),
-                              checkpoint_version=str(config.get("version", "?")), torch_model=model,
-                              config=config)
-
-
-def _irr(x) -> str:
-    from phonjax.nn import irreps as I
-
-    return I.irreps_str(I.parse_irreps(str(x)))
-
-
-def architecture(model, config: dict) -> dict:
-    """Plain-dict architecture of a built SevenNet model; UnsupportedFeature names anything else.
-
-    Keys: type_names (tuple of symbols, index = sevenn's one-hot index), r_max, r_on (XPLOR), num_bessels,
-    sh_irreps, embed_width, hidden_irreps (per layer, gate outputs), radial_dims (per layer),
-    avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
-    """
-    from ase.data import atomic_numbers
-
-    mods = model._modules
-    g = config.get
-    if g("_model_type", "E3_equivariant_model") != "E3_equivariant_model":
-        raise UnsupportedFeature(f"SevenNet model type {g('_model_type')!r}")
-    if g("interaction_type", "nequip") != "nequip":
-        raise UnsupportedFeature(f"SevenNet interaction_type {g('interaction_type')!r}")
-    if g("use_modality", False):
-        raise UnsupportedFeature("multi-fidelity (modal) SevenNet models")
-    if g("use_bias_in_linear", False):
-        raise UnsupportedFeature("use_bias_in_linear=True")
-    if g("readout_as_fcn", False):
-        raise UnsupportedFeature("readout_as_fcn=True (FCN readout)")
-    if g("is_parity", False):
-        raise UnsupportedFeature("is_parity=True (parity-labelled SevenNet)")
-    if any(k in mods for k in ("force_output",)) and type(mods["force_output"]).__name__ not in (
-            "ForceStressOutputFromEdge", "ForceStressOutput", "ForceOutput"):
-        raise UnsupportedFeature(f"force output {type(mods['force_output']).__name__}")
-    n_layer = int(config["num_convolution_layer"])
-    sc = config.get("self_connection_type", "nequip")
-    sc = [sc] * n_layer if isinstance(sc, str) else list(sc)
-    if any(s != "linear" for s in sc):
-        raise UnsupportedFeature(f"self_connection_type {sc} (only 'linear' is implemented)")
-
-    expected = ["edge_embedding", "onehot_idx_to_onehot", "onehot_to_feature_x"]
-    for t in range(n_layer):
-        expected += [f"{t}_{n}" for n in ("self_connection_intro", "self_interaction_1", "convolution",
-                                          "self_interaction_2", "self_connection_outro", "equivariant_gate")]
-    expected += ["reduce_input_to_hidden", "reduce_hidden_to_energy", "rescale_atomic_energy",
-                 "reduce_total_enegy", "force_output"]
-    if list(mods) != expected:
-        raise UnsupportedFeature(f"SevenNet module sequence {list(mods)} (expected {expected})")
-
-    # -- types
-    type_map = dict(model.type_map)
-    species = list(config["chemical_species"])
-    names = [None] * len(type_map)
-    for z, idx in type_map.items():
-        names[idx] = _symbol(z)
-    if None in names or sorted(names) != sorted(species):
-        raise ConversionError("type_map and chemical_species disagree")
-    for s in names:
-        if s not in atomic_numbers:
-            raise ConversionError(f"type {s!r} is not a chemical symbol")
-
-    # -- edges
-    ee = mods["edge_embedding"]
-    if type(ee.basis_function).__name__ != "BesselBasis":
-        raise UnsupportedFeature(f"radial basis {type(ee.basis_function).__name__}")
-    if type(ee.cutoff_function).__name__ != "XPLORCutoff":
-        raise UnsupportedFeature(f"cutoff function {type(ee.cutoff_function).__name__} (only XPLOR)")
-    r_max = float(ee.cutoff_function.r_cut)
-    if abs(r_max - float(config["cutoff"])) > 1e-12 or abs(float(ee.basis_function.prefactor) - 2.0 / r_max) > 1e-12:
-        raise ConversionError("inconsistent cutoff")
-    sph = ee.spherical
-    if not (sph.sph.normalize and sph.normalization == "component"):
-        raise UnsupportedFeature("spherical harmonics without normalize=True / component normalisation")
-    sh_irreps = _irr(sph.irreps_out)
-    if any(p != 1 for _, _, p in _parse(sh_irreps)):
-        raise UnsupportedFeature(f"SH irreps {sh_irreps}")
-
-    # -- embedding
-    emb = mods["onehot_to_feature_x"].linear
-    if str(emb.irreps_in) != f"{len(names)}x0e":
-        raise ConversionError(f"embedding input {emb.irreps_in} for {len(names)} types")
-    embed_irreps = _parse(_irr(emb.irreps_out))
-    if len(embed_irreps) != 1 or embed_irreps[0][1:] != (0, 1):
-        raise UnsupportedFeature(f"embedding output {emb.irreps_out}")
-
-    # -- layers
-    hidden, radial, denom = [], [], []
-    for t in range(n_layer):
-        conv = mods[f"{t}_convolution"]
-        fc = conv.weight_nn
-        for k in range(len(fc.hs) - 1):
-            layer = getattr(fc, f"layer{k}")
-            if (layer.var_in, layer.var_out) != (1, 1):
-                raise UnsupportedFeature("radial FullyConnectedNet with variance_in/out ≠ 1")
-            act = layer.act
-            if k < len(fc.hs) - 2:
-                if act is None or not _is_silu(getattr(act, "f", None)) or abs(act.cst - C_SILU) > 1e-15:
-                    raise UnsupportedFeature(f"radial activation {act} (only normalised SiLU)")
-            elif act is not None:
-                raise UnsupportedFeature("radial FullyConnectedNet with output activation")
-        radial.append(tuple(int(h) for h in fc.hs))
-        denom.append(float(conv.denominator.detach().double().item()))
-        gate = mods[f"{t}_equivariant_gate"].gate
-        for a in list(gate.act_scalars.acts) + list(gate.act_gates.acts):
-            if not _is_silu(getattr(a, "f", None)) or abs(a.cst - C_SILU) > 1e-15:
-                raise UnsupportedFeature(f"gate activation {a} (only normalised SiLU for even scalars)")
-        hidden.append(_irr(gate.irreps_out))
-        if any(i.connection_mode != "uvu" or not i.has_weight for i in conv.convolution.instructions):
-            raise UnsupportedFeature("convolution tensor product other than weighted uvu")
-    readout = (mods["reduce_input_to_hidden"].linear, mods["reduce_hidden_to_energy"].linear)
-    readout_dims = (_parse(_irr(readout[0].irreps_in))[0][0], _parse(_irr(readout[0].irreps_out))[0][0],
-                    _parse(_irr(readout[1].irreps_out))[0][0])
-    if readout_dims[2] != 1:
-        raise UnsupportedFeature(f"readout to {readout[1].irreps_out}")
-    rs = mods["rescale_atomic_energy"]
-    if type(rs).__name__ != "SpeciesWiseRescale":
-        raise UnsupportedFeature(f"energy rescale {type(rs).__name__} (only SpeciesWiseRescale)")
-    return dict(
-        type_names=tuple(names), r_max=r_max, r_on=float(ee.cutoff_function.r_on),
-        num_bessels=int(ee.basis_function.num_basis), sh_irreps=sh_irreps,
-        embed_width=int(embed_irreps[0][0]), hidden_irreps=tuple(hidden), radial_dims=tuple(radial),
-        avg_num_neigh=tuple(denom), readout_dims=tuple(int(x) for x in readout_dims), num_layers=n_layer,
-        bessel_trainable=bool(ee.basis_function.coeffs.requires_grad),
-        shift_scale_trainable=bool(rs.shift.requires_grad),
-    )
-
-
-def _parse(s):
-    from phonjax.nn import irreps as I
-
-    return I.parse_irreps(s)
-
-
-def _is_silu(f) -> bool:
-    import torch
-
-    return f is torch.nn.functional.silu or isinstance(f, torch.nn.SiLU)
-
-
-def _symbol(z: int) -> str:
-    from ase.data import chemical_symbols
-
-    return chemical_symbols[int(z)]
 
 
 def uvu_torch_to_phonjax_columns(conv_module) -> np.ndarray:
@@ -330,7 +98,9 @@ def model_config(arch: dict, dtype: str = "float32"):
     if len(set(avg)) != 1:
         raise UnsupportedFeature(f"per-layer avg_num_neigh {avg}")
     r_in, r_hidden, r_out = arch["readout_dims"]
-    hid = _parse(arch["hidden_irreps"][-1])
+    from phonjax.nn import irreps as I
+
+    hid = I.parse_irreps(arch["hidden_irreps"][-1])
     if r_in != sum(m for m, _, _ in hid):
         raise ConversionError("readout input width differs from the last layer's width")
     return ModelConfig(
@@ -443,9 +213,7 @@ def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overw
     t0 = time.perf_counter()
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ConversionError(f"{checkpoint}: no such file")
-    outp = Path(out) if out is not None else default_model_dir()
-    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())) and not overwrite:
-        raise FileExistsError(f"{outp} exists and is not empty")
+    outp = check_output_dir(out if out is not None else default_model_dir(), overwrite)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     ck = read_checkpoint(checkpoint)
@@ -482,105 +250,7 @@ def self_check(torch_model, model) -> dict:
     atoms = bulk("NaCl", "rocksalt", a=4.06).repeat((1, 1, 2))
     atoms.set_chemical_symbols([picks[i % len(picks)] for i in range(len(atoms))])
     atoms.positions += np.random.default_rng(0).normal(0, 0.05, atoms.positions.shape)
-    E_t, F_t, _ = torch_energy_forces_stress(torch_model, atoms, "float64")
-    E_j, F_j, _ = model.energy_forces_stress(atoms)
-    return {"energy_per_atom": abs(E_t - E_j) / len(atoms), "forces": float(np.max(np.abs(F_t - F_j)))}
-
-
-# -- reference (torch) energies -----------------------------------------------------------------
-def _exact_w3j_multiple(buf, where: str):
-    """Exact float64 value of a float32-rounded constant k·w3j(l1, l2, l3) (k = ±1 or ±√(2l+1)) that e3nn's
-    code generation stored in a tensor product (the w3j buffers and their constant-folded copies)."""
-    import torch
-    from e3nn.o3 import wigner_3j
-
-    if buf.ndim != 3 or any(d % 2 == 0 for d in buf.shape):
-        raise ConversionError(f"{where}: unexpected constant of shape {tuple(buf.shape)}")
-    l1, l2, l3 = ((d - 1) // 2 for d in buf.shape)
-    w = wigner_3j(l1, l2, l3, dtype=torch.float64)
-    b = buf.detach().double()
-    k = float((b * w).sum() / (w * w).sum())
-    for c in (1.0, math.sqrt(2 * l3 + 1), math.sqrt(2 * l1 + 1), math.sqrt(2 * l2 + 1)):
-        for sgn in (1.0, -1.0):
-            if abs(k - sgn * c) < 1e-6 * c and torch.allclose(b, sgn * c * w, atol=1e-6):
-                return sgn * c * w
-    raise ConversionError(f"{where} is not a multiple of e3nn's Wigner 3j ({l1}, {l2}, {l3})")
-
-
-def torch_model_as(torch_model, dtype: str = "float64"):
-    """A copy of a sevenn model that runs in ``dtype`` end to end.
-
-    For float64 the Wigner-3j constants of the tensor products (float32 in the checkpoint and in e3nn's
-    generated code — ``_w3j_*`` buffers and their constant-folded copies ``_tensor_constant*`` —, i.e.
-    rounded to ~1e-8) are replaced by exact float64 values (checked equal to 1e-6 first), and the one-hot
-    embedding (hard-wired to float32 in sevenn) is cast to the model dtype.
-    """
-    import copy
-    import re
-    import types
-
-    import torch
-
-    tdt = {"float64": torch.float64, "float32": torch.float32}[dtype]
-    try:
-        m = copy.deepcopy(torch_model)
-    except Exception:  # TorchScript functions (e.g. after nequip's set_global_state) cannot be deep-copied
-        source = getattr(torch_model, "_phonjax_source", None)
-        if source is None:
-            raise
-        m, _ = load_torch_model(source)
-    m = m.to(tdt)
-    m.eval()
-    if dtype == "float64":
-        n_fixed = 0
-        for name, mod in m.named_modules():
-            for bname, buf in list(mod.named_buffers(recurse=False)):
-                if re.fullmatch(r"_w3j_\d+_\d+_\d+|_tensor_constant\d+", bname) is None:
-                    continue
-                buf.copy_(_exact_w3j_multiple(buf, f"{name}.{bname}"))
-                n_fixed += 1
-        if n_fixed == 0 and any(".convolution" in n for n, _ in m.named_modules()):
-            raise ConversionError("no Wigner-3j constants found in the tensor products (unexpected e3nn version)")
-    oh = m._modules["onehot_idx_to_onehot"]
-    base = type(oh).forward
-
-    def forward(self, data):  # sevenn's one-hot is hard-wired to float32
-        data = base(self, data)
-        for k in (self.key_output, self.key_additional_output):
-            if k is not None:
-                data[k] = data[k].to(tdt)
-        return data
-
-    oh.forward = types.MethodType(forward, oh)
-    return m
-
-
-def torch_energy_forces_stress(torch_model, atoms, dtype: str = "float64"):
-    """(E eV, F (n, 3) eV/Å, stress (3, 3) eV/Å³ ASE convention) of a sevenn model on ``atoms``, run in
-    ``dtype`` (see :func:`torch_model_as`; float32 is what SevenNetCalculator does). The graph is sevenn's
-    own (``unlabeled_atoms_to_graph``, ASE neighbour list)."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import sevenn._keys as KEY
-        import sevenn.util as su
-        from sevenn.atom_graph_data import AtomGraphData
-        from sevenn.train.dataload import unlabeled_atoms_to_graph
-
-    tdt = {"float64": torch.float64, "float32": torch.float32}[dtype]
-    m = torch_model_as(torch_model, dtype)
-    m.set_is_batch_data(False)
-    d = unlabeled_atoms_to_graph(atoms, float(m.cutoff), with_shift=False)
-    d = {k: (v if k == KEY.INFO else su.dtype_correct(v, float_dtype=tdt)) for k, v in d.items()}
-    out = m(AtomGraphData(**d))
-    e = float(out[KEY.PRED_TOTAL_ENERGY].detach().double().item())
-    f = out[KEY.PRED_FORCE].detach().double().numpy()
-    v = -out[KEY.PRED_STRESS].detach().double().numpy()  # xx yy zz xy yz zx
-    s = np.array([[v[0], v[3], v[5]], [v[3], v[1], v[4]], [v[5], v[4], v[2]]])
-    return e, f, s
+    return compare_energy_forces(lambda at: torch_energy_forces_stress(torch_model, at, "float64")[:2], model, atoms)
 
 
 __all__ = ["convert_sevennet", "default_model_dir", "from_checkpoint", "read_checkpoint",

@@ -67,20 +67,31 @@ def _bands(args) -> None:
 
 
 def _convert(args) -> None:
-    if args.kind == "nequip":
-        from convert.nequip import convert_nequip
+    try:
+        if args.kind == "nequip":
+            from convert.nequip import convert_nequip
 
-        if args.src is None or args.out is None:
-            raise ValueError("usage: phonjax convert nequip SRC --out DIR")
-        model = convert_nequip(args.src, args.out, dtype=args.dtype, overwrite=args.overwrite)
-    else:
-        from convert.sevennet import convert_sevennet
+            if args.src is None or args.out is None:
+                raise ValueError("usage: phonjax convert nequip SRC --out DIR")
+            model = convert_nequip(args.src, args.out, dtype=args.dtype, overwrite=args.overwrite)
+        else:
+            from convert.sevennet import convert_sevennet
 
-        if args.out is None:
-            from phonjax.defaults import default_model_dir
-            args.out = default_model_dir()
-        model = convert_sevennet(args.src, args.out, dtype=args.dtype or "float32", overwrite=args.overwrite)
+            if args.out is None:
+                from phonjax.defaults import default_model_dir
+                args.out = default_model_dir()
+            model = convert_sevennet(args.src, args.out, dtype=args.dtype or "float32", overwrite=args.overwrite)
+    except FileExistsError:
+        raise ValueError(f"{args.out} exists and is not empty; pass --overwrite to replace it") from None
     print(f"wrote {args.out} ({model.describe() if hasattr(model, 'describe') else type(model).__name__})")
+
+
+_CONVERT_HELP = """Sources: a nequip package (.nequip.zip from `nequip-package build`), a nequip Lightning checkpoint (.ckpt) or a
+SevenNet checkpoint (.pth; default: SevenNet-0 shipped with the sevenn package).
+
+Safety: a torch package (.nequip.zip) runs its own bundled Python code when it is loaded — phonjax cannot prevent
+that. Convert only packages from sources you trust. Checkpoints (.ckpt, .pth) are read weights-only: a file that
+would need to run code to load, or whose model config names anything but nequip's model builders, is refused."""
 
 
 def _dataset(args) -> None:
@@ -146,13 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache_option(p)
     p.set_defaults(func=_bands)
 
-    p = sub.add_parser("convert", help="convert torch weights to a phonjax model directory")
+    p = sub.add_parser("convert", help="convert torch weights to a phonjax model directory",
+                       description="Convert torch nequip/SevenNet weights to a phonjax model directory.",
+                       epilog=_CONVERT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=("nequip", "sevennet"))
-    p.add_argument("src", nargs="?", type=Path, default=None, help=".nequip.zip / .ckpt / SevenNet .pth")
+    p.add_argument("src", nargs="?", type=Path, default=None, help=".nequip.zip (runs its own code: trusted sources only) / .ckpt / SevenNet .pth")
     p.add_argument("out_pos", nargs="?", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=None, help="output model directory")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None, help="network dtype (default: source's)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output directory")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable)")

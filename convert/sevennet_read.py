@@ -1,0 +1,266 @@
+"""Reading SevenNet checkpoints: the built torch model (sevenn's own builder, so its compatibility patches of old
+checkpoints apply), its architecture as a plain dict, and its weights as float64 numpy arrays.
+
+The checkpoint is unpickled weights-only (:func:`convert._common.safe_torch_load`: containers, numpy arrays
+and tensors; a pickle naming anything else is refused before it runs) and handed to sevenn already loaded.
+torch and sevenn are imported only when called.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convert._common import ConversionError, safe_torch_load, sha256_file
+from convert._common import irreps_str as _irr
+
+from phonjax.nn.config import UnsupportedFeature
+
+#: e3nn-torch normalize2mom(SiLU) (Monte Carlo, seed 0); checked against the loaded modules.
+C_SILU = 1.6791767923989418
+#: relative path of SevenNet-0 (11Jul2024) inside the installed ``sevenn`` package
+SEVENNET_0_RELPATH = ("pretrained_potentials", "SevenNet_0__11Jul2024", "checkpoint_sevennet_0.pth")
+#: sha256 of that file in sevenn 0.13.0 (identifies SevenNet-0 in the metadata)
+SEVENNET_0_SHA256 = "7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f813c36"
+
+
+
+@dataclass(frozen=True)
+class SevenNetCheckpoint:
+    """What the converter reads from a checkpoint.
+
+    arch: plain dict describing the architecture (see :func:`architecture`).
+    weights: state-dict entries as float64 numpy arrays, after sevenn's own compatibility patches
+      (old checkpoints have unsorted TP weights and flipped w3j signs; sevenn fixes them at build time).
+    source: checkpoint path; sha256: its hash; sevenn_version: version of the reading package;
+    checkpoint_version: version that wrote the checkpoint. torch_model: the model sevenn builds from it
+    (reference for checks); config: sevenn's (patched) config dict.
+    """
+
+    arch: dict
+    weights: dict
+    source: str
+    sha256: str
+    sevenn_version: str
+    checkpoint_version: str
+    torch_model: object = field(default=None, repr=False, compare=False)
+    config: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def default_checkpoint() -> Path:
+    """Path of SevenNet-0 (11Jul2024) inside the installed ``sevenn`` package."""
+    try:
+        import sevenn
+    except ImportError as e:  # pragma: no cover - sevenn is a project dependency
+        raise ConversionError(f"the 'sevenn' package is needed to convert SevenNet checkpoints ({e})") from None
+    p = Path(sevenn.__file__).parent.joinpath(*SEVENNET_0_RELPATH)
+    if not p.is_file():
+        raise ConversionError(f"SevenNet-0 checkpoint not found in the installed sevenn package ({p})")
+    return p
+
+
+def load_torch_model(checkpoint=None):
+    """(torch AtomGraphSequential in eval mode, sevenn config dict) of ``checkpoint`` (default SevenNet-0)."""
+    import warnings
+
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch
+
+        # SevenNet checkpoints hold float32 weights and sevenn builds its modules in torch's *default* dtype:
+        # build under float32 whatever an earlier caller (nequip's set_global_state sets float64) left behind.
+        loaded = safe_torch_load(path, "readable SevenNet checkpoint")  # weights-only: refused before anything runs
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            cp = _sevenn_checkpoint(path, loaded)
+            config = cp.config
+            model = cp.build_model()
+        except (UnsupportedFeature, ConversionError):
+            raise
+        except Exception as e:
+            raise ConversionError(f"{path}: not a readable SevenNet checkpoint ({type(e).__name__}: "
+                                  f"{str(e)[:200]})") from None
+        finally:
+            torch.set_default_dtype(previous)
+    model.eval()
+    model._phonjax_source = str(path)  # lets torch_model_as rebuild a copy where deepcopy is impossible
+    return model, config
+
+
+def _sevenn_checkpoint(path: Path, loaded: dict):
+    """sevenn's ``SevenNetCheckpoint`` of ``path`` with its own config/state-dict processing applied to the
+    already (weights-only) loaded dict: sevenn's loader would unpickle the file again with
+    ``weights_only=False``, so it is handed ``loaded`` instead for the duration of the call."""
+    import sevenn.checkpoint as sc
+
+    if not isinstance(loaded, dict):
+        raise ConversionError(f"{path}: not a SevenNet checkpoint (a {type(loaded).__name__}, not a dict)")
+    if not callable(getattr(sc, "torch_load", None)):
+        raise ConversionError(f"{path}: this sevenn version reads checkpoints in a way phonjax does not know")
+    cp = sc.SevenNetCheckpoint(str(path))
+    original = sc.torch_load
+    sc.torch_load = lambda *args, **kwargs: loaded
+    try:
+        cp.config  # noqa: B018  (runs sevenn's _load on ``loaded``)
+    finally:
+        sc.torch_load = original
+    return cp
+
+
+def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
+    """Architecture dict + float64 numpy weights of a SevenNet checkpoint (default SevenNet-0)."""
+    import sevenn
+
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    model, config = load_torch_model(path)
+    arch = architecture(model, config)
+    weights = {k: v.detach().cpu().double().numpy().copy() for k, v in model.state_dict().items()}
+    return SevenNetCheckpoint(arch=arch, weights=weights, source=str(path), sha256=sha256_file(path),
+                              sevenn_version=str(sevenn.__version__),
+                              checkpoint_version=str(config.get("version", "?")), torch_model=model,
+                              config=config)
+
+
+def architecture(model, config: dict) -> dict:
+    """Plain-dict architecture of a built SevenNet model; UnsupportedFeature names anything else.
+
+    Keys: type_names (tuple of symbols, index = sevenn's one-hot index), r_max, r_on (XPLOR), num_bessels,
+    sh_irreps, embed_width, hidden_irreps (per layer, gate outputs), radial_dims (per layer),
+    avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
+    """
+    from ase.data import atomic_numbers
+
+    mods = model._modules
+    g = config.get
+    if g("_model_type", "E3_equivariant_model") != "E3_equivariant_model":
+        raise UnsupportedFeature(f"SevenNet model type {g('_model_type')!r}")
+    if g("interaction_type", "nequip") != "nequip":
+        raise UnsupportedFeature(f"SevenNet interaction_type {g('interaction_type')!r}")
+    if g("use_modality", False):
+        raise UnsupportedFeature("multi-fidelity (modal) SevenNet models")
+    if g("use_bias_in_linear", False):
+        raise UnsupportedFeature("use_bias_in_linear=True")
+    if g("readout_as_fcn", False):
+        raise UnsupportedFeature("readout_as_fcn=True (FCN readout)")
+    if g("is_parity", False):
+        raise UnsupportedFeature("is_parity=True (parity-labelled SevenNet)")
+    if any(k in mods for k in ("force_output",)) and type(mods["force_output"]).__name__ not in (
+            "ForceStressOutputFromEdge", "ForceStressOutput", "ForceOutput"):
+        raise UnsupportedFeature(f"force output {type(mods['force_output']).__name__}")
+    n_layer = int(config["num_convolution_layer"])
+    sc = config.get("self_connection_type", "nequip")
+    sc = [sc] * n_layer if isinstance(sc, str) else list(sc)
+    if any(s != "linear" for s in sc):
+        raise UnsupportedFeature(f"self_connection_type {sc} (only 'linear' is implemented)")
+
+    expected = ["edge_embedding", "onehot_idx_to_onehot", "onehot_to_feature_x"]
+    for t in range(n_layer):
+        expected += [f"{t}_{n}" for n in ("self_connection_intro", "self_interaction_1", "convolution",
+                                          "self_interaction_2", "self_connection_outro", "equivariant_gate")]
+    expected += ["reduce_input_to_hidden", "reduce_hidden_to_energy", "rescale_atomic_energy",
+                 "reduce_total_enegy", "force_output"]
+    if list(mods) != expected:
+        raise UnsupportedFeature(f"SevenNet module sequence {list(mods)} (expected {expected})")
+
+    # -- types
+    type_map = dict(model.type_map)
+    species = list(config["chemical_species"])
+    names = [None] * len(type_map)
+    for z, idx in type_map.items():
+        names[idx] = _symbol(z)
+    if None in names or sorted(names) != sorted(species):
+        raise ConversionError("type_map and chemical_species disagree")
+    for s in names:
+        if s not in atomic_numbers:
+            raise ConversionError(f"type {s!r} is not a chemical symbol")
+
+    # -- edges
+    ee = mods["edge_embedding"]
+    if type(ee.basis_function).__name__ != "BesselBasis":
+        raise UnsupportedFeature(f"radial basis {type(ee.basis_function).__name__}")
+    if type(ee.cutoff_function).__name__ != "XPLORCutoff":
+        raise UnsupportedFeature(f"cutoff function {type(ee.cutoff_function).__name__} (only XPLOR)")
+    r_max = float(ee.cutoff_function.r_cut)
+    if abs(r_max - float(config["cutoff"])) > 1e-12 or abs(float(ee.basis_function.prefactor) - 2.0 / r_max) > 1e-12:
+        raise ConversionError("inconsistent cutoff")
+    sph = ee.spherical
+    if not (sph.sph.normalize and sph.normalization == "component"):
+        raise UnsupportedFeature("spherical harmonics without normalize=True / component normalisation")
+    sh_irreps = _irr(sph.irreps_out)
+    if any(p != 1 for _, _, p in _parse(sh_irreps)):
+        raise UnsupportedFeature(f"SH irreps {sh_irreps}")
+
+    # -- embedding
+    emb = mods["onehot_to_feature_x"].linear
+    if str(emb.irreps_in) != f"{len(names)}x0e":
+        raise ConversionError(f"embedding input {emb.irreps_in} for {len(names)} types")
+    embed_irreps = _parse(_irr(emb.irreps_out))
+    if len(embed_irreps) != 1 or embed_irreps[0][1:] != (0, 1):
+        raise UnsupportedFeature(f"embedding output {emb.irreps_out}")
+
+    # -- layers
+    hidden, radial, denom = [], [], []
+    for t in range(n_layer):
+        conv = mods[f"{t}_convolution"]
+        fc = conv.weight_nn
+        for k in range(len(fc.hs) - 1):
+            layer = getattr(fc, f"layer{k}")
+            if (layer.var_in, layer.var_out) != (1, 1):
+                raise UnsupportedFeature("radial FullyConnectedNet with variance_in/out ≠ 1")
+            act = layer.act
+            if k < len(fc.hs) - 2:
+                if act is None or not _is_silu(getattr(act, "f", None)) or abs(act.cst - C_SILU) > 1e-15:
+                    raise UnsupportedFeature(f"radial activation {act} (only normalised SiLU)")
+            elif act is not None:
+                raise UnsupportedFeature("radial FullyConnectedNet with output activation")
+        radial.append(tuple(int(h) for h in fc.hs))
+        denom.append(float(conv.denominator.detach().double().item()))
+        gate = mods[f"{t}_equivariant_gate"].gate
+        for a in list(gate.act_scalars.acts) + list(gate.act_gates.acts):
+            if not _is_silu(getattr(a, "f", None)) or abs(a.cst - C_SILU) > 1e-15:
+                raise UnsupportedFeature(f"gate activation {a} (only normalised SiLU for even scalars)")
+        hidden.append(_irr(gate.irreps_out))
+        if any(i.connection_mode != "uvu" or not i.has_weight for i in conv.convolution.instructions):
+            raise UnsupportedFeature("convolution tensor product other than weighted uvu")
+    readout = (mods["reduce_input_to_hidden"].linear, mods["reduce_hidden_to_energy"].linear)
+    readout_dims = (_parse(_irr(readout[0].irreps_in))[0][0], _parse(_irr(readout[0].irreps_out))[0][0],
+                    _parse(_irr(readout[1].irreps_out))[0][0])
+    if readout_dims[2] != 1:
+        raise UnsupportedFeature(f"readout to {readout[1].irreps_out}")
+    rs = mods["rescale_atomic_energy"]
+    if type(rs).__name__ != "SpeciesWiseRescale":
+        raise UnsupportedFeature(f"energy rescale {type(rs).__name__} (only SpeciesWiseRescale)")
+    return dict(
+        type_names=tuple(names), r_max=r_max, r_on=float(ee.cutoff_function.r_on),
+        num_bessels=int(ee.basis_function.num_basis), sh_irreps=sh_irreps,
+        embed_width=int(embed_irreps[0][0]), hidden_irreps=tuple(hidden), radial_dims=tuple(radial),
+        avg_num_neigh=tuple(denom), readout_dims=tuple(int(x) for x in readout_dims), num_layers=n_layer,
+        bessel_trainable=bool(ee.basis_function.coeffs.requires_grad),
+        shift_scale_trainable=bool(rs.shift.requires_grad),
+    )
+
+
+def _parse(s):
+    from phonjax.nn import irreps as I
+
+    return I.parse_irreps(s)
+
+
+def _is_silu(f) -> bool:
+    import torch
+
+    return f is torch.nn.functional.silu or isinstance(f, torch.nn.SiLU)
+
+
+def _symbol(z: int) -> str:
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[int(z)]
+
+
+__all__ = ["SevenNetCheckpoint", "default_checkpoint", "load_torch_model", "read_checkpoint", "architecture",
+           "C_SILU", "SEVENNET_0_RELPATH", "SEVENNET_0_SHA256"]

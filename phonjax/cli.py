@@ -97,7 +97,7 @@ def _finetune(args) -> None:
     from phonjax.train import finetune, load_finetune_config
 
     cfg = load_finetune_config(args.config, overrides=args.set)
-    result = finetune(cfg, resume=args.resume)
+    result = finetune(cfg, resume=args.resume, overwrite=args.overwrite)
     print(result)
 
 
@@ -163,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="finetune a phonjax model on an extxyz dataset")
     p.add_argument("config", type=Path)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest intact checkpoint in out_dir (bit-for-bit)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh, removing a previous run's checkpoints, metrics and model from out_dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=_finetune)
 

@@ -77,12 +77,13 @@ def _convert(args) -> None:
     print(f"wrote {args.out} ({model.describe() if hasattr(model, 'describe') else type(model).__name__})")
 
 
-def _dataset(args) -> None:
+def _dataset(args) -> int:
     from phonjax.dataset import build_dataset, load_dataset_config
 
     cfg = load_dataset_config(args.config, overrides=args.set)
     result = build_dataset(cfg, workers=args.workers, resume=not args.no_resume)
-    print(result)
+    print(result.summary())
+    return 0 if result.ok else 1
 
 
 def _dfpt(args) -> None:
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=_convert)
 
-    p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable)")
+    p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable; exit status 1 when "
+                                       "samples failed)")
     p.add_argument("config", type=Path)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-resume", action="store_true")
@@ -183,12 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "out_pos", None) is not None and args.out is None:
         args.out = args.out_pos
     try:
-        args.func(args)
+        rc = args.func(args)  # None, or a command's own status (dataset: 1 when samples failed)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"phonjax: error: {msg}", file=sys.stderr)
         return 2
-    return 0
+    return int(rc or 0)
 
 
 if __name__ == "__main__":

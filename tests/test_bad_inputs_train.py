@@ -2,8 +2,8 @@
 
 - a diverging learning rate stops with one line (what, where, what to do) and a rerun with a sane rate
   is not refused (only the starting model's step-0 checkpoint was left);
-- bytes flipped in a same-size checkpoint data file are detected by the sha256 manifest, the checkpoint
-  is named and the older intact one used; the result is bitwise that of the undisturbed run;
+- bytes flipped in a same-size checkpoint data file are detected by the sha256 manifest and named; with an
+  older intact checkpoint (API level, tiny PairModel) that one is used, with bitwise the undisturbed result;
 - truncated checkpoint data: one line, exit 2, no asyncio/event-loop tracebacks;
 - a used out_dir is refused with the flags that resolve it;
 - `phonjax dataset` with 3 of 6 samples failing (a fake pw.x on PATH crashes for odd samples, the real
@@ -69,7 +69,8 @@ def inputs(tmp_path_factory):
             "model": str(d / "model"), "out_dir": str(out),
             "data": {"train": str(data), "batch_size": 3},
             "optim": {"learning_rate": lr, "warmup_steps": 1},
-            "training": {"max_epochs": 3, "progress": False, "patience": None, "keep_checkpoints": 2}}))
+            "training": {"max_epochs": 3, "progress": False, "patience": None, "keep_checkpoints": 2,
+                         "energy_reference": "none"}}))
         return p
 
     return {"dir": d, "config": config, "cache": d / "jax-cache"}
@@ -116,26 +117,52 @@ def _largest_data_file(step_dir: Path) -> Path:
     return max(files, key=lambda p: p.stat().st_size)
 
 
-def test_flipped_bytes_are_named_and_the_older_checkpoint_used(inputs, diverged_then_rerun):
-    from phonjax.model import load_model
-    _, _, run = diverged_then_rerun
-    out, cfg = _copy_run(inputs, run, "flipped")
-    f = _largest_data_file(out / "stages" / "main" / "checkpoints" / "6")
+def _flip_bytes(f: Path) -> None:
     raw = bytearray(f.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     f.write_bytes(bytes(raw))  # same size, different bytes
-    proc = _cli(["finetune", cfg, "--resume"], inputs["cache"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ck = out / "stages" / "main" / "checkpoints"
-    assert (f"checkpoint {ck / '6'} is corrupt: state/" in proc.stdout
-            and "does not match its sha256 checksum" in proc.stdout), proc.stdout
-    assert f"skipped, using checkpoint {ck / '4'}" in proc.stdout and "resumed at step 4" in proc.stdout
-    # training is deterministic: resuming from the older checkpoint gives bitwise the undisturbed result
-    want = jax.tree_util.tree_leaves(load_model(run / "model").params)
-    got = jax.tree_util.tree_leaves(load_model(out / "model").params)
-    assert len(want) == len(got)
-    for a, b in zip(want, got):
+
+
+def test_flipped_bytes_are_detected_and_named(inputs, diverged_then_rerun):
+    _, _, run = diverged_then_rerun
+    out, cfg = _copy_run(inputs, run, "flipped")
+    for step in ("4", "6"):
+        _flip_bytes(_largest_data_file(out / "stages" / "main" / "checkpoints" / step))
+    proc = _cli(["finetune", cfg, "--resume"])
+    assert proc.returncode == 2
+    line = _error_line(proc)
+    assert f"cannot restore checkpoint {out / 'stages' / 'main' / 'checkpoints' / '6'}: corrupt" in line
+    assert "does not match its sha256 checksum" in line and "no intact checkpoint left" in line
+
+
+def test_corrupt_newest_checkpoint_is_named_and_the_older_one_used(tmp_path):
+    """API level (tiny PairModel): the newest checkpoint's bytes flipped → named, the older intact one
+    used; training is deterministic, so the result is bitwise that of the undisturbed run."""
+    from train_fault_child import config
+    from phonjax.train.loop import finetune
+    teacher = PairModel(seed=1, scale=1.3)
+    tp = {"model": teacher.initial_params(), "offsets": jnp.zeros(2)}
+    data = write_extxyz(tmp_path / "d.extxyz", label_with(teacher, tp, rattled_lif(6, seed=0, reps=(1, 1, 1))),
+                        info={"E0_Li": -1.5, "E0_F": -2.5})
+    full = finetune(config(str(data), str(tmp_path / "a"), 3), model=PairModel(seed=0), log=lambda m: None)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    ck = tmp_path / "b" / "stages" / "main" / "checkpoints"
+    assert sorted(p.name for p in ck.iterdir()) == ["6", "9"]
+    _flip_bytes(_largest_data_file(ck / "9"))
+    msgs: list[str] = []
+    res = finetune(config(str(data), str(tmp_path / "b"), 3), model=PairModel(seed=0), resume=True,
+                   log=msgs.append)
+    assert any(m.startswith(f"checkpoint {ck / '9'} is corrupt: state/") and "sha256" in m
+               and m.endswith(f"skipped, using checkpoint {ck / '6'}") for m in msgs), msgs
+    assert "stage main: resumed at step 6 (epoch 2)" in msgs
+    for a, b in zip(jax.tree_util.tree_leaves(full.last_state), jax.tree_util.tree_leaves(res.last_state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert verify_all(ck) == {}  # the corrupt step was rewritten by the resumed run
+
+
+def verify_all(ck: Path) -> dict:
+    from phonjax.train.integrity import verify_manifest
+    return {p.name: why for p in ck.iterdir() if (why := verify_manifest(p)) is not None}
 
 
 def test_truncated_checkpoints_are_one_line_without_tracebacks(inputs, diverged_then_rerun):

@@ -2,8 +2,8 @@
 points (during compilation, optimiser steps, evaluation, checkpoint saves or their pruning) and resumed;
 the final training state must be bitwise equal to that of an uninterrupted run in this process.
 
-Each kill point is drawn from a seeded RNG: wait for 1–2 "epoch" log lines of the child (an epoch's end,
-or its resume), then a uniform random delay of up to half a second (checkpoint saves and their pruning
+Each kill point is drawn from a seeded RNG: wait for the child to finish 1–2 epochs (its "epoch N:" log
+lines), then a uniform random delay of up to half a second (checkpoint saves and their pruning
 follow the epoch line immediately; the next epoch's steps follow them).
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -64,7 +65,7 @@ def _run_and_maybe_kill(data, out, cache, rng: random.Random, transcript: list[s
     proc, lines = _start(data, out, cache)
     wait_epochs, delay = rng.randint(1, 2), rng.uniform(0.0, 0.5)
     seen, line, deadline = 0, "", time.time() + TIMEOUT_S
-    while seen < wait_epochs and line is not None:  # "main epoch N: …" or "resumed at step S (epoch E)"
+    while seen < wait_epochs and line is not None:  # "main epoch N: …" ends an epoch of this child
         try:
             line = lines.get(timeout=max(deadline - time.time(), 0.1))
         except queue.Empty:
@@ -72,7 +73,7 @@ def _run_and_maybe_kill(data, out, cache, rng: random.Random, transcript: list[s
             pytest.fail("child timed out:\n" + "\n".join(transcript[-20:]))
         if line is not None:
             transcript.append(line)
-            seen += "epoch" in line
+            seen += re.search(r" epoch \d+: ", line) is not None
     if line is not None:
         time.sleep(delay)
         proc.kill()

@@ -94,12 +94,13 @@ that. Convert only packages from sources you trust. Checkpoints (.ckpt, .pth) ar
 would need to run code to load, or whose model config names anything but nequip's model builders, is refused."""
 
 
-def _dataset(args) -> None:
+def _dataset(args) -> int:
     from phonjax.dataset import build_dataset, load_dataset_config
 
     cfg = load_dataset_config(args.config, overrides=args.set)
     result = build_dataset(cfg, workers=args.workers, resume=not args.no_resume)
-    print(result)
+    print(result.summary())
+    return 0 if result.ok else 1
 
 
 def _dfpt(args) -> None:
@@ -114,7 +115,7 @@ def _finetune(args) -> None:
     from phonjax.train import finetune, load_finetune_config
 
     cfg = load_finetune_config(args.config, overrides=args.set)
-    result = finetune(cfg, resume=args.resume)
+    result = finetune(cfg, resume=args.resume, overwrite=args.overwrite)
     print(result)
 
 
@@ -168,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output directory")
     p.set_defaults(func=_convert)
 
-    p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable)")
+    p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable; exit status 1 when "
+                                       "samples failed)")
     p.add_argument("config", type=Path)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-resume", action="store_true")
@@ -184,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="finetune a phonjax model on an extxyz dataset")
     p.add_argument("config", type=Path)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest intact checkpoint in out_dir (bit-for-bit)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh, removing a previous run's checkpoints, metrics and model from out_dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     _add_cache_option(p)
     p.set_defaults(func=_finetune)
@@ -205,12 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "no_compile_cache") and not args.no_compile_cache:
             from phonjax.compile_cache import enable_compile_cache
             enable_compile_cache()
-        args.func(args)
+        rc = args.func(args)  # None, or a command's own status (dataset: 1 when samples failed)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"phonjax: error: {msg}", file=sys.stderr)
         return 2
-    return 0
+    return int(rc or 0)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ from ase.data import chemical_symbols
 from ..config import load_config, to_dict
 from ..structure import Crystal, make_supercell
 from .pseudos import provenance, pseudos_for
-from .qe_io import PwSettings, QEOutputError, parse_pw_output, write_pw_input
+from .qe_io import PwSettings, QEOutputError, SCFNotConvergedError, parse_pw_output, write_pw_input
 from .rattle import rattled_sample
+from .report import dataset_summary, sample_dir_name, short_message
 from .runner import (QERunError, atomic_write_json, atomic_write_text, find_executable, load_result, run_qe,
                      run_samples)
 
@@ -73,7 +74,9 @@ class DatasetConfig:
 class DatasetResult:
     """Outcome of build_dataset. extxyz: the written file; n_samples: frames in it; computed/reused:
     sample indices run now / taken from disk; failed: {index: message}; isolated_energies eV per element;
-    seconds_per_sample: mean wall time of pw.x over the finished samples."""
+    seconds_per_sample: mean wall time of pw.x over the finished samples; samples_dir: where each sample's
+    pw.x input, output and stderr are kept; n_requested: config.n_samples. ``str(result)`` is a readable
+    summary (:func:`phonjax.dataset.report.dataset_summary`); ``ok`` is False when samples failed."""
 
     extxyz: Path
     n_samples: int
@@ -84,6 +87,18 @@ class DatasetResult:
     unit_cell: Crystal
     seconds_per_sample: float
     extra: dict = field(default_factory=dict)
+    samples_dir: Path | None = None
+    n_requested: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        return dataset_summary(self)
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 def load_dataset_config(path, overrides=None) -> DatasetConfig:
@@ -186,67 +201,15 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
     nproc = config.nprocs_per_worker
     t_start = time.perf_counter()
 
-    # 1. unit-cell relaxation -----------------------------------------------------------------------------
-    if config.relax:
-        rdir = out / "relax"
-        done = load_result(rdir) if resume else None
-        if done is None:
-            text = write_pw_input(crystal, config.relax_pw, pseudo_dir=pdir, pseudo_files=files,
-                                  calculation="vc-relax", prefix="relax",
-                                  cell={"press_conv_thr": config.press_conv_thr})
-            rec = run_qe("pw.x", text, rdir, "vcrelax", nprocs=nproc, timeout=config.timeout_s)
-            res = parse_pw_output(rec.output_path.read_text())
-            if res.crystal is None:
-                raise QEOutputError(f"vc-relax in {rdir} ended without final coordinates")
-            done = {"cell": res.crystal.cell.tolist(), "positions": res.crystal.positions.tolist(),
-                    "energy": res.energy, "seconds": rec.seconds}
-            atomic_write_json(rdir / "result.json", done)
-        crystal = Crystal(done["cell"], done["positions"], crystal.numbers, crystal.masses)
-
-    # 2. isolated atoms ------------------------------------------------------------------------------------
-    e0: dict[str, float] = {}
-    if config.isolated_atoms:
-        species = list(dict.fromkeys(symbols))
-        box = config.isolated_box
-        iso_pw = dataclasses.replace(config.pw, kpts=(1, 1, 1), gamma_only=True, smearing="gaussian",
-                                     degauss=0.005, kshift=(0, 0, 0),
-                                     conv_thr=config.isolated_conv_thr)
-
-        def iso_dir(k):
-            return out / "isolated" / species[k]
-
-        def iso(k):
-            el = species[k]
-            z = chemical_symbols.index(el)
-            # slightly orthorhombic box so that p-shell degeneracies do not trap the SCF
-            atom = Crystal(np.diag([box, box * 1.05, box * 1.1]), [[0.0, 0.0, 0.0]], [z])
-            unpaired = hund_unpaired(z)
-            if unpaired is None:  # open d/f shell: smeared, spin-polarised
-                pw_el, sysd = iso_pw, {"nspin": 2, "starting_magnetization(1)": 1.0}
-            else:  # Hund's-rule spin with fixed integer occupations (fast, no smearing)
-                pw_el = dataclasses.replace(iso_pw, smearing=None)
-                sysd = {"nspin": 2, "occupations": "fixed", "tot_magnetization": unpaired}
-            text = write_pw_input(atom, pw_el, pseudo_dir=pdir, pseudo_files=files, prefix=f"iso_{el}",
-                                  system=sysd, electrons={"mixing_beta": 0.3, "mixing_mode": "local-TF",
-                                                          "electron_maxstep": 300})
-            rec = run_qe("pw.x", text, iso_dir(k), "scf", nprocs=nproc, timeout=config.timeout_s)
-            res = parse_pw_output(rec.output_path.read_text())
-            _cleanup_tmp(iso_dir(k) / "tmp")
-            return {"element": el, "energy": res.energy, "seconds": rec.seconds, "unpaired": unpaired}
-
-        rep = run_samples(range(len(species)), iso_dir, iso, workers=workers or config.workers,
-                          resume=resume, desc="isolated atoms", progress=progress)
-        if rep.failed:
-            raise QEOutputError(f"isolated-atom runs failed: {rep.failed}")
-        for k, el in enumerate(species):
-            e0[el] = float(load_result(iso_dir(k))["energy"])
+    crystal = _relax_unit_cell(config, crystal, out, pdir, files, resume)
+    e0 = _isolated_energies(config, symbols, out, pdir, files, resume, workers or config.workers, progress)
 
     # 3. rattled supercells --------------------------------------------------------------------------------
     sc = make_supercell(crystal, np.diag(config.supercell)).crystal
     sdir_root = out / "samples"
 
     def sdir(i):
-        return sdir_root / f"{i:05d}"
+        return sdir_root / sample_dir_name(i)
 
     def sample(i):
         c = rattled_sample(sc, config.seed, i, position_sigma=config.position_sigma,
@@ -254,9 +217,7 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
         text = write_pw_input(c, config.pw, pseudo_dir=pdir, pseudo_files=files, prefix=f"s{i:05d}",
                               outdir="./tmp")
         rec = run_qe("pw.x", text, sdir(i), "scf", nprocs=nproc, timeout=config.timeout_s, check=False)
-        res = parse_pw_output(rec.output_path.read_text())  # SCFNotConvergedError / QEOutputError first
-        if rec.returncode != 0:
-            raise QERunError(f"pw.x exited with status {rec.returncode} in {sdir(i)}")
+        res = _parse_sample_output(rec)  # SCFNotConvergedError first: more precise than the exit status
         _ase_crosscheck(rec.output_path, res, f"sample {i}")
         if res.forces is None or res.stress is None:
             raise QEOutputError(f"sample {i}: pw.x output has no forces/stress")
@@ -292,12 +253,100 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
             "pseudopotentials": provenance(ps, config.pw.pseudo_family)}
     atomic_write_json(out / "dataset.json", meta)
     if rep.failed:
-        lines = "; ".join(f"#{i}: {m}" for i, m in sorted(rep.failed.items()))
-        print(f"[dataset] {len(rep.failed)} sample(s) failed and are not in {path.name} "
-              f"(rerun to retry; inputs/outputs kept in {sdir_root}): {lines}")
+        print(f"[dataset] {len(rep.failed)} of {n} sample(s) failed and are not in {path.name}: "
+              + ", ".join(f"#{i}" for i in sorted(rep.failed)) + " (why: the summary, dataset.json)")
     return DatasetResult(extxyz=path, n_samples=len(results), computed=rep.computed, reused=rep.reused,
                          failed=dict(rep.failed), isolated_energies=e0, unit_cell=crystal,
-                         seconds_per_sample=float(np.mean(secs)) if secs else float("nan"))
+                         seconds_per_sample=float(np.mean(secs)) if secs else float("nan"),
+                         samples_dir=sdir_root, n_requested=n)
+
+
+def _parse_sample_output(rec):
+    """Parsed pw.x output of a sample run; a crash (non-zero exit) is reported with its status and the
+    last line pw.x wrote to stderr, an unconverged SCF as such."""
+    try:
+        res = parse_pw_output(rec.output_path.read_text())
+    except SCFNotConvergedError:
+        raise
+    except QEOutputError:
+        if rec.returncode == 0:
+            raise
+        err = rec.output_path.with_suffix(".err")
+        tail = [ln.strip() for ln in err.read_text(errors="replace").splitlines() if ln.strip()] \
+            if err.is_file() else []
+        raise QERunError(f"pw.x exited with status {rec.returncode}"
+                         + (f" (stderr: {short_message(tail[-1], 120)})" if tail else "")
+                         + f"; see {rec.output_path.name}, {err.name}") from None
+    if rec.returncode != 0:
+        raise QERunError(f"pw.x exited with status {rec.returncode} (see {rec.output_path.name})")
+    return res
+
+
+def _relax_unit_cell(config: DatasetConfig, crystal: Crystal, out: Path, pdir: Path, files: dict,
+                     resume: bool) -> Crystal:
+    """The vc-relaxed unit cell (``out/relax``; reused when finished), or ``crystal`` without relax."""
+    nproc = config.nprocs_per_worker
+    if config.relax:
+        rdir = out / "relax"
+        done = load_result(rdir) if resume else None
+        if done is None:
+            text = write_pw_input(crystal, config.relax_pw, pseudo_dir=pdir, pseudo_files=files,
+                                  calculation="vc-relax", prefix="relax",
+                                  cell={"press_conv_thr": config.press_conv_thr})
+            rec = run_qe("pw.x", text, rdir, "vcrelax", nprocs=nproc, timeout=config.timeout_s)
+            res = parse_pw_output(rec.output_path.read_text())
+            if res.crystal is None:
+                raise QEOutputError(f"vc-relax in {rdir} ended without final coordinates")
+            done = {"cell": res.crystal.cell.tolist(), "positions": res.crystal.positions.tolist(),
+                    "energy": res.energy, "seconds": rec.seconds}
+            atomic_write_json(rdir / "result.json", done)
+        crystal = Crystal(done["cell"], done["positions"], crystal.numbers, crystal.masses)
+    return crystal
+
+
+def _isolated_energies(config: DatasetConfig, symbols: list[str], out: Path, pdir: Path, files: dict,
+                      resume: bool, workers: int, progress: bool) -> dict[str, float]:
+    """Isolated-atom energies (eV) per element (``out/isolated/<El>``); {} when not configured."""
+    nproc = config.nprocs_per_worker
+    e0: dict[str, float] = {}
+    if config.isolated_atoms:
+        species = list(dict.fromkeys(symbols))
+        box = config.isolated_box
+        iso_pw = dataclasses.replace(config.pw, kpts=(1, 1, 1), gamma_only=True, smearing="gaussian",
+                                     degauss=0.005, kshift=(0, 0, 0),
+                                     conv_thr=config.isolated_conv_thr)
+
+        def iso_dir(k):
+            return out / "isolated" / species[k]
+
+        def iso(k):
+            el = species[k]
+            z = chemical_symbols.index(el)
+            # slightly orthorhombic box so that p-shell degeneracies do not trap the SCF
+            atom = Crystal(np.diag([box, box * 1.05, box * 1.1]), [[0.0, 0.0, 0.0]], [z])
+            unpaired = hund_unpaired(z)
+            if unpaired is None:  # open d/f shell: smeared, spin-polarised
+                pw_el, sysd = iso_pw, {"nspin": 2, "starting_magnetization(1)": 1.0}
+            else:  # Hund's-rule spin with fixed integer occupations (fast, no smearing)
+                pw_el = dataclasses.replace(iso_pw, smearing=None)
+                sysd = {"nspin": 2, "occupations": "fixed", "tot_magnetization": unpaired}
+            text = write_pw_input(atom, pw_el, pseudo_dir=pdir, pseudo_files=files, prefix=f"iso_{el}",
+                                  system=sysd, electrons={"mixing_beta": 0.3, "mixing_mode": "local-TF",
+                                                          "electron_maxstep": 300})
+            rec = run_qe("pw.x", text, iso_dir(k), "scf", nprocs=nproc, timeout=config.timeout_s)
+            res = parse_pw_output(rec.output_path.read_text())
+            _cleanup_tmp(iso_dir(k) / "tmp")
+            return {"element": el, "energy": res.energy, "seconds": rec.seconds, "unpaired": unpaired}
+
+        rep = run_samples(range(len(species)), iso_dir, iso, workers=workers or config.workers,
+                          resume=resume, desc="isolated atoms", progress=progress)
+        if rep.failed:
+            k, msg = min(rep.failed.items())
+            raise QEOutputError(f"isolated-atom run of {species[k]} failed (input/output in {iso_dir(k)}): "
+                                f"{short_message(msg)}")
+        for k, el in enumerate(species):
+            e0[el] = float(load_result(iso_dir(k))["energy"])
+    return e0
 
 
 def _cleanup_tmp(d: Path) -> None:

@@ -1,0 +1,92 @@
+"""Jitted training/evaluation steps of the finetuning loop and the fresh training state.
+
+state = {params, opt_state, ema, rng, step}; tparams = {"model": model parameters, "offsets": (n_types,) eV}.
+The steps are pure functions of their inputs, compiled once per stage (static padded batch shapes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from phonjax.train.fc_loss import hvp_on_rows, random_directions, reference_hvp, unit_directions
+from phonjax.train.loss import error_sums, loss_terms
+from phonjax.train.model_api import Batch, TrainableModel, predict, total_energies
+from phonjax.train.optim import ema_update
+
+
+@dataclass(frozen=True)
+class FcTerm:
+    """Force-constant loss inputs: padded single-structure batch, home-cell rows, reference fc rows."""
+
+    batch: Batch
+    rows: jnp.ndarray
+    fc: jnp.ndarray
+    n_super: int
+    weight: float
+    n_vectors: int
+
+
+def build_steps(model: TrainableModel, loss_cfg, optimizer, ema_decay: float | None, use_stress: bool,
+                fc: FcTerm | None = None):
+    """Jitted ``train_step(state, batch, lr_scale) -> (state, terms)`` and
+    ``eval_step(tparams, batch) -> (terms, error_sums)``. state = {params, opt_state, ema, rng, step}."""
+
+    def loss_fn(tp, batch, key):
+        pred = predict(model, tp, batch, with_stress=use_stress)
+        terms = loss_terms(pred, batch.labels, loss_cfg, use_stress)
+        if fc is not None:
+            n_rows = fc.fc.shape[0]
+            dirs = (random_directions(key, fc.n_vectors, n_rows) if fc.n_vectors > 0
+                    else jnp.asarray(unit_directions(n_rows)))
+
+            def e_of_pos(pos):
+                return total_energies(model, tp, fc.batch, pos, fc.batch.cells)[0]
+
+            terms["fc"] = fc_loss_padded(e_of_pos, fc.batch.positions, fc.rows, fc.fc, dirs, fc.n_super)
+            terms["total"] = terms["total"] + fc.weight * terms["fc"]
+        return terms["total"], terms
+
+    def train_step(state, batch, lr_scale):
+        key, sub = jax.random.split(state["rng"])
+        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, sub)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        updates = jax.tree_util.tree_map(lambda u: u * jnp.asarray(lr_scale, u.dtype), updates)
+        params = optax.apply_updates(state["params"], updates)
+        ema = ema_update(state["ema"], params, ema_decay, state["step"]) if ema_decay else params
+        return {"params": params, "opt_state": opt_state, "ema": ema, "rng": key,
+                "step": state["step"] + 1}, terms
+
+    def eval_step(tp, batch):
+        pred = predict(model, tp, batch, with_stress=use_stress)
+        terms = loss_terms(pred, batch.labels, loss_cfg, use_stress)
+        return terms, error_sums(pred, batch.labels)
+
+    return jax.jit(train_step), jax.jit(eval_step)
+
+
+def build_fc_eval(model: TrainableModel, fc: FcTerm):
+    """Jitted ``fc_eval(tparams) -> scalar``: the FC loss over all home-cell unit directions (validation)."""
+    dirs = jnp.asarray(unit_directions(fc.fc.shape[0]))
+
+    def fc_eval(tp):
+        def e_of_pos(pos):
+            return total_energies(model, tp, fc.batch, pos, fc.batch.cells)[0]
+        return fc_loss_padded(e_of_pos, fc.batch.positions, fc.rows, fc.fc, dirs, fc.n_super)
+
+    return jax.jit(fc_eval)
+
+
+def init_state(optimizer, tparams, seed: int) -> dict:
+    """Fresh training state (copies of the parameters as EMA; raw uint32 PRNG key; step 0)."""
+    return {"params": tparams, "opt_state": optimizer.init(tparams),
+            "ema": jax.tree_util.tree_map(jnp.array, tparams),
+            "rng": jax.random.PRNGKey(seed), "step": jnp.asarray(0, jnp.int64)}
+
+
+def fc_loss_padded(e_of_pos, positions, rows, fc, directions, n_super):
+    """fc_loss on a padded structure: the first ``n_super`` nodes are the supercell's atoms."""
+    pred = hvp_on_rows(e_of_pos, positions, rows, directions)[:, :n_super]
+    return jnp.mean((pred - reference_hvp(fc, directions)) ** 2)

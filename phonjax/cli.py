@@ -68,7 +68,8 @@ def _add_lr_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", choices=LR_MODES, default="auto",
                    help="long-range strategy (auto with Born data: predict → ewald for short-range models, "
                         "recip-auto for other ML models; bands (DFT force constants) → gonze; no Born data → none)")
-    p.add_argument("--ewald-lambda", type=_positive_float, default=None, help="Ewald Λ (1/Å) for recip/ewald/gonze; recip-auto fits its own")
+    p.add_argument("--ewald-lambda", type=_positive_float, default=None,
+                   help="Ewald Λ (1/Å) for recip/ewald/gonze; recip-auto fits its own")
     p.add_argument("--leak-region", default=None, help="ewald-leak region: 'sphere:R' (Å) or 'box:N N N'")
     p.add_argument("--lo-projection", action="store_true", help="apply the correction only to polar optical modes")
     p.add_argument("--q-direction", type=float, nargs=3, default=None, help="q̂ (Cartesian) for the NA term at Γ")

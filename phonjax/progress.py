@@ -30,8 +30,7 @@ class Progress:
         self._bar = None
         if show and not self._lines:
             from tqdm.auto import tqdm
-            self._bar = tqdm(total=1, desc="phonjax", unit="step", leave=False, file=sys.stderr,
-                             dynamic_ncols=True)
+            self._bar = tqdm(total=1, desc="phonjax", unit="step", leave=False, file=sys.stderr)
 
     def _line(self, text: str) -> None:
         if self._lines:

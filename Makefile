@@ -6,9 +6,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= out/demo
-MODEL  ?= .cache/models/sevennet-0
+# one model cache for `make demo` and the CLI: phonjax's default model directory ($PHONJAX_MODEL, else
+# $XDG_CACHE_HOME/phonjax/models/sevennet-0, else ~/.cache/...), so `phonjax predict` without --model reuses it;
+# .cache/models/sevennet-0 (the path in configs/) is a link to it
+MODEL  ?= $(if $(PHONJAX_MODEL),$(PHONJAX_MODEL),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/phonjax/models/sevennet-0)
+MODEL_LINK := .cache/models/sevennet-0
 
-.PHONY: setup setup-qe demo test test-fast bench report clean
+.PHONY: setup setup-qe model demo test test-fast bench report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +30,10 @@ setup-qe:
 $(MODEL)/config.yaml: | setup
 	$(VENV)/bin/phonjax convert sevennet --out $(MODEL)
 
-demo: setup $(MODEL)/config.yaml
+model: $(MODEL)/config.yaml
+	@mkdir -p $(dir $(MODEL_LINK)); [ -e $(MODEL_LINK) ] || ln -s $(abspath $(MODEL)) $(MODEL_LINK)
+
+demo: setup model
 	$(VENV)/bin/phonjax predict examples/LiF/POSCAR --model $(MODEL) --born examples/LiF/BORN \
 		--reference examples/LiF/dfpt/band.yaml --out $(OUT)
 	@echo "demo written to $(OUT)/ (band.png, band.yaml, force_constants.hdf5, summary.txt)"
@@ -41,7 +48,7 @@ bench: setup
 	$(PY) benchmarks/run_all.py
 
 # the LiF end-to-end accuracy report (reports/lif.md) from SevenNet-0 and every finetuned model in out/lif/*/model
-report: setup $(MODEL)/config.yaml
+report: setup model
 	$(PY) benchmarks/lif_accuracy.py
 
 clean:

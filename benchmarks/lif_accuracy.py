@@ -9,7 +9,7 @@ RMSE/MAE, TO/LO(Γ), acoustic error near Γ, imaginary modes, Λ-sensitivity) wi
 the prediction supercell vs the receptive-field and the default rule; f. a second rock salt (examples/MgO or
 examples/NaCl with dfpt/band.yaml + BORN) when present; g. targets vs reached.
 
-Models (``--model NAME=DIR``, repeatable): default ``pretrained`` = .cache/models/sevennet-0 (converted from the
+Models (``--model NAME=DIR``, repeatable): default ``pretrained`` = the CLI's default model directory (converted from the
 installed sevenn when missing) plus every ``out/lif/<name>/model`` (training metrics from
 ``out/lif/<name>/metrics.json``). Force constants (symmetry-reduced Hessian-vector products, chunk_size 1) are
 computed once per (model weights, structure, supercell) in a child process watched for peak memory and time
@@ -74,7 +74,8 @@ def _sha_dir(path: Path) -> str:
 
 
 def default_model_dirs() -> dict:
-    out = {"pretrained": ROOT / ".cache" / "models" / "sevennet-0"}
+    from phonjax.defaults import default_model_dir
+    out = {"pretrained": default_model_dir()}  # the CLI's (and `make demo`'s) model cache
     lif = ROOT / "out" / "lif"
     names = [n for n in KNOWN_RUNS if (lif / n / "model" / "config.yaml").is_file()]
     if lif.is_dir():

@@ -3,8 +3,10 @@ lives in the library. Errors from bad input are printed as one line (exit code 2
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+import warnings
 
 from phonjax.longrange.strategies import MODES as _MODES
 from phonjax.predict import SUPERCELL_RULES
@@ -17,11 +19,48 @@ def _supercell(values):
         return None
     if len(values) == 1:
         return int(values[0])
-    if len(values) in (3, 9):
-        import numpy as np
-        v = np.array(values, dtype=int)
-        return v if len(values) == 3 else v.reshape(3, 3)
-    raise argparse.ArgumentTypeError("--supercell takes 1, 3 or 9 integers")
+    import numpy as np
+    v = np.array(values, dtype=int)
+    return v if len(values) == 3 else v.reshape(3, 3)
+
+
+class _SupercellAction(argparse.Action):
+    """``--supercell``: 1, 3 or 9 integers, else a usage error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) not in (1, 3, 9):
+            parser.error(f"argument {option_string}: takes 1, 3 or 9 integers (N, N1 N2 N3 or a 3x3 matrix), "
+                         f"got {len(values)}")
+        setattr(namespace, self.dest, values)
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _key_value(text: str) -> str:
+    if "=" not in text or not text.split("=", 1)[0].strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return text
 
 
 def _add_lr_options(p: argparse.ArgumentParser) -> None:
@@ -29,11 +68,12 @@ def _add_lr_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", choices=LR_MODES, default="auto",
                    help="long-range strategy (auto with Born data: predict → ewald for short-range models, "
                         "recip-auto for other ML models; bands (DFT force constants) → gonze; no Born data → none)")
-    p.add_argument("--ewald-lambda", type=float, default=None, help="Ewald Λ (1/Å) for recip/ewald/gonze; recip-auto fits its own")
+    p.add_argument("--ewald-lambda", type=_positive_float, default=None,
+                   help="Ewald Λ (1/Å) for recip/ewald/gonze; recip-auto fits its own")
     p.add_argument("--leak-region", default=None, help="ewald-leak region: 'sphere:R' (Å) or 'box:N N N'")
     p.add_argument("--lo-projection", action="store_true", help="apply the correction only to polar optical modes")
     p.add_argument("--q-direction", type=float, nargs=3, default=None, help="q̂ (Cartesian) for the NA term at Γ")
-    p.add_argument("--npoints", type=int, default=101, help="q-points per path segment")
+    p.add_argument("--npoints", type=_int_at_least(2), default=101, help="q-points per path segment")
     p.add_argument("--reference", type=Path, default=None, help="phonopy band.yaml to overlay and compare with")
     p.add_argument("--out", type=Path, default=Path("out"), help="output directory")
 
@@ -52,7 +92,7 @@ def _predict(args) -> None:
                      lo_projection=args.lo_projection, q_direction=args.q_direction, npoints=args.npoints,
                      reference=args.reference, symmetry=not args.no_symmetry, out_dir=args.out,
                      allow_small_supercell=args.allow_small_supercell, edge_chunk=args.edge_chunk,
-                     supercell_rule=args.supercell_rule)
+                     supercell_rule=args.supercell_rule, primitive=not args.no_primitive)
     print(result.summary_text())
 
 
@@ -137,15 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="force constants by autodiff → dispersion of a structure")
     p.add_argument("structure", type=Path, help="any structure file ASE reads (primitive cell preferred)")
     p.add_argument("--model", type=Path, default=None, help="phonjax model directory (default: SevenNet-0 cache)")
-    p.add_argument("--supercell", nargs="+", type=int, default=None,
-                   help="N, N N N or 9 integers (default: smallest N³ whose width covers 2·r_cut)")
+    p.add_argument("--supercell", nargs="+", type=int, default=None, action=_SupercellAction,
+                   help="N, N N N or 9 integers, over the cell as given (default: smallest N³ of the primitive "
+                        "cell whose width reaches the model's receptive field, see --supercell-rule)")
+    p.add_argument("--no-primitive", action="store_true",
+                   help="keep a non-primitive (conventional) cell as given (default: reduce it to its primitive "
+                        "cell with a note, as phonopy's primitive_matrix='auto')")
     p.add_argument("--no-symmetry", action="store_true", help="compute all 3·n_prim Hessian rows")
     p.add_argument("--allow-small-supercell", action="store_true",
                    help="accept a supercell narrower than the model's cutoff sphere (force constants then alias)")
     p.add_argument("--supercell-rule", choices=SUPERCELL_RULES, default="receptive",
                    help="without --supercell: smallest N³ whose width reaches the model's receptive field "
                         "(layers·r_max, default) or its cutoff sphere (2·r_max, cheaper)")
-    p.add_argument("--edge-chunk", type=int, default=None,
+    p.add_argument("--edge-chunk", type=_int_at_least(0), default=None,
                    help="edges per rematerialised message chunk (0: none; default: automatic by graph size) — "
                         "memory-lean force constants of large supercells")
     _add_lr_options(p)
@@ -172,16 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable; exit status 1 when "
                                        "samples failed)")
     p.add_argument("config", type=Path)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_int_at_least(1), default=1)
     p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
     p.set_defaults(func=_dataset)
 
     p = sub.add_parser("dfpt", help="QE DFPT reference: Z*, ε∞ (BORN) and band.yaml")
     p.add_argument("structure", type=Path)
     p.add_argument("--config", type=Path, default=Path("configs/dfpt_lif.yaml"))
     p.add_argument("--out", type=Path, default=Path("out/dfpt"))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
     p.set_defaults(func=_dfpt)
 
     p = sub.add_parser("finetune", help="finetune a phonjax model on an extxyz dataset")
@@ -190,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the newest intact checkpoint in out_dir (bit-for-bit)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh, removing a previous run's checkpoints, metrics and model from out_dir")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
     _add_cache_option(p)
     p.set_defaults(func=_finetune)
 
@@ -202,19 +246,42 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr, above the progress bar (``phonjax: note:`` for input notes)."""
+    from tqdm import tqdm
+    from phonjax.checks import InputNote
+
+    kind = "note" if issubclass(category, InputNote) else "warning"
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    tqdm.write(f"phonjax: {kind}: {text}", file=sys.stderr)
+
+
+def _cli_words(msg: str, parser: argparse.ArgumentParser) -> str:
+    """The library's ``name=True`` / ``name=...`` advice in an error message, as the command-line flag."""
+    flags = {}
+    for sub in parser._subparsers._group_actions[0].choices.values() if parser._subparsers else ():
+        for a in sub._actions:
+            if a.option_strings:
+                flags.setdefault(a.dest, a.option_strings[-1])
+    return re.sub(r"\b([a-z_]+)=(?:True|\.\.\.)", lambda m: flags.get(m.group(1), m.group(0)), msg)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if getattr(args, "out_pos", None) is not None and args.out is None:
         args.out = args.out_pos
-    try:
-        if hasattr(args, "no_compile_cache") and not args.no_compile_cache:
-            from phonjax.compile_cache import enable_compile_cache
-            enable_compile_cache()
-        rc = args.func(args)  # None, or a command's own status (dataset: 1 when samples failed)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"phonjax: error: {msg}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            if hasattr(args, "no_compile_cache") and not args.no_compile_cache:
+                from phonjax.compile_cache import enable_compile_cache
+                enable_compile_cache()
+            rc = args.func(args)  # None, or a command's own status (dataset: 1 when samples failed)
+        except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"phonjax: error: {_cli_words(msg, parser)}", file=sys.stderr)
+            return 2
     return int(rc or 0)
 
 

@@ -168,13 +168,13 @@ class BandComparison:
 
     @property
     def gamma_to_rel_error(self) -> float | None:
-        if self.gamma_to_ref is None:
+        if not self.gamma_to_ref:  # None, or a zero reference frequency (no relative error)
             return None
         return (self.gamma_to_pred - self.gamma_to_ref) / self.gamma_to_ref
 
     @property
     def gamma_lo_rel_error(self) -> float | None:
-        if self.gamma_lo_ref is None:
+        if not self.gamma_lo_ref:  # None, or a zero reference frequency (no relative error)
             return None
         return (self.gamma_lo_pred - self.gamma_lo_ref) / self.gamma_lo_ref
 
@@ -192,7 +192,7 @@ class BandComparison:
         s = [f"RMSE {self.rmse:.3f} THz, MAE {self.mae:.3f} THz, max |error| {self.max_abs_error:.3f} THz "
              f"(q #{self.max_error_q_index}, branch {self.max_error_branch + 1}) over {self.n_qpoints} q",
              "per-branch RMSE (THz): " + " ".join(f"{x:.3f}" for x in self.rmse_per_branch)]
-        if self.gamma_to_ref is not None:
+        if self.gamma_to_rel_error is not None and self.gamma_lo_rel_error is not None:
             s.append(f"Gamma TO {self.gamma_to_pred:.3f} vs {self.gamma_to_ref:.3f} THz "
                      f"({100 * self.gamma_to_rel_error:+.1f}%), LO {self.gamma_lo_pred:.3f} vs "
                      f"{self.gamma_lo_ref:.3f} THz ({100 * self.gamma_lo_rel_error:+.1f}%)")

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from phonjax import checks
+from phonjax.progress import Progress
 from phonjax.structure import Crystal
 
 __all__ = ["predict", "bands_from_phonopy", "PredictResult", "default_supercell", "load_structure",
@@ -123,12 +125,18 @@ def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int
     return np.eye(3, dtype=np.int64) * n
 
 
-def _load_model(model):
+def _load_model(model, bar=None):
     if model is None:
         try:
-            from phonjax.defaults import default_model
+            from phonjax.defaults import default_model, default_model_dir
         except ImportError:
             raise ValueError("no model given (--model DIR) and no default model is available") from None
+        if bar is not None and not (default_model_dir() / "config.yaml").is_file():
+            import warnings
+            from phonjax.checks import InputNote
+            warnings.warn(f"converting the default model SevenNet-0 into {default_model_dir()} (first use only)",
+                          InputNote, stacklevel=3)
+            bar.stage("converting SevenNet-0")
         return default_model()
     if isinstance(model, (str, Path)):
         from phonjax.model import load_model
@@ -136,11 +144,12 @@ def _load_model(model):
     return model
 
 
-def _born(born, crystal):
+def _born(born, crystal, unitcell=None):
+    """Born data for ``crystal`` (a file is read; ``unitcell``: the non-primitive input cell its atoms may list)."""
     if born is None or not isinstance(born, (str, Path)):
         return born
     from phonjax.born import read_born
-    return read_born(born, crystal)
+    return read_born(born, crystal, unitcell=unitcell)
 
 
 def _short_range_model(m, model_arg, crystal, born, lr: str):
@@ -165,7 +174,7 @@ def _short_range_model(m, model_arg, crystal, born, lr: str):
     if born is None:
         if model_born is None:
             raise ValueError(f"short-range model: its Born data cannot be used for this structure ({model_err}); "
-                             "give born=... (--born)")
+                             "give born=...")
         born, info["born_source"] = model_born, f"model ({model_born.source})"
     else:
         info["born_source"] = f"user ({born.source})"
@@ -250,6 +259,10 @@ def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak
     mode = resolve_lr(lr, b)
     if b is not None and b is not fc.born:
         fc = fc.with_born(b)
+    extra = dict(extra or {})
+    # written first: computed force constants survive any later failure (plot, comparison)
+    files = {"force_constants.hdf5": write_force_constants_hdf5(fc, out / "force_constants.hdf5")}
+    progress.stage("bands")
     t = time.perf_counter()
     band, ref = _band(fc, lr=mode, npoints=npoints, reference=reference, ewald_lambda=ewald_lambda,
                       leak_region=leak_region, lo_projection=lo_projection)
@@ -257,13 +270,12 @@ def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak
     gamma = fc.frequencies([[0.0, 0.0, 0.0]], lr=mode, q_direction=qd, ewald_lambda=ewald_lambda,
                            leak_region=leak_region, lo_projection=lo_projection)[0]
     timings["bands"] = time.perf_counter() - t
-    extra = dict(extra or {})
     if mode != "none":  # record the correction's Λ (and recip-auto's fit) in summary.json
         from phonjax.dynmat import _correction
         corr = _correction(fc, mode, fc.born, ewald_lambda, leak_region, lo_projection)
         extra["long_range_correction"] = {"mode": mode, "lambda": corr.lam,
                                           **{k: corr.info[k] for k in ("lambda_fit",) if k in corr.info}}
-    progress.update(1)
+    progress.stage("writing")
     t = time.perf_counter()
     comparison = None
     if ref is not None:
@@ -272,8 +284,7 @@ def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak
             comparison = compare_bands(band.to_band_data(), ref)
         except ValueError:
             comparison = None
-    files = {"band.yaml": band.write_yaml(out / "band.yaml"),
-             "force_constants.hdf5": write_force_constants_hdf5(fc, out / "force_constants.hdf5")}
+    files["band.yaml"] = band.write_yaml(out / "band.yaml")
     title = f"{''.join(fc.primitive.symbols)}  (lr={mode}, {fc.supercell.crystal.n_atoms}-atom supercell)"
     plot_band_structure(band, out / "band.png", reference=ref, reference_label="reference", title=title)
     files["band.png"] = out / "band.png"
@@ -285,20 +296,14 @@ def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak
     (out / "summary.json").write_text(json.dumps(res.as_dict(), indent=2, default=str) + "\n")
     (out / "summary.txt").write_text(res.summary_text() + "\n")
     files["summary.json"], files["summary.txt"] = out / "summary.json", out / "summary.txt"
-    progress.update(1)
     return res
-
-
-def _progress(total: int, show: bool):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc="phonjax", unit="step", disable=not show, leave=False)
 
 
 def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto", ewald_lambda=None,
             leak_region=None, lo_projection: bool = False, q_direction=None, npoints: int = 101, reference=None,
             symmetry: bool = True, mode: str = "jvp", chunk_size="auto", out_dir="out",
             progress: bool = True, allow_small_supercell: bool = False,
-            edge_chunk: int | None = None, supercell_rule: str = "receptive") -> PredictResult:
+            edge_chunk: int | None = None, supercell_rule: str = "receptive", primitive: bool = True) -> PredictResult:
     """Phonon dispersion of ``structure`` (path any ASE format / Atoms / Crystal, primitive cell preferred) with
     ``model`` (model directory, a Model, an object with ``bind`` or an energy_fn(positions, cell, numbers)).
 
@@ -311,38 +316,55 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     symmetry: site-symmetry-reduced Hessian-vector products.  edge_chunk: a phonjax Model's edges per
     rematerialised message chunk (None: automatic by graph size; 0: off).  reference: band.yaml overlaid
     and compared (the dispersion is then computed on its q-points).  Writes band.png, band.yaml,
-    force_constants.hdf5, summary.json/txt into ``out_dir``.
+    force_constants.hdf5, summary.json/txt into ``out_dir``.  primitive: a non-primitive cell (conventional,
+    supercell) is reduced to its primitive cell (:func:`phonjax.checks.reduce_to_primitive`; the supercell spec,
+    given over the input cell, is translated so the supercell is the same; a Born file may list the input cell's
+    atoms), with an :class:`phonjax.checks.InputNote` warning and ``primitive_reduction`` in summary.json.
+    Warnings (``warnings.warn``): Born charge-neutrality corrections above 1e-3 e per atom; no Born data for a
+    polar-looking compound (both recorded in summary.json). progress: a stage bar on stderr (model, force
+    constants per batch of Hessian-vector products, bands, writing).
     """
+    with Progress(progress) as bar:
+        return _predict(structure, model, supercell, bar, born=born, lr=lr, ewald_lambda=ewald_lambda,
+                        leak_region=leak_region, lo_projection=lo_projection, q_direction=q_direction,
+                        npoints=npoints, reference=reference, symmetry=symmetry, mode=mode, chunk_size=chunk_size,
+                        out_dir=out_dir, allow_small_supercell=allow_small_supercell, edge_chunk=edge_chunk,
+                        supercell_rule=supercell_rule, primitive=primitive)
+
+
+def _predict(structure, model, supercell, bar, *, born, lr, ewald_lambda, leak_region, lo_projection, q_direction,
+             npoints, reference, symmetry, mode, chunk_size, out_dir, allow_small_supercell, edge_chunk,
+             supercell_rule, primitive) -> PredictResult:
     from phonjax.force_constants import force_constants
 
-    bar = _progress(3, progress)
     timings: dict = {}
+    bar.stage("model")
     crystal = load_structure(structure)
-    m = _load_model(model)
+    name = Path(structure).name if isinstance(structure, (str, Path)) else "the structure"
+    crystal, supercell, unitcell, extra = checks.primitive_for_job(crystal, supercell, name, primitive)
+    checks.check_reference_file(reference, 3 * crystal.n_atoms)
+    m = _load_model(model, bar)
     if supercell is None:
         r = getattr(m, "r_max", None) or getattr(m, "cutoff", None)
         if r is None:
             raise ValueError("supercell not given and the model has no r_max/cutoff to choose one")
         layers = getattr(getattr(m, "config", None), "num_layers", None)
         supercell = default_supercell(crystal, float(r), layers=layers, rule=supercell_rule)
-    b = _born(born, crystal)
+    b = _born(born, crystal, unitcell)
     b, lr, sr_info = _short_range_model(m, model, crystal, b, lr)
     if lr == "auto" and b is not None:
         lr = ML_DEFAULT_LR
-    bar.set_description("force constants")
+    if sr_info is not None:
+        extra["short_range_model"] = sr_info
+    extra.update(checks.born_notes(b, crystal, lr))  # before the long step, so it is seen in time
     t = time.perf_counter()
     fc = force_constants(m, crystal, supercell, symmetry=symmetry, mode=mode, chunk_size=chunk_size, born=b,
-                         allow_small_supercell=allow_small_supercell, edge_chunk=edge_chunk)
+                         allow_small_supercell=allow_small_supercell, edge_chunk=edge_chunk,
+                         progress=bar.directions)
     timings["force_constants"] = time.perf_counter() - t
-    bar.update(1)
-    bar.set_description("bands")
-    try:
-        return _finish(fc, lr=lr, born=b, q_direction=q_direction, npoints=npoints, reference=reference,
-                       ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection,
-                       out_dir=out_dir, timings=timings, progress=bar,
-                       extra=None if sr_info is None else {"short_range_model": sr_info})
-    finally:
-        bar.close()
+    return _finish(fc, lr=lr, born=b, q_direction=q_direction, npoints=npoints, reference=reference,
+                   ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection,
+                   out_dir=out_dir, timings=timings, progress=bar, extra=extra)
 
 
 def bands_from_phonopy(params, *, force_sets=None, born=None, lr: str = "auto", ewald_lambda=None,
@@ -353,16 +375,15 @@ def bands_from_phonopy(params, *, force_sets=None, born=None, lr: str = "auto", 
     Without long range (lr none), phonopy's own frequencies are reproduced (no extra q-space ASR)."""
     from phonjax.phonopy_io import from_phonopy
 
-    bar = _progress(3, progress)
-    timings: dict = {}
-    t = time.perf_counter()
-    fc = from_phonopy(params, force_sets=force_sets)
-    b = _born(born, fc.primitive)
-    timings["load"] = time.perf_counter() - t
-    bar.update(1)
-    try:
+    with Progress(progress) as bar:
+        timings: dict = {}
+        bar.stage("loading force constants")
+        t = time.perf_counter()
+        fc = from_phonopy(params, force_sets=force_sets)
+        checks.check_reference_file(reference, 3 * fc.primitive.n_atoms)
+        b = _born(born, fc.primitive)
+        timings["load"] = time.perf_counter() - t
+        extra = {"source": str(params), **checks.born_notes(fc.born if b is None else b, fc.primitive, lr)}
         return _finish(fc, lr=lr, born=b, q_direction=q_direction, npoints=npoints, reference=reference,
                        ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection,
-                       out_dir=out_dir, timings=timings, progress=bar, extra={"source": str(params)})
-    finally:
-        bar.close()
+                       out_dir=out_dir, timings=timings, progress=bar, extra=extra)

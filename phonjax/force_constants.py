@@ -1,4 +1,5 @@
-"""Force constants by automatic differentiation (seed Eq. 1), symmetrisation (Eq. 2) and real-space ASR.
+"""Force constants by automatic differentiation (seed Eq. 1), then symmetrisation (Eq. 2) and real-space ASR
+(:mod:`phonjax.fc_symmetrize`); the result is a :class:`~phonjax.fc_record.ForceConstants` record.
 
 Only the 3·n_prim rows of the home-cell atoms are computed:
 
@@ -15,13 +16,12 @@ callable ``energy_fn(positions, cell, numbers)``. The jitted kernels take the en
 when ``bind`` returns a :class:`jax.tree_util.Partial` (arrays as leaves), and for plain callables, a second
 structure of the same shape reuses the compiled kernel (no recompilation).
 
-Symmetrisation (Eq. 2): H_kalb(R) ← ½[H_kalb(R) + H_lbka(−R)]. ASR (translational invariance Σ_s fc[i,s] = 0):
-"simple" (QE: the self term absorbs the row sum) or "phonopy" (row sums removed uniformly over the row,
-alternated with Eq. 2, phonopy's compact-fc symmetrisation). Violations are reported in :class:`FcReport`.
+The result's ``provenance`` is "short-range-model" for a model trained on dipole-subtracted labels
+(``metadata["long_range"]``), else "model" (see :mod:`phonjax.longrange.policy`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 import time
 from typing import Callable, Sequence
@@ -30,198 +30,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phonjax.structure import Crystal, Supercell, lattice_index, make_supercell, supercell_matrix
+from phonjax.fc_record import FcReport, ForceConstants, ForceConstantsError
+from phonjax.fc_symmetrize import (ASR_MODES, apply_asr, asr_violation, finalize_fc, permutation_partner,
+                                   permutation_violation, symmetrize_fc)
+from phonjax.structure import Crystal, Supercell, make_supercell, supercell_matrix
 
 __all__ = ["ForceConstants", "FcReport", "ForceConstantsError", "force_constants", "force_constants_batch",
            "hvp_directions", "symmetrize_fc", "apply_asr", "asr_violation", "permutation_violation",
-           "permutation_partner"]
+           "permutation_partner", "finalize_fc", "ASR_MODES", "model_provenance", "bound_energy", "hvp_map",
+           "pad_directions", "as_supercell", "per_structure", "results_from_hvps", "hvp_kernel"]
 
 MODES = ("jvp", "linearize", "hessian")
-ASR_MODES = ("phonopy", "simple", "none")
 
 
-class ForceConstantsError(ValueError):
-    """Bad input for the force-constant engine (mode, shapes, supercell)."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# result
-@dataclass(frozen=True)
-class FcReport:
-    """Diagnostics (eV/Å²): max |Σ_s fc[i,s,a,b]| (asr) and max |fc − Eq.2 partner| (perm) before/after."""
-
-    asr_before: float
-    asr_after: float
-    perm_before: float
-    perm_after: float
-    asr: str = "none"
-    symmetrized: bool = False
-    mode: str = ""
-    n_hvp: int = 0
-    wall_time_s: float = 0.0
-
-
-@dataclass(frozen=True, eq=False)
-class ForceConstants:
-    """Home-cell force constants of a supercell and the phonon methods on them.
-
-    supercell: :class:`~phonjax.structure.Supercell`.  fc: (n_prim, n_super, 3, 3) eV/Å², rows = home-cell atoms
-    (supercell index i for primitive atom i).  born: Born charges/ε∞ (:class:`phonjax.born.Born`) or None.
-    report: diagnostics of how fc was made.  qspace_asr: default of the q-space ASR (Eq. 14) in
-    :meth:`frequencies` (False for force constants read from phonopy, so phonopy's numbers are reproduced).
-    """
-
-    supercell: Supercell
-    fc: np.ndarray
-    born: object = None
-    report: FcReport | None = None
-    qspace_asr: bool = True
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self):
-        fc = np.array(self.fc, dtype=np.float64)
-        n, ns = self.supercell.primitive.n_atoms, self.supercell.crystal.n_atoms
-        if fc.shape != (n, ns, 3, 3):
-            raise ForceConstantsError(f"fc has shape {fc.shape}, expected {(n, ns, 3, 3)}")
-        if not np.all(np.isfinite(fc)):
-            raise ForceConstantsError("force constants contain non-finite values")
-        fc.setflags(write=False)
-        object.__setattr__(self, "fc", fc)
-        if self.born is not None and self.born.n_atoms != n:
-            raise ForceConstantsError(f"Born charges for {self.born.n_atoms} atoms, primitive cell has {n}")
-
-    @property
-    def primitive(self) -> Crystal:
-        return self.supercell.primitive
-
-    @property
-    def n_branches(self) -> int:
-        return 3 * self.primitive.n_atoms
-
-    def with_born(self, born) -> "ForceConstants":
-        return ForceConstants(self.supercell, self.fc, born, self.report, self.qspace_asr)
-
-    # --- phonons (dynmat.py) ----------------------------------------------------------------------------
-    def frequencies(self, qpoints, *, lr: str = "auto", born=None, q_direction=None, ewald_lambda=None,
-                    leak_region=None, lo_projection: bool = False, asr: bool | None = None,
-                    return_eigenvectors: bool = False, unit: str = "THz"):
-        """Frequencies (nq, 3·n_prim) at reduced ``qpoints`` (nq, 3), ascending, imaginary as negative.
-
-        lr: "auto" (gonze when Born data is known, else none) or a mode of :mod:`phonjax.longrange`.
-        q_direction: Cartesian (3,) or per-q (nq, 3) direction of approach used at q = Γ (non-analytic term).
-        asr: q-space ASR (Eq. 14); None → ``self.qspace_asr``.  unit: "THz", "cm-1" or "meV".
-        With ``return_eigenvectors`` returns (freqs, eigvecs (nq, 3n, 3n), columns = modes, phonopy's layout).
-        """
-        from phonjax.dynmat import phonons
-        return phonons(self, qpoints, lr=lr, born=born, q_direction=q_direction, ewald_lambda=ewald_lambda,
-                       leak_region=leak_region, lo_projection=lo_projection, asr=asr,
-                       return_eigenvectors=return_eigenvectors, unit=unit)
-
-    def dynamical_matrices(self, qpoints, *, lr: str = "auto", born=None, q_direction=None, ewald_lambda=None,
-                           leak_region=None, lo_projection: bool = False, asr: bool | None = None) -> np.ndarray:
-        """Mass-weighted Hermitian D(q), (nq, 3n, 3n) complex, eV/Å²/amu."""
-        from phonjax.dynmat import dynamical_matrices
-        return dynamical_matrices(self, qpoints, lr=lr, born=born, q_direction=q_direction,
-                                  ewald_lambda=ewald_lambda, leak_region=leak_region,
-                                  lo_projection=lo_projection, asr=asr)
-
-    def band_structure(self, path=None, *, npoints: int = 51, density: float | None = None, labels=None,
-                       lr: str = "auto", born=None, ewald_lambda=None, leak_region=None,
-                       lo_projection: bool = False, asr: bool | None = None, with_eigenvectors: bool = False):
-        """Dispersion along ``path`` (None: automatic high-symmetry path): :class:`phonjax.bands.BandStructure`.
-        See :func:`phonjax.bands.band_structure`."""
-        from phonjax.bands import band_structure
-        return band_structure(self, path, npoints=npoints, density=density, labels=labels, lr=lr, born=born,
-                              ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection,
-                              asr=asr, with_eigenvectors=with_eigenvectors)
-
-    def dos(self, mesh=(16, 16, 16), *, sigma: float | None = None, lr: str = "auto", born=None, **kw):
-        """Phonon DOS on a Γ-centred mesh: :func:`phonjax.bands.phonon_dos`."""
-        from phonjax.bands import phonon_dos
-        return phonon_dos(self, mesh, sigma=sigma, lr=lr, born=born, **kw)
-
-    # --- interoperability (phonopy_io.py) ----------------------------------------------------------------
-    def to_phonopy(self):
-        """A ``phonopy.Phonopy`` with these force constants (and NAC parameters when born is known)."""
-        from phonjax.phonopy_io import to_phonopy
-        return to_phonopy(self)
-
-    def write_hdf5(self, path) -> None:
-        """phonopy's ``force_constants.hdf5`` (compact, phonopy's supercell atom order)."""
-        from phonjax.phonopy_io import write_force_constants_hdf5
-        write_force_constants_hdf5(self, path)
-
-
-# --------------------------------------------------------------------------------------------------------
-# symmetrisation and ASR
-def permutation_partner(supercell: Supercell) -> np.ndarray:
-    """(n_prim, n_super) index s' such that fc[i, s] pairs with fc[s2p[s], s'] under Eq. 2 (s' = atom i in
-    the lattice cell −R_s, reduced into the supercell)."""
-    n = supercell.primitive.n_atoms
-    minus = lattice_index(supercell, -supercell.lattice)  # (n_cells,)
-    return minus[supercell.s2l][None, :] * n + np.arange(n)[:, None]
-
-
-def _partner(fc: np.ndarray, supercell: Supercell) -> np.ndarray:
-    part = permutation_partner(supercell)  # (n, ns)
-    j = supercell.s2p[None, :].repeat(fc.shape[0], 0)
-    return np.swapaxes(fc[j, part], -1, -2)  # fc[j, s', b, a]
-
-
-def asr_violation(fc) -> float:
-    """max |Σ_s fc[i, s, a, b]| (eV/Å²)."""
-    return float(np.abs(np.asarray(fc).sum(axis=1)).max())
-
-
-def permutation_violation(fc, supercell: Supercell) -> float:
-    """max |fc[i,s,a,b] − fc[j,s',b,a]| (eV/Å²), the Eq. 2 asymmetry."""
-    fc = np.asarray(fc)
-    return float(np.abs(fc - _partner(fc, supercell)).max())
-
-
-def symmetrize_fc(fc, supercell: Supercell) -> np.ndarray:
-    """Eq. 2: ½[fc[i,s,a,b] + fc[j,s',b,a]] (index permutation symmetry)."""
-    fc = np.asarray(fc, dtype=np.float64)
-    return 0.5 * (fc + _partner(fc, supercell))
-
-
-def apply_asr(fc, supercell: Supercell, kind: str = "phonopy", *, iterations: int = 3) -> np.ndarray:
-    """Translational invariance of the home-cell rows.
-
-    "simple" (QE): fc[i, i, a, b] −= Σ_s fc[i, s, a, b].  "phonopy": row sums removed uniformly from every
-    element of the row, alternated ``iterations`` times with Eq. 2, ending on the row-sum step (row sums are
-    then zero to rounding; Eq. 2 holds to the size of the last correction).  "none": unchanged.
-    """
-    fc = np.array(fc, dtype=np.float64)
-    if kind == "none":
-        return fc
-    if kind == "simple":
-        idx = np.arange(fc.shape[0])
-        fc[idx, idx] -= fc.sum(axis=1)
-        return fc
-    if kind == "phonopy":
-        ns = fc.shape[1]
-        for k in range(iterations):
-            fc -= fc.sum(axis=1, keepdims=True) / ns
-            if k < iterations - 1:
-                fc = symmetrize_fc(fc, supercell)
-        return fc
-    raise ForceConstantsError(f"unknown ASR kind {kind!r}; choose one of {', '.join(ASR_MODES)}")
-
-
-def finalize_fc(fc, supercell: Supercell, *, symmetrize: bool, asr: str | None, mode: str = "", n_hvp: int = 0,
-                wall_time_s: float = 0.0) -> tuple[np.ndarray, FcReport]:
-    """Apply Eq. 2 and ASR and report the violations before and after."""
-    asr = "none" if asr is None else asr
-    if asr not in ASR_MODES:
-        raise ForceConstantsError(f"unknown ASR kind {asr!r}; choose one of {', '.join(ASR_MODES)}")
-    fc = np.asarray(fc, dtype=np.float64)
-    a0, p0 = asr_violation(fc), permutation_violation(fc, supercell)
-    out = symmetrize_fc(fc, supercell) if symmetrize else fc
-    out = apply_asr(out, supercell, asr)
-    rep = FcReport(a0, asr_violation(out), p0, permutation_violation(out, supercell), asr, bool(symmetrize), mode,
-                   int(n_hvp), float(wall_time_s))
-    return out, rep
+def model_provenance(model_or_energy_fn) -> str:
+    """"short-range-model" for a model whose metadata records dipole-subtracted training, else "model"."""
+    from phonjax.longrange.dipole_labels import is_short_range
+    return "short-range-model" if is_short_range(getattr(model_or_energy_fn, "metadata", None)) else "model"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -267,7 +92,7 @@ def _model_partial(model, e):
     return jax.tree_util.Partial(_ModelAdapter(model.config), model.params, graph)
 
 
-def _energy_of(model_or_energy_fn, crystal: Crystal, edge_chunk: int | None = None):
+def bound_energy(model_or_energy_fn, crystal: Crystal, edge_chunk: int | None = None):
     """A jax Partial ``energy(positions, cell)`` for ``crystal`` (``edge_chunk`` is passed to Model.bind)."""
     if hasattr(model_or_energy_fn, "bind"):
         e = (model_or_energy_fn.bind(crystal) if edge_chunk is None
@@ -286,7 +111,7 @@ def _energy_of(model_or_energy_fn, crystal: Crystal, edge_chunk: int | None = No
                               f"{type(model_or_energy_fn).__name__}")
 
 
-def _hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None):
     grad = jax.grad(lambda x: energy(x, cell))
     if mode == "linearize":
         _, one = jax.linearize(grad, positions)
@@ -301,14 +126,14 @@ def _hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | N
 
 
 @partial(jax.jit, static_argnames=("mode", "chunk_size"))
-def _hvp_kernel(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+def hvp_kernel(energy, positions, cell, directions, mode: str, chunk_size: int | None):
     """(n_dir, N, 3) Hessian-vector products H·v (eV/Å²·Å per unit v)."""
-    return _hvp_map(energy, positions, cell, directions, mode, chunk_size)
+    return hvp_map(energy, positions, cell, directions, mode, chunk_size)
 
 
 @partial(jax.jit, static_argnames=("mode", "chunk_size"))
-def _hvp_kernel_batch(energy, positions, cell, directions, mode: str, chunk_size: int | None):
-    return jax.vmap(lambda e, p, c: _hvp_map(e, p, c, directions, mode, chunk_size))(energy, positions, cell)
+def hvp_kernel_batch(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+    return jax.vmap(lambda e, p, c: hvp_map(e, p, c, directions, mode, chunk_size))(energy, positions, cell)
 
 
 @jax.jit
@@ -338,7 +163,7 @@ def _rows_from_hvps(h: np.ndarray, supercell: Supercell, plan) -> np.ndarray:
     return rebuild_rows(plan, h)
 
 
-def _pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, int | None]:
+def pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, int | None]:
     if chunk_size is None:
         return V, None
     if int(chunk_size) < 1:
@@ -353,7 +178,7 @@ def _check_mode(mode):
         raise ForceConstantsError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
-def _as_supercell(atoms, supercell) -> Supercell:
+def as_supercell(atoms, supercell) -> Supercell:
     if isinstance(supercell, Supercell):
         return supercell
     if supercell is None:
@@ -395,12 +220,12 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
     — O(nodes) instead of O(edges) memory in large supercells (on LiF 5³ also 30 % faster on CPU).
     """
     _check_mode(mode)
-    sc = _as_supercell(atoms, supercell)
+    sc = as_supercell(atoms, supercell)
     r_max = getattr(model_or_energy_fn, "r_max", None)
     if r_max is not None and not allow_small_supercell:
         check_supercell_range(sc, float(r_max))
     t0 = time.perf_counter()
-    energy = _energy_of(model_or_energy_fn, sc.crystal, edge_chunk)
+    energy = bound_energy(model_or_energy_fn, sc.crystal, edge_chunk)
     pos = jnp.asarray(sc.crystal.positions)
     cell = jnp.asarray(sc.crystal.cell)
     n, ns = sc.primitive.n_atoms, sc.crystal.n_atoms
@@ -414,13 +239,13 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
             from phonjax.symmetry import plan_rows
             plan = plan_rows(sc, symprec=symprec)
         V, _, _ = hvp_directions(sc, plan)
-        Vp, c = _pad_directions(V, chunk_size)
-        h = np.asarray(_hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
+        Vp, c = pad_directions(V, chunk_size)
+        h = np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
         raw = _rows_from_hvps(h, sc, plan)
         n_hvp = len(V)
     fc, rep = finalize_fc(raw, sc, symmetrize=symmetrize, asr=asr, mode=mode, n_hvp=n_hvp,
                           wall_time_s=time.perf_counter() - t0)
-    return ForceConstants(sc, fc, born, rep)
+    return ForceConstants(sc, fc, born, rep, provenance=model_provenance(model_or_energy_fn))
 
 
 def _stackable(energies) -> bool:
@@ -441,9 +266,9 @@ def force_constants_batch(model_or_energy_fn, structures: Sequence, supercell, *
     _check_mode(mode)
     if mode == "hessian":
         return [force_constants(model_or_energy_fn, s, sc, mode=mode, symmetrize=symmetrize, asr=asr)
-                for s, sc in zip(structures, _per_structure(supercell, len(structures)))]
-    scs = [_as_supercell(s, m) for s, m in zip(structures, _per_structure(supercell, len(structures)))]
-    energies = [_energy_of(model_or_energy_fn, sc.crystal) for sc in scs]
+                for s, sc in zip(structures, per_structure(supercell, len(structures)))]
+    scs = [as_supercell(s, m) for s, m in zip(structures, per_structure(supercell, len(structures)))]
+    energies = [bound_energy(model_or_energy_fn, sc.crystal) for sc in scs]
     groups: dict = {}
     for k, (sc, e) in enumerate(zip(scs, energies)):
         key = (sc.primitive.n_atoms, sc.crystal.n_atoms, jax.tree_util.tree_structure(e),
@@ -453,26 +278,26 @@ def force_constants_batch(model_or_energy_fn, structures: Sequence, supercell, *
     for idx in groups.values():
         t0 = time.perf_counter()
         V, _, _ = hvp_directions(scs[idx[0]])
-        Vp, c = _pad_directions(V, chunk_size)
+        Vp, c = pad_directions(V, chunk_size)
         es = [energies[k] for k in idx]
         if vmap and len(idx) > 1 and _stackable(es):
             stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *es)
             pos = jnp.stack([jnp.asarray(scs[k].crystal.positions) for k in idx])
             cell = jnp.stack([jnp.asarray(scs[k].crystal.cell) for k in idx])
-            hs = np.asarray(_hvp_kernel_batch(stacked, pos, cell, jnp.asarray(Vp), mode, c))[:, :len(V)]
+            hs = np.asarray(hvp_kernel_batch(stacked, pos, cell, jnp.asarray(Vp), mode, c))[:, :len(V)]
         else:
-            hs = [np.asarray(_hvp_kernel(energies[k], jnp.asarray(scs[k].crystal.positions),
+            hs = [np.asarray(hvp_kernel(energies[k], jnp.asarray(scs[k].crystal.positions),
                                          jnp.asarray(scs[k].crystal.cell), jnp.asarray(Vp), mode, c))[:len(V)]
                   for k in idx]
         dt = (time.perf_counter() - t0) / len(idx)
         for k, fc in results_from_hvps(hs, idx, scs, symmetrize=symmetrize, asr=asr, mode=mode,
-                                       wall_time_s=dt).items():
+                                       wall_time_s=dt, provenance=model_provenance(model_or_energy_fn)).items():
             out[k] = fc
     return out
 
 
 def results_from_hvps(hvps, members, supercells, *, symmetrize: bool, asr, mode: str,
-                      wall_time_s: float) -> dict:
+                      wall_time_s: float, provenance: str = "model") -> dict:
     """{k: ForceConstants} from all-row Hessian-vector products hvps[m] (3·n_prim, n_super, 3) of structure
     members[m] (shared by the batched and the sharded paths)."""
     out = {}
@@ -480,11 +305,11 @@ def results_from_hvps(hvps, members, supercells, *, symmetrize: bool, asr, mode:
         h = np.asarray(h)
         fc, rep = finalize_fc(_rows_from_hvps(h, supercells[k], None), supercells[k], symmetrize=symmetrize,
                               asr=asr, mode=mode, n_hvp=len(h), wall_time_s=wall_time_s)
-        out[k] = ForceConstants(supercells[k], fc, None, rep)
+        out[k] = ForceConstants(supercells[k], fc, None, rep, provenance=provenance)
     return out
 
 
-def _per_structure(supercell, n: int) -> list:
+def per_structure(supercell, n: int) -> list:
     if isinstance(supercell, (list, tuple)) and len(supercell) == n and n > 0 and (
             isinstance(supercell[0], Supercell) or np.ndim(supercell[0]) >= 1 or n != 3):
         return list(supercell)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phonjax import units
 from phonjax.born import Born, BornError
 from phonjax.structure import Crystal, _frozen_array, make_supercell, supercell_matrix
 
@@ -271,5 +272,5 @@ def born_from_record(record: dict, crystal, model_dir=None) -> Born:
     if ref is None or list(ref) != crystal.numbers.tolist():
         raise BornError("the short-range model's Born charges are recorded for the reference primitive cell "
                         f"(atoms {ref}), not for this structure (atoms {crystal.numbers.tolist()}): give born=...")
-    return Born.from_arrays(b["born_charges"], b["epsilon"], factor=b.get("factor", 14.399645),
+    return Born.from_arrays(b["born_charges"], b["epsilon"], factor=b.get("factor", units.COULOMB_EV_A),
                             source=f"model record ({b.get('source')})")

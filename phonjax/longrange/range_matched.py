@@ -139,6 +139,7 @@ def polar_splitting_profile(fc, supercell: Supercell, born: Born, direction, t, 
     """f(t) (nt,) for force constants fc (n_prim, n_super, 3, 3) eV/Å² along Cartesian ``direction`` at
     |q| = t (1/Å, no 2π); see the module docstring. Raises RangeMatchError if the direction has no LO–TO
     splitting."""
+    from phonjax.dynmat import mass_weighted
     from phonjax.fourier import fourier_fc, ws_images
 
     prim = supercell.primitive
@@ -153,10 +154,7 @@ def polar_splitting_profile(fc, supercell: Supercell, born: Born, direction, t, 
     q_red = np.outer(t, qh) @ prim.cell.T  # Cartesian (no 2π) → reduced
     im = ws_images(supercell) if images is None else images
     n = prim.n_atoms
-    C = fourier_fc(fc, supercell, q_red, images=im).reshape(len(t), 3 * n, 3 * n)
-    ism = np.repeat(1.0 / np.sqrt(prim.masses), 3)
-    D = C * ism[None, :, None] * ism[None, None, :]
-    D = 0.5 * (D + np.conj(np.swapaxes(D, 1, 2)))
+    D = mass_weighted(fourier_fc(fc, supercell, q_red, images=im).reshape(len(t), 3 * n, 3 * n), prim.masses)
 
     def rq(p):
         return np.einsum("i,qij,j->q", p, D, p).real / float(p @ p)

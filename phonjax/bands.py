@@ -168,9 +168,9 @@ def band_path(crystal, path=None, *, npoints: int = 51, density: float | None = 
             dv = np.full((m, 3), np.nan)
             for j in (0, m - 1):
                 if np.linalg.norm(qc[j]) < units.GAMMA_Q_TOL and m > 1:
-                    k = 1 if j == 0 else m - 2
-                    if np.linalg.norm(qc[k]) > 0:
-                        dv[j] = q[k] / np.linalg.norm(qc[k])
+                    nb = 1 if j == 0 else m - 2
+                    if np.linalg.norm(qc[nb]) > 0:
+                        dv[j] = q[nb] / np.linalg.norm(qc[nb])
             qs.append(q), dist.append(dd), dirs.append(dv)
             nseg.append(m), seglab.append((n1, n2))
             if k == 0:

@@ -217,7 +217,7 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
     "simple" or None.  born: optional Born data attached to the result.  allow_small_supercell: skip the check
     that a model with ``r_max`` fits its cutoff sphere in the supercell.  edge_chunk: a phonjax Model's edges per
     rematerialised message chunk (0: none; None: automatic by graph size, see ``phonjax.model.auto_edge_chunk``)
-    — O(nodes) instead of O(edges) memory in large supercells (on LiF 5³ also 30 % faster on CPU).
+    — O(nodes) instead of O(edges) memory in large supercells.
     """
     _check_mode(mode)
     sc = as_supercell(atoms, supercell)

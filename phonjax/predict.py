@@ -105,8 +105,7 @@ def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int
     * ``rule="cutoff"``: 2·cutoff — the smallest supercell that holds the model's cutoff sphere (no atom sees
       its own image within r_max); force constants beyond it are folded.
     * ``rule="receptive"``: max(2, layers)·cutoff — the model's receptive field (message passing over
-      ``layers`` hops of r_max). On LiF (SevenNet-0, 5 layers × 5 Å) frequencies converge there to ≤ 0.02 THz of
-      a 13³ supercell, vs 0.3 THz (pretrained, no correction) at the cutoff rule (reports/lif.md §e).
+      ``layers`` hops of r_max), where frequencies are converged (reports/lif.md §e).
       Without ``layers`` it falls back to the cutoff rule.
     """
     if rule not in SUPERCELL_RULES:

@@ -84,7 +84,7 @@ def test_api_and_cli_agree_for_phonopy_force_constants(tmp_path):
     np.testing.assert_allclose(cli, api.frequencies, atol=1e-6)
     # auto is what it says: the same numbers as the explicit mode, different from another mode
     np.testing.assert_array_equal(api.frequencies, fc.band_structure(npoints=NPTS, lr="gonze").frequencies)
-    assert np.abs(api.frequencies - fc.band_structure(npoints=NPTS, lr="recip-auto").frequencies).max() > 1e-3
+    assert np.abs(api.frequencies - fc.band_structure(npoints=NPTS, lr="recip").frequencies).max() > 1e-3
 
 
 def test_policy_table():
@@ -127,7 +127,8 @@ def test_q_direction_is_reduced_as_phonopy(hexagonal):
     for d in ([1.0, 0.0, 0.5], [0.3, 0.7, 0.2], [0.0, 0.0, 1.0]):
         ref = _phonopy_gl_gamma(fc, d)
         ours = fc.frequencies([[0, 0, 0]], lr="gonze", q_direction=d, asr=False)[0]
-        assert np.abs(ours - ref).max() <= 1e-6, (d, ours, ref)
+        assert np.abs(ours[3:] - ref[3:]).max() <= 1e-6, (d, ours, ref)  # optical modes, LO(Γ) included
+        assert np.abs(ours[:3]).max() < 1e-5 and np.abs(ref[:3]).max() < 1e-5  # acoustic: √(rounding)
     # the test can fail: the same numbers read as Cartesian give another LO(Γ) on this anisotropic crystal
     d = np.array([1.0, 0.0, 0.5])
     as_cart = fc.frequencies([[0, 0, 0]], lr="gonze", q_direction=fc.primitive.cell @ d, asr=False)[0]

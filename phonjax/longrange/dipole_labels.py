@@ -31,7 +31,7 @@ import numpy as np
 
 from phonjax import units
 from phonjax.born import Born, BornError
-from phonjax.structure import Crystal, _frozen_array, make_supercell, supercell_matrix
+from phonjax.structure import Crystal, make_supercell, supercell_matrix
 
 __all__ = ["KIND", "DipoleLabelError", "DipoleLabels", "infer_supercell_matrix", "strained_primitive",
            "map_to_sites", "dipole_fc_in_cell", "dipole_labels", "long_range_record", "is_short_range",
@@ -74,7 +74,9 @@ class DipoleLabels:
 
 
 def _ro(a, dtype=np.float64) -> np.ndarray:
-    return _frozen_array(a, dtype)
+    a = np.array(a, dtype=dtype)
+    a.setflags(write=False)
+    return a
 
 
 def _matrix(value) -> np.ndarray:

@@ -49,8 +49,9 @@ def is_gamma(q) -> np.ndarray:
 
 
 def gamma_directions(ref, cell) -> np.ndarray:
-    """(nq, 3) Cartesian direction of approach at every Γ point of the path (towards the neighbouring point of
-    the same segment, as phonopy and matdyn); NaN elsewhere."""
+    """(nq, 3) direction of approach at every Γ point of the path (towards the neighbouring point of the same
+    segment, as phonopy and matdyn), in reduced coordinates of the reciprocal lattice (the engine's basis), scaled
+    to unit Cartesian length; NaN elsewhere."""
     q = np.asarray(ref.qpoints, dtype=np.float64)
     rec_t = np.linalg.inv(np.asarray(cell)).T
     d = np.full((len(q), 3), np.nan)
@@ -60,8 +61,8 @@ def gamma_directions(ref, cell) -> np.ndarray:
             if not is_gamma(q[k]):
                 continue
             nb = idx[pos + 1] if pos + 1 < len(idx) else idx[pos - 1]
-            v = (q[nb] - q[k]) @ rec_t
-            d[k] = v / np.linalg.norm(v)
+            v = q[nb] - q[k]
+            d[k] = v / np.linalg.norm(v @ rec_t)
     return d
 
 

@@ -169,8 +169,8 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
           f"{LAMBDA_SCALES} × the mode's default (phonopy's) — 0 for modes without Λ. Targets: RMSE ≤ "
           f"{TARGETS['rmse_thz']} THz, |TO|, |LO| ≤ {100 * TARGETS['to_rel']:g} %, no imaginary mode, Λ spread ≤ "
           f"{TARGETS['lambda_spread_thz']} THz, acoustic ≤ {TARGETS['acoustic_thz']} THz. \"(auto)\" marks the mode "
-          "`predict --lr auto` uses for that model (phonjax.predict.ML_DEFAULT_LR; ewald for a short-range model "
-          "trained on dipole-subtracted labels). \"LO on Γ–X (max)\": largest |Δ|/DFPT of the highest branch along Γ–X (issue "
+          "`predict --lr auto` uses for that model (phonjax.longrange.policy: recip-auto for a model, ewald for a short-range "
+          "model trained on dipole-subtracted labels). \"LO on Γ–X (max)\": largest |Δ|/DFPT of the highest branch along Γ–X (issue "
           "10's target: within 2 %, no dip at commensurate points).", ""]
     rows, brows = [], []
     mm = main_modes(specs)

@@ -33,7 +33,7 @@ from _common import (RESULTS, TorchSystem, block, build_pair, lif_primitive, low
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from phonjax.force_constants import _energy_of, _hvp_kernel, force_constants, hvp_directions  # noqa: E402
+from phonjax.force_constants import bound_energy, hvp_kernel, force_constants, hvp_directions  # noqa: E402
 from phonjax.structure import Crystal, commensurate_qpoints, make_supercell  # noqa: E402
 
 
@@ -58,12 +58,12 @@ def bench_structure(label: str, prim: Crystal, N: int, tm, m64, m32, repeats: in
     pos, cell = jnp.asarray(sc.crystal.positions), jnp.asarray(sc.crystal.cell)
     V = jnp.asarray(hvp_directions(sc)[0])
     for tag, model in (("f64", m64), ("f32", m32)):
-        e = _energy_of(model, sc.crystal)
+        e = bound_energy(model, sc.crystal)
         r = timed(lambda: block(_ef(e, pos, cell)), repeats)
         row[f"jax_{tag}_ef_s"], row[f"jax_{tag}_ef_compile_s"] = r["median_s"], r["compile_s_est"]
-        r = timed(lambda: block(_hvp_kernel(e, pos, cell, V[:1], "jvp", None)), repeats)
+        r = timed(lambda: block(hvp_kernel(e, pos, cell, V[:1], "jvp", None)), repeats)
         row[f"jax_{tag}_hvp1_s"] = r["median_s"]
-        r = timed(lambda: block(_hvp_kernel(e, pos, cell, V, "jvp", None)), repeats)
+        r = timed(lambda: block(hvp_kernel(e, pos, cell, V, "jvp", None)), repeats)
         row[f"jax_{tag}_hvp_rows_kernel_s"] = r["median_s"]
         for sym in (False, True):
             key = f"jax_{tag}_fc_{'sym' if sym else 'full'}"

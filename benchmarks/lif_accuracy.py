@@ -117,11 +117,8 @@ def model_info(name: str, path: Path) -> dict:
         info["short_range"] = bool(is_short_range(m.metadata))
     except ImportError:
         info["short_range"] = False
-    try:  # what predict(lr='auto') uses with Born data
-        from phonjax.predict import ML_DEFAULT_LR
-    except ImportError:
-        ML_DEFAULT_LR = "gonze"
-    info["auto_mode"] = "ewald" if info["short_range"] else ML_DEFAULT_LR
+    from phonjax.longrange.policy import auto_mode  # what lr='auto' uses with Born data
+    info["auto_mode"] = auto_mode("short-range-model" if info["short_range"] else "model", True)
     meta = path / "metadata.json"
     if meta.is_file():
         md = json.loads(meta.read_text())

@@ -26,8 +26,8 @@ from phonjax.structure import Crystal
 from phonjax.compare import read_band_yaml
 from phonjax.dataset.fd import phonopy_fc_to_phonjax
 from phonjax.longrange.strategies import make_correction
-from phonjax.longrange.calibrate import correction_frequencies
-from phonjax.longrange.gonze import ws_images
+from phonjax.dynmat import correction_frequencies
+from phonjax.fourier import ws_images
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples" / "LiF"

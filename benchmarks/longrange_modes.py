@@ -24,8 +24,9 @@ import phonjax  # noqa: F401  (float64)
 from phonjax.born import read_born
 from phonjax.phonopy_io import from_phonopy
 from phonjax.longrange.strategies import make_correction
-from phonjax.longrange.calibrate import correction_frequencies, lambda_scan
-from phonjax.longrange.gonze import ws_images
+from phonjax.dynmat import correction_frequencies
+from phonjax.longrange.calibrate import lambda_scan
+from phonjax.fourier import ws_images
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -32,6 +32,8 @@ import phonjax
 from phonjax.born import read_born
 from phonjax.compare import compare_bands, read_band_yaml
 from phonjax.force_constants import ForceConstants
+from phonjax.dynmat import phonons
+from phonjax.longrange import LongRange
 from phonjax.structure import Crystal, make_supercell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +68,11 @@ def model_fc(model, prim, name, cache: Path | None, chunk_size=None):
 
 
 def path_directions(q, cell):
-    """Per-q Cartesian direction towards the neighbouring path point (used at Γ only)."""
-    rec_t = np.linalg.inv(cell).T
+    """Per-q reduced direction towards the neighbouring path point (used at Γ only; Cartesian x without one)."""
     d = np.zeros_like(q)
     for k in range(len(q)):
         nb = next((j for j in (k + 1, k - 1) if 0 <= j < len(q) and 1e-9 < np.linalg.norm(q[j] - q[k]) < 0.2), None)
-        d[k] = (q[nb] - q[k]) @ rec_t if nb is not None else (1.0, 0.0, 0.0)
+        d[k] = q[nb] - q[k] if nb is not None else np.asarray(cell) @ np.array([1.0, 0.0, 0.0])
     return d
 
 
@@ -131,11 +132,11 @@ def main():
         entry = {"matrix": sc.matrix.tolist(), "n_atoms": int(sc.crystal.n_atoms), "fc_time_s": dt, "modes": {}}
         for mode in MODES:
             t = time.perf_counter()
-            f = np.asarray(fco.frequencies(q, lr=mode, q_direction=dirs))
+            corr = LongRange(mode).correction(fco)
+            f = np.asarray(phonons(fco, q, corr, q_direction=dirs))
             m = metrics(f, ref, seg0)
             m["time_s"] = time.perf_counter() - t
             if mode == "recip-auto":
-                corr = next(v for k, v in fco._cache.items() if isinstance(k, tuple) and k[:2] == ("corr", "recip-auto"))
                 m["lambda"] = corr.lam
                 m["lambda_fit"] = corr.info["lambda_fit"]
             entry["modes"][mode] = m

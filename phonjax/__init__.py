@@ -1,7 +1,9 @@
 """phonjax: phonon dispersions from NequIP-family potentials in JAX.
 
-Data flow (one module per step): structure → graph → nn (energy) → force_constants → fourier (C(q)) →
-longrange → dynmat (ASR, D(q), eigh) → bands → plot / phonopy_io.
+Data flow (one module per step): structure → graph → nn (energy) → force_constants (→ the ForceConstants record
+of fc_record, with its provenance) → longrange (LongRange spec → auto policy → a Correction from the registry of
+builders) → dynmat (the one phonon engine: C(q) of fourier + Correction, ASR, D(q), eigh) → bands → plot /
+phonopy_io.
 
 Importing phonjax enables JAX's 64-bit mode (``jax_enable_x64``): force constants, Ewald sums and
 eigenproblems are computed in float64. Network forward passes use the dtype their model config names
@@ -18,7 +20,7 @@ from phonjax.force_constants import ForceConstants, force_constants, force_const
 from phonjax.phonopy_io import from_phonopy, to_phonopy  # noqa: E402
 from phonjax.bands import BandStructure, band_path  # noqa: E402
 from phonjax.born import Born, read_born  # noqa: E402
-from phonjax.longrange import make_correction, dipole_dipole, lambda_scan  # noqa: E402
+from phonjax.longrange import LongRange, make_correction, dipole_dipole, lambda_scan  # noqa: E402
 from phonjax.predict import predict, bands_from_phonopy  # noqa: E402
 from phonjax.defaults import default_model  # noqa: E402
 from phonjax.compile_cache import enable_compile_cache  # noqa: E402
@@ -28,6 +30,6 @@ __all__ = [
     "Model", "ModelConfig", "load_model", "Calculator", "default_model",
     "ForceConstants", "force_constants", "force_constants_batch",
     "from_phonopy", "to_phonopy", "BandStructure", "band_path",
-    "Born", "read_born", "make_correction", "dipole_dipole", "lambda_scan",
+    "Born", "read_born", "LongRange", "make_correction", "dipole_dipole", "lambda_scan",
     "predict", "bands_from_phonopy", "enable_compile_cache",
 ]

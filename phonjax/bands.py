@@ -7,7 +7,11 @@ of ASE special-point names ("GXKGL", breaks with ",": "GXU,KGL"); or explicit se
 Each pair of consecutive special points is one phonopy-style segment of ``npoints`` points including both
 ends, or ``ceil(|Δq| · density) + 1`` points with ``density`` (points per 1/Å, no 2π).
 Distances are cumulative |Δq_cart| (1/Å, no 2π) and do not jump across a path break, as phonopy's.
-At Γ on a path the non-analytic direction is taken from the neighbouring path point.
+At Γ on a path the non-analytic direction is taken from the neighbouring path point (``q_directions``, in
+reduced coordinates of the reciprocal lattice like q, scaled so that its Cartesian length is 1).
+The long-range treatment is one :class:`~phonjax.longrange.LongRange` value (``longrange=``) or a prebuilt
+:class:`~phonjax.longrange.correction.Correction` (``correction=``); frequencies come from
+:func:`phonjax.dynmat.phonons`.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import math
 
 import numpy as np
 
+from phonjax import units
 from phonjax.structure import Crystal
 
 __all__ = ["BandStructure", "PhononDOS", "BandPathError", "band_path", "band_structure", "phonon_dos",
@@ -38,7 +43,7 @@ class BandStructure:
     qpoints (nq, 3) reduced; distances (nq,) 1/Å (no 2π); frequencies (nq, 3n) in ``unit`` (ascending, imaginary
     negative); eigenvectors (nq, 3n, 3n) columns = modes, or None; labels / label_positions: special points and
     their distances (a break shows as "X|K"); segment_nqpoint / segment_labels: phonopy's segments;
-    q_directions (nq, 3) Cartesian direction used at Γ points (NaN elsewhere); lr: long-range mode used.
+    q_directions (nq, 3) reduced direction used at Γ points (NaN elsewhere); lr: long-range mode used.
     """
 
     qpoints: np.ndarray
@@ -67,9 +72,13 @@ class BandStructure:
                         None if p is None else p.scaled_positions, None if p is None else p.masses, "phonjax")
 
     def write_yaml(self, path):
-        """phonopy-style band.yaml."""
-        from phonjax.phonopy_io import write_band_yaml
-        return write_band_yaml(self, path)
+        """phonopy-style band.yaml (:func:`phonjax.compare.write_band_yaml` of :meth:`to_band_data`)."""
+        from pathlib import Path
+        from phonjax.compare import write_band_yaml
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_band_yaml(path, self.to_band_data())
+        return path
 
     def plot(self, path=None, *, reference=None, **kw):
         """Matplotlib figure (saved to ``path`` when given); see :func:`phonjax.plot.plot_band_structure`."""
@@ -133,7 +142,7 @@ def _explicit_path(path, labels) -> list[list[tuple[str, np.ndarray]]]:
 
 def band_path(crystal, path=None, *, npoints: int = 51, density: float | None = None, labels=None) -> dict:
     """Sampled path: dict(qpoints, distances, labels, label_positions, segment_nqpoint, segment_labels,
-    q_directions (Cartesian, NaN except at Γ))."""
+    q_directions (reduced, NaN except at Γ))."""
     cr = Crystal.coerce(crystal)
     if path is None or isinstance(path, str):
         default, special = _special_points(cr)
@@ -158,10 +167,10 @@ def band_path(crystal, path=None, *, npoints: int = 51, density: float | None = 
             dd = d0 + np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(qc, axis=0), axis=1))])
             dv = np.full((m, 3), np.nan)
             for j in (0, m - 1):
-                if np.linalg.norm(qc[j]) < 1e-10 and m > 1:
-                    nb = qc[1] if j == 0 else qc[m - 2]
-                    if np.linalg.norm(nb) > 0:
-                        dv[j] = nb / np.linalg.norm(nb)
+                if np.linalg.norm(qc[j]) < units.GAMMA_Q_TOL and m > 1:
+                    nb = 1 if j == 0 else m - 2
+                    if np.linalg.norm(qc[nb]) > 0:
+                        dv[j] = q[nb] / np.linalg.norm(qc[nb])
             qs.append(q), dist.append(dd), dirs.append(dv)
             nseg.append(m), seglab.append((n1, n2))
             if k == 0:
@@ -176,17 +185,27 @@ def band_path(crystal, path=None, *, npoints: int = 51, density: float | None = 
             "q_directions": np.concatenate(dirs)}
 
 
+def _correction(fcobj, longrange, correction):
+    """(correction, mode name): a prebuilt correction as given (it is longrange's when both are given), else the
+    one of the LongRange spec (default: LongRange(), i.e. auto)."""
+    if correction is not None:
+        return correction, correction.mode
+    from phonjax.longrange.spec import LongRange
+    spec = (LongRange() if longrange is None else longrange).resolved(fcobj)
+    return spec.correction(fcobj), spec.mode
+
+
 def band_structure(fcobj, path=None, *, npoints: int = 51, density: float | None = None, labels=None,
-                   lr: str = "auto", born=None, ewald_lambda=None, leak_region=None, lo_projection: bool = False,
-                   asr: bool | None = None, with_eigenvectors: bool = False, unit: str = "THz") -> BandStructure:
-    """Dispersion of a :class:`~phonjax.force_constants.ForceConstants` along a path (see module docstring)."""
-    from phonjax.dynmat import phonons, resolve_lr
+                   longrange=None, correction=None, asr: bool | None = None, with_eigenvectors: bool = False,
+                   unit: str = "THz") -> BandStructure:
+    """Dispersion of a :class:`~phonjax.force_constants.ForceConstants` along a path (see module docstring).
+    longrange: :class:`~phonjax.longrange.LongRange` (None: ``LongRange()``, i.e. ``auto``) or correction: a
+    prebuilt Correction (None with ``longrange=None`` means auto)."""
+    from phonjax.dynmat import phonons
 
     bp = band_path(fcobj.primitive, path, npoints=npoints, density=density, labels=labels)
-    b = fcobj.born if born is None else born
-    mode = resolve_lr(lr, b)
-    res = phonons(fcobj, bp["qpoints"], lr=mode, born=b, q_direction=bp["q_directions"],
-                  ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection, asr=asr,
+    corr, mode = _correction(fcobj, longrange, correction)
+    res = phonons(fcobj, bp["qpoints"], corr, q_direction=bp["q_directions"], asr=asr,
                   return_eigenvectors=with_eigenvectors, unit=unit)
     f, v = (res if with_eigenvectors else (res, None))
     return BandStructure(bp["qpoints"], bp["distances"], f, v, bp["labels"], bp["label_positions"],
@@ -194,15 +213,18 @@ def band_structure(fcobj, path=None, *, npoints: int = 51, density: float | None
                          fcobj.primitive)
 
 
-def phonon_dos(fcobj, mesh=(16, 16, 16), *, sigma: float | None = None, n_points: int = 501, lr: str = "auto",
-               born=None, ewald_lambda=None, asr: bool | None = None) -> PhononDOS:
-    """Gaussian-smeared DOS on a Γ-centred mesh (THz). sigma default: (f_max − f_min) / 100."""
+def phonon_dos(fcobj, mesh=(16, 16, 16), *, sigma: float | None = None, n_points: int = 501, longrange=None,
+               correction=None, asr: bool | None = None) -> PhononDOS:
+    """Gaussian-smeared DOS on a Γ-centred mesh (THz). sigma default: (f_max − f_min) / 100. longrange /
+    correction as :func:`band_structure`."""
+    from phonjax.dynmat import phonons
+
     mesh = tuple(int(x) for x in np.broadcast_to(np.asarray(mesh), (3,)))
     if min(mesh) < 1:
         raise BandPathError(f"mesh must be positive integers, got {mesh}")
     grid = np.stack(np.meshgrid(*[np.arange(m) / m for m in mesh], indexing="ij"), -1).reshape(-1, 3)
     grid -= np.round(grid)
-    f = fcobj.frequencies(grid, lr=lr, born=born, ewald_lambda=ewald_lambda, asr=asr)
+    f = phonons(fcobj, grid, _correction(fcobj, longrange, correction)[0], asr=asr)
     fmin, fmax = float(f.min()), float(f.max())
     s = (fmax - fmin) / 100 if sigma is None else float(sigma)
     if not s > 0:

@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 import warnings
 
-from phonjax.longrange.strategies import MODES as _MODES
+from phonjax.longrange.strategies import modes as _modes
 from phonjax.predict import SUPERCELL_RULES
-
-LR_MODES = ("auto", *_MODES)
 
 
 def _supercell(values):
@@ -65,14 +63,16 @@ def _key_value(text: str) -> str:
 
 def _add_lr_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--born", type=Path, help="phonopy BORN file or QE ph.x output with Z* and ε∞")
-    p.add_argument("--lr", choices=LR_MODES, default="auto",
-                   help="long-range strategy (auto with Born data: predict → ewald for short-range models, "
-                        "recip-auto for other ML models; bands (DFT force constants) → gonze; no Born data → none)")
-    p.add_argument("--ewald-lambda", type=_positive_float, default=None,
-                   help="Ewald Λ (1/Å) for recip/ewald/gonze; recip-auto fits its own")
+    p.add_argument("--lr", choices=("auto", *_modes()), default="auto",
+                   help="long-range strategy (auto with Born data, by where the force constants came from: "
+                        "recip-auto for an ML model, ewald for a short-range model, gonze for phonopy/DFT force "
+                        "constants; no Born data → none)")
+    p.add_argument("--ewald-lambda", type=_positive_float, default=None, help="Ewald Λ (1/Å) for recip/ewald/gonze; recip-auto fits its own")
     p.add_argument("--leak-region", default=None, help="ewald-leak region: 'sphere:R' (Å) or 'box:N N N'")
     p.add_argument("--lo-projection", action="store_true", help="apply the correction only to polar optical modes")
-    p.add_argument("--q-direction", type=float, nargs=3, default=None, help="q̂ (Cartesian) for the NA term at Γ")
+    p.add_argument("--q-direction", type=float, nargs=3, default=None,
+                   help="direction of approach to Γ for the non-analytic term, in reduced coordinates of the "
+                        "reciprocal lattice like q (phonopy's convention; default 1 0 0)")
     p.add_argument("--npoints", type=_int_at_least(2), default=101, help="q-points per path segment")
     p.add_argument("--reference", type=Path, default=None, help="phonopy band.yaml to overlay and compare with")
     p.add_argument("--out", type=Path, default=Path("out"), help="output directory")

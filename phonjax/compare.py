@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from phonjax import units
+
 
 class BandMismatchError(ValueError):
     """Two dispersions cannot be compared (different q-points or branch counts)."""
@@ -200,7 +202,7 @@ class BandComparison:
         return "\n".join(s)
 
 
-def gamma_indices(qpoints: np.ndarray, tol: float = 1e-8) -> np.ndarray:
+def gamma_indices(qpoints: np.ndarray, tol: float = units.BAND_GAMMA_TOL) -> np.ndarray:
     """Indices of q-points equal to a reciprocal lattice vector (Γ)."""
     q = np.asarray(qpoints)
     return np.nonzero(np.all(np.abs(q - np.round(q)) < tol, axis=1))[0]

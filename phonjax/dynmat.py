@@ -1,17 +1,25 @@
-"""C(q) + long range → q-space ASR (Eq. 14) → mass-weighted Hermitian D(q) (Eq. 15) → eigh (Eq. 16).
+"""The phonon engine: C(q) + long range → q-space ASR (Eq. 14) → mass-weighted Hermitian D(q) (Eq. 15) → eigh
+(Eq. 16). Every frequency in phonjax comes from here (band structures, DOS, predict, sharded q-points,
+Λ scans).
 
-Pipeline for reduced q-points (nq, 3):
+Pipeline for force constants ``fc`` (a :class:`~phonjax.force_constants.ForceConstants`), reduced q-points
+(nq, 3) and a prebuilt ``correction`` (a :class:`~phonjax.longrange.correction.Correction`, or None for no long
+range; build it once with :meth:`phonjax.longrange.LongRange.correction`):
 
-1. long-range strategy (lazy import of :func:`phonjax.longrange.make_correction`; "none" needs nothing):
-   ``short_range_fc`` is Fourier-transformed (:mod:`phonjax.fourier`) and ``apply`` adds its q-space term.
-   At q = Γ the non-analytic term needs a direction (``q_direction``, Cartesian; per q-point on band paths).
+1. ``correction.short_range_fc`` (else ``fc.fc``) is Fourier-transformed (:mod:`phonjax.fourier`, Wigner–Seitz
+   images) and the correction's q-space term is added. At q = Γ (|q_cart| < ``units.GAMMA_Q_TOL``) the
+   non-analytic term needs a direction: ``q_direction`` (3,) or per q-point (nq, 3), in reduced coordinates of
+   the reciprocal lattice (phonopy's convention), converted here to Cartesian (NaN rows: no direction). The
+   Correction level itself takes Cartesian directions.
 2. q-space ASR (Eq. 14): S_i = Σ_j C_tot(Γ)[i, :, j, :] (Γ without direction). The Hermitian part of S_i is
    subtracted from every diagonal block C(q)[i, :, i, :]; what remains of the row sums at Γ (the
    anti-Hermitian part of S_i, zero for symmetric force constants) is removed by the projector P C P with
-   P = 1 − T Tᵀ / n (T: rigid translations), added as a q-independent correction. Acoustic modes at Γ are then
-   zero to rounding, and the correction is the plain diagonal subtraction whenever S_i is symmetric.
+   P = 1 − T Tᵀ / n (T: rigid translations), added as a q-independent correction δ.
 3. D = ½(C + C†) / √(m_i m_j) (eV/Å²/amu), jitted ``eigh`` vmapped over q (q padded to buckets);
    ν = sign(λ) √|λ| × VASP_TO_THZ (THz; imaginary modes negative), or cm⁻¹ / meV.
+
+Nothing is cached on the force constants: callers that evaluate many q-lists keep the Correction (and, if they
+like, the Wigner–Seitz images) and pass them in.
 """
 from __future__ import annotations
 
@@ -24,16 +32,15 @@ import numpy as np
 from phonjax import units
 from phonjax.fourier import bucket, fourier_fc, ws_images
 
-__all__ = ["phonons", "dynamical_matrices", "qspace_asr_correction", "eigen_frequencies", "convert_units",
-           "resolve_lr", "UNITS", "DynmatError"]
+__all__ = ["phonons", "dynamical_matrices", "total_cq", "asr_delta", "qspace_asr_correction", "eigen_frequencies",
+           "eig_kernel", "thz_from_eigenvalues", "mass_weighted", "convert_units", "check_qpoints",
+           "cartesian_directions", "long_range_terms", "correction_frequencies", "UNITS", "DynmatError"]
 
-UNITS = {"THz": 1.0, "cm-1": units.THZ_TO_CM1, "meV": units.THZ_TO_MEV}
-#: |q_cart| (1/Å, no 2π) below which a q-point is Γ.
-GAMMA_TOL = 1e-10
+UNITS = units.FREQUENCY_UNITS
 
 
 class DynmatError(ValueError):
-    """Bad input to the dynamical-matrix pipeline (unit, q-points, directions, long-range mode)."""
+    """Bad input to the dynamical-matrix pipeline (unit, q-points, directions)."""
 
 
 def convert_units(freqs_thz, unit: str):
@@ -42,13 +49,49 @@ def convert_units(freqs_thz, unit: str):
     return np.asarray(freqs_thz) * UNITS[unit]
 
 
-def resolve_lr(lr: str, born) -> str:
-    """'auto' → 'gonze' with Born data, else 'none'."""
-    if lr == "auto":
-        return "gonze" if born is not None else "none"
-    if lr != "none" and born is None:
-        raise DynmatError(f"lr={lr!r} needs Born charges and ε∞ (born=... or a ForceConstants with born)")
-    return lr
+def check_qpoints(qpoints) -> np.ndarray:
+    """(nq, 3) float64 reduced q-points (a single (3,) point becomes (1, 3)); DynmatError if malformed."""
+    q = np.asarray(qpoints, dtype=np.float64)
+    if q.ndim == 1:
+        q = q.reshape(1, 3) if q.shape == (3,) else q
+    if q.ndim != 2 or q.shape[1] != 3:
+        raise DynmatError(f"qpoints must have shape (nq, 3), got {np.shape(qpoints)}")
+    if not np.all(np.isfinite(q)):
+        raise DynmatError("q-points contain non-finite values")
+    return q
+
+
+def cartesian_directions(primitive, q_direction, nq: int) -> np.ndarray | None:
+    """(nq, 3) Cartesian directions (1/Å basis, no 2π) from reduced ``q_direction`` (3,) or (nq, 3); rows of NaN
+    stay NaN (no direction). A finite zero row is refused."""
+    if q_direction is None:
+        return None
+    d = np.asarray(q_direction, dtype=np.float64)
+    if d.shape == (3,):
+        d = np.broadcast_to(d, (nq, 3))
+    elif d.shape != (nq, 3):
+        raise DynmatError(f"q_direction must be (3,) or (nq, 3) = ({nq}, 3), got {d.shape}")
+    finite = np.all(np.isfinite(d), axis=1)
+    if np.any(finite & ~np.any(d != 0, axis=1)):
+        raise DynmatError("q_direction must not be the zero vector (it is the direction of approach to Γ, in "
+                          "reduced coordinates of the reciprocal lattice)")
+    return d @ np.linalg.inv(primitive.cell).T
+
+
+def gamma_mask(primitive, q) -> np.ndarray:
+    """(nq,) bool: |q_cart| < units.GAMMA_Q_TOL."""
+    return np.linalg.norm(np.asarray(q) @ np.linalg.inv(primitive.cell).T, axis=1) < units.GAMMA_Q_TOL
+
+
+def long_range_terms(correction, primitive, q, dirs_cart) -> np.ndarray:
+    """The correction's term (nq, n, 3, n, 3) at reduced q, with the Cartesian direction dirs_cart[k] (finite
+    rows) used at Γ points."""
+    out = correction.long_range(q, None)
+    if dirs_cart is not None:
+        for k in np.flatnonzero(gamma_mask(primitive, q)):
+            if np.all(np.isfinite(dirs_cart[k])):
+                out[k] = correction.long_range(q[k:k + 1], dirs_cart[k])[0]
+    return out
 
 
 def qspace_asr_correction(c0) -> np.ndarray:
@@ -67,13 +110,50 @@ def qspace_asr_correction(c0) -> np.ndarray:
     return P @ A @ P - C
 
 
+def _short_range(fc, correction):
+    return fc.fc if correction is None else correction.short_range_fc
+
+
+def asr_delta(fc, correction=None, *, images=None) -> np.ndarray:
+    """The q-space ASR δ (3n, 3n) of ``fc`` with ``correction`` (from C_tot(Γ) without direction)."""
+    g = np.zeros((1, 3))
+    c0 = fourier_fc(_short_range(fc, correction), fc.supercell, g, images=images)
+    if correction is not None:
+        c0 = correction.apply(c0, g, None)
+    return qspace_asr_correction(c0[0])
+
+
+def total_cq(fc, q, correction=None, *, q_direction=None, images=None) -> np.ndarray:
+    """C_tot(q) (nq, n, 3, n, 3) complex128 eV/Å² before mass weighting and ASR; q_direction reduced."""
+    q = check_qpoints(q)
+    im = ws_images(fc.supercell) if images is None else images
+    cq = fourier_fc(_short_range(fc, correction), fc.supercell, q, images=im)
+    dirs = cartesian_directions(fc.primitive, q_direction, len(q))
+    if correction is None:
+        return cq
+    return cq + long_range_terms(correction, fc.primitive, q, dirs)
+
+
 @partial(jax.jit, static_argnames=())
-def _eig_kernel(cq, delta, inv_sqrt_m):
+def eig_kernel(cq, delta, inv_sqrt_m):
     """cq (nq, 3n, 3n) complex, delta (3n, 3n), inv_sqrt_m (3n,) → (eigenvalues (nq, 3n), vectors)."""
     c = cq + delta[None]
     c = 0.5 * (c + jnp.conj(jnp.swapaxes(c, 1, 2)))
     d = c * inv_sqrt_m[None, :, None] * inv_sqrt_m[None, None, :]
     return jnp.linalg.eigh(d)
+
+
+def thz_from_eigenvalues(w) -> np.ndarray:
+    """ν = sign(λ) √|λ| × VASP_TO_THZ (THz) from eigenvalues λ of D (eV/Å²/amu)."""
+    w = np.asarray(w)
+    return np.sign(w) * np.sqrt(np.abs(w)) * units.VASP_TO_THZ
+
+
+def mass_weighted(c, masses) -> np.ndarray:
+    """D = ½(C̃ + C̃†), C̃ = C / √(m_i m_j): c (nq, 3n, 3n) eV/Å², masses (n,) amu → eV/Å²/amu."""
+    ism = np.repeat(1.0 / np.sqrt(np.asarray(masses, dtype=np.float64)), 3)
+    d = np.asarray(c) * ism[None, :, None] * ism[None, None, :]
+    return 0.5 * (d + np.conj(np.swapaxes(d, 1, 2)))
 
 
 def eigen_frequencies(cq, masses, delta=None, *, return_eigenvectors: bool = False):
@@ -85,113 +165,49 @@ def eigen_frequencies(cq, masses, delta=None, *, return_eigenvectors: bool = Fal
     c = np.concatenate([c, np.zeros((nb - nq, 3 * n, 3 * n), dtype=c.dtype)]).astype(np.complex128)
     d = np.zeros((3 * n, 3 * n), dtype=np.complex128) if delta is None else np.asarray(delta, np.complex128)
     ism = np.repeat(1.0 / np.sqrt(np.asarray(masses, dtype=np.float64)), 3)
-    w, v = _eig_kernel(jnp.asarray(c), jnp.asarray(d), jnp.asarray(ism))
-    w = np.asarray(w)[:nq]
-    f = np.sign(w) * np.sqrt(np.abs(w)) * units.VASP_TO_THZ
+    w, v = eig_kernel(jnp.asarray(c), jnp.asarray(d), jnp.asarray(ism))
+    f = thz_from_eigenvalues(np.asarray(w)[:nq])
     if return_eigenvectors:
         return f, np.asarray(v)[:nq]
     return f
 
 
-def _correction(fcobj, lr, born, ewald_lambda, leak_region, lo_projection):
-    key = ("corr", lr, born, ewald_lambda, str(leak_region), bool(lo_projection))
-    cache = fcobj._cache
-    if key not in cache:
-        if lr == "none":
-            cache[key] = None
-        else:
-            from phonjax.longrange import make_correction
-            kw = {}
-            if leak_region is not None:
-                kw["leak_region"] = leak_region
-            if lo_projection:
-                kw["lo_projection"] = True
-            cache[key] = make_correction(lr, born, fcobj.supercell, fcobj.fc, ewald_lambda=ewald_lambda, **kw)
-    return cache[key]
-
-
-def _images(fcobj):
-    if "ws" not in fcobj._cache:
-        fcobj._cache["ws"] = ws_images(fcobj.supercell)
-    return fcobj._cache["ws"]
-
-
-def _directions(q_direction, nq: int):
-    if q_direction is None:
-        return None
-    d = np.asarray(q_direction, dtype=np.float64)
-    if d.shape == (3,):
-        return np.broadcast_to(d, (nq, 3))
-    if d.shape == (nq, 3):
-        return d
-    raise DynmatError(f"q_direction must be (3,) or (nq, 3) = ({nq}, 3), got {d.shape}")
-
-
-def total_cq(fcobj, q, *, lr, born, q_direction, ewald_lambda, leak_region, lo_projection, asr):
-    """(C_tot(q) (nq, n, 3, n, 3), δ or None) before mass weighting."""
-    corr = _correction(fcobj, lr, born, ewald_lambda, leak_region, lo_projection)
-    fc_sr = fcobj.fc if corr is None else corr.short_range_fc
-    im = _images(fcobj)
-    cq = fourier_fc(fc_sr, fcobj.supercell, q, images=im)
-    dirs = _directions(q_direction, len(q))
-    if corr is not None:
-        cq_tot = corr.apply(cq, q, None)
-        if dirs is not None:
-            qc = q @ np.linalg.inv(fcobj.primitive.cell).T
-            for k in np.flatnonzero(np.linalg.norm(qc, axis=1) < GAMMA_TOL):
-                dk = dirs[k]
-                if np.all(np.isfinite(dk)) and np.linalg.norm(dk) > 0:
-                    cq_tot[k] = corr.apply(cq[k:k + 1], q[k:k + 1], dk)[0]
-        cq = cq_tot
-    delta = None
-    if asr:
-        key = ("asr", lr, born, ewald_lambda, str(leak_region), bool(lo_projection))
-        if key not in fcobj._cache:
-            g = np.zeros((1, 3))
-            c0 = fourier_fc(fc_sr, fcobj.supercell, g, images=im)
-            if corr is not None:
-                c0 = corr.apply(c0, g, None)
-            fcobj._cache[key] = qspace_asr_correction(c0[0])
-        delta = fcobj._cache[key]
-    return cq, delta
-
-
-def _prepare(fcobj, qpoints, lr, born):
-    q = np.asarray(qpoints, dtype=np.float64)
-    if q.ndim == 1:
-        q = q.reshape(1, 3)
-    if q.ndim != 2 or q.shape[1] != 3:
-        raise DynmatError(f"qpoints must have shape (nq, 3), got {np.shape(qpoints)}")
-    if not np.all(np.isfinite(q)):
-        raise DynmatError("q-points contain non-finite values")
-    born = fcobj.born if born is None else born
-    return q, born, resolve_lr(lr, born)
-
-
-def phonons(fcobj, qpoints, *, lr="auto", born=None, q_direction=None, ewald_lambda=None, leak_region=None,
-            lo_projection=False, asr=None, return_eigenvectors=False, unit="THz"):
-    """Frequencies (nq, 3n) in ``unit`` (and eigenvectors (nq, 3n, 3n), columns = modes) of a ForceConstants."""
+def phonons(fc, qpoints, correction=None, *, q_direction=None, asr: bool | None = None,
+            return_eigenvectors: bool = False, unit: str = "THz", images=None):
+    """Frequencies (nq, 3n) in ``unit`` (and eigenvectors (nq, 3n, 3n), columns = modes) of force constants
+    ``fc`` at reduced ``qpoints`` with a prebuilt ``correction`` (None: no long range). q_direction: reduced,
+    (3,) or (nq, 3). asr: q-space ASR (Eq. 14); None → ``fc.qspace_asr``."""
     if unit not in UNITS:
         raise DynmatError(f"unknown frequency unit {unit!r}; choose one of {', '.join(UNITS)}")
-    q, born, lr = _prepare(fcobj, qpoints, lr, born)
-    asr = fcobj.qspace_asr if asr is None else bool(asr)
-    cq, delta = total_cq(fcobj, q, lr=lr, born=born, q_direction=q_direction, ewald_lambda=ewald_lambda,
-                         leak_region=leak_region, lo_projection=lo_projection, asr=asr)
-    res = eigen_frequencies(cq, fcobj.primitive.masses, delta, return_eigenvectors=return_eigenvectors)
+    q = check_qpoints(qpoints)
+    asr = fc.qspace_asr if asr is None else bool(asr)
+    im = ws_images(fc.supercell) if images is None else images
+    cq = total_cq(fc, q, correction, q_direction=q_direction, images=im)
+    delta = asr_delta(fc, correction, images=im) if asr else None
+    res = eigen_frequencies(cq, fc.primitive.masses, delta, return_eigenvectors=return_eigenvectors)
     if return_eigenvectors:
         return convert_units(res[0], unit), res[1]
     return convert_units(res, unit)
 
 
-def dynamical_matrices(fcobj, qpoints, *, lr="auto", born=None, q_direction=None, ewald_lambda=None,
-                       leak_region=None, lo_projection=False, asr=None) -> np.ndarray:
+def dynamical_matrices(fc, qpoints, correction=None, *, q_direction=None, asr: bool | None = None) -> np.ndarray:
     """D(q) = ½(C + C†)/√(m_i m_j), (nq, 3n, 3n) complex128 eV/Å²/amu (after the q-space ASR when on)."""
-    q, born, lr = _prepare(fcobj, qpoints, lr, born)
-    asr = fcobj.qspace_asr if asr is None else bool(asr)
-    cq, delta = total_cq(fcobj, q, lr=lr, born=born, q_direction=q_direction, ewald_lambda=ewald_lambda,
-                         leak_region=leak_region, lo_projection=lo_projection, asr=asr)
+    q = check_qpoints(qpoints)
+    asr = fc.qspace_asr if asr is None else bool(asr)
+    im = ws_images(fc.supercell)
+    cq = total_cq(fc, q, correction, q_direction=q_direction, images=im)
     n = cq.shape[1]
-    c = cq.reshape(len(q), 3 * n, 3 * n) + (0 if delta is None else delta[None])
-    c = 0.5 * (c + np.conj(np.swapaxes(c, 1, 2)))
-    ism = np.repeat(1.0 / np.sqrt(fcobj.primitive.masses), 3)
-    return c * ism[None, :, None] * ism[None, None, :]
+    c = cq.reshape(len(q), 3 * n, 3 * n)
+    if asr:
+        c = c + asr_delta(fc, correction, images=im)[None]
+    return mass_weighted(c, fc.primitive.masses)
+
+
+def correction_frequencies(correction, supercell, q_red, q_direction_cart=None, *, images=None) -> np.ndarray:
+    """Frequencies (nq, 3n) THz of Fourier(correction.short_range_fc) + the correction's term, without q-space
+    ASR, for a Correction not tied to a ForceConstants (Λ scans, strategy tests). q_direction_cart: the
+    Cartesian (3,) direction used at q = 0, as :meth:`Correction.apply` takes it."""
+    q = check_qpoints(q_red)
+    cq = fourier_fc(correction.short_range_fc, supercell, q, images=images)
+    cq = correction.apply(cq, q, q_direction_cart)
+    return eigen_frequencies(cq, supercell.primitive.masses)

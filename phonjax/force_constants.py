@@ -1,4 +1,5 @@
-"""Force constants by automatic differentiation (seed Eq. 1), symmetrisation (Eq. 2) and real-space ASR.
+"""Force constants by automatic differentiation (seed Eq. 1), then symmetrisation (Eq. 2) and real-space ASR
+(:mod:`phonjax.fc_symmetrize`); the result is a :class:`~phonjax.fc_record.ForceConstants` record.
 
 Only the 3·n_prim rows of the home-cell atoms are computed:
 
@@ -15,13 +16,12 @@ callable ``energy_fn(positions, cell, numbers)``. The jitted kernels take the en
 when ``bind`` returns a :class:`jax.tree_util.Partial` (arrays as leaves), and for plain callables, a second
 structure of the same shape reuses the compiled kernel (no recompilation).
 
-Symmetrisation (Eq. 2): H_kalb(R) ← ½[H_kalb(R) + H_lbka(−R)]. ASR (translational invariance Σ_s fc[i,s] = 0):
-"simple" (QE: the self term absorbs the row sum) or "phonopy" (row sums removed uniformly over the row,
-alternated with Eq. 2, phonopy's compact-fc symmetrisation). Violations are reported in :class:`FcReport`.
+The result's ``provenance`` is "short-range-model" for a model trained on dipole-subtracted labels
+(``metadata["long_range"]``), else "model" (see :mod:`phonjax.longrange.policy`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 import time
 from typing import Callable, Sequence
@@ -30,200 +30,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phonjax.structure import Crystal, Supercell, lattice_index, make_supercell, supercell_matrix
+from phonjax.fc_record import FcReport, ForceConstants, ForceConstantsError
+from phonjax.fc_symmetrize import (ASR_MODES, apply_asr, asr_violation, finalize_fc, permutation_partner,
+                                   permutation_violation, symmetrize_fc)
+from phonjax.structure import Crystal, Supercell, make_supercell, supercell_matrix
 
 __all__ = ["ForceConstants", "FcReport", "ForceConstantsError", "force_constants", "force_constants_batch",
            "hvp_directions", "symmetrize_fc", "apply_asr", "asr_violation", "permutation_violation",
-           "permutation_partner"]
+           "permutation_partner", "finalize_fc", "ASR_MODES", "model_provenance", "bound_energy", "hvp_map",
+           "pad_directions", "as_supercell", "per_structure", "results_from_hvps", "hvp_kernel"]
 
 MODES = ("jvp", "linearize", "hessian")
-ASR_MODES = ("phonopy", "simple", "none")
 
 
-class ForceConstantsError(ValueError):
-    """Bad input for the force-constant engine (mode, shapes, supercell)."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# result
-@dataclass(frozen=True)
-class FcReport:
-    """Diagnostics (eV/Å²): max |Σ_s fc[i,s,a,b]| (asr) and max |fc − Eq.2 partner| (perm) before/after."""
-
-    asr_before: float
-    asr_after: float
-    perm_before: float
-    perm_after: float
-    asr: str = "none"
-    symmetrized: bool = False
-    mode: str = ""
-    n_hvp: int = 0
-    wall_time_s: float = 0.0
-    chunk_size: int | None = None
-    edge_chunk: int | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class ForceConstants:
-    """Home-cell force constants of a supercell and the phonon methods on them.
-
-    supercell: :class:`~phonjax.structure.Supercell`.  fc: (n_prim, n_super, 3, 3) eV/Å², rows = home-cell atoms
-    (supercell index i for primitive atom i).  born: Born charges/ε∞ (:class:`phonjax.born.Born`) or None.
-    report: diagnostics of how fc was made.  qspace_asr: default of the q-space ASR (Eq. 14) in
-    :meth:`frequencies` (False for force constants read from phonopy, so phonopy's numbers are reproduced).
-    """
-
-    supercell: Supercell
-    fc: np.ndarray
-    born: object = None
-    report: FcReport | None = None
-    qspace_asr: bool = True
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self):
-        fc = np.array(self.fc, dtype=np.float64)
-        n, ns = self.supercell.primitive.n_atoms, self.supercell.crystal.n_atoms
-        if fc.shape != (n, ns, 3, 3):
-            raise ForceConstantsError(f"fc has shape {fc.shape}, expected {(n, ns, 3, 3)}")
-        if not np.all(np.isfinite(fc)):
-            raise ForceConstantsError("force constants contain non-finite values")
-        fc.setflags(write=False)
-        object.__setattr__(self, "fc", fc)
-        if self.born is not None and self.born.n_atoms != n:
-            raise ForceConstantsError(f"Born charges for {self.born.n_atoms} atoms, primitive cell has {n}")
-
-    @property
-    def primitive(self) -> Crystal:
-        return self.supercell.primitive
-
-    @property
-    def n_branches(self) -> int:
-        return 3 * self.primitive.n_atoms
-
-    def with_born(self, born) -> "ForceConstants":
-        return ForceConstants(self.supercell, self.fc, born, self.report, self.qspace_asr)
-
-    # --- phonons (dynmat.py) ----------------------------------------------------------------------------
-    def frequencies(self, qpoints, *, lr: str = "auto", born=None, q_direction=None, ewald_lambda=None,
-                    leak_region=None, lo_projection: bool = False, asr: bool | None = None,
-                    return_eigenvectors: bool = False, unit: str = "THz"):
-        """Frequencies (nq, 3·n_prim) at reduced ``qpoints`` (nq, 3), ascending, imaginary as negative.
-
-        lr: "auto" (gonze when Born data is known, else none) or a mode of :mod:`phonjax.longrange`.
-        q_direction: Cartesian (3,) or per-q (nq, 3) direction of approach used at q = Γ (non-analytic term).
-        asr: q-space ASR (Eq. 14); None → ``self.qspace_asr``.  unit: "THz", "cm-1" or "meV".
-        With ``return_eigenvectors`` returns (freqs, eigvecs (nq, 3n, 3n), columns = modes, phonopy's layout).
-        """
-        from phonjax.dynmat import phonons
-        return phonons(self, qpoints, lr=lr, born=born, q_direction=q_direction, ewald_lambda=ewald_lambda,
-                       leak_region=leak_region, lo_projection=lo_projection, asr=asr,
-                       return_eigenvectors=return_eigenvectors, unit=unit)
-
-    def dynamical_matrices(self, qpoints, *, lr: str = "auto", born=None, q_direction=None, ewald_lambda=None,
-                           leak_region=None, lo_projection: bool = False, asr: bool | None = None) -> np.ndarray:
-        """Mass-weighted Hermitian D(q), (nq, 3n, 3n) complex, eV/Å²/amu."""
-        from phonjax.dynmat import dynamical_matrices
-        return dynamical_matrices(self, qpoints, lr=lr, born=born, q_direction=q_direction,
-                                  ewald_lambda=ewald_lambda, leak_region=leak_region,
-                                  lo_projection=lo_projection, asr=asr)
-
-    def band_structure(self, path=None, *, npoints: int = 51, density: float | None = None, labels=None,
-                       lr: str = "auto", born=None, ewald_lambda=None, leak_region=None,
-                       lo_projection: bool = False, asr: bool | None = None, with_eigenvectors: bool = False):
-        """Dispersion along ``path`` (None: automatic high-symmetry path): :class:`phonjax.bands.BandStructure`.
-        See :func:`phonjax.bands.band_structure`."""
-        from phonjax.bands import band_structure
-        return band_structure(self, path, npoints=npoints, density=density, labels=labels, lr=lr, born=born,
-                              ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection,
-                              asr=asr, with_eigenvectors=with_eigenvectors)
-
-    def dos(self, mesh=(16, 16, 16), *, sigma: float | None = None, lr: str = "auto", born=None, **kw):
-        """Phonon DOS on a Γ-centred mesh: :func:`phonjax.bands.phonon_dos`."""
-        from phonjax.bands import phonon_dos
-        return phonon_dos(self, mesh, sigma=sigma, lr=lr, born=born, **kw)
-
-    # --- interoperability (phonopy_io.py) ----------------------------------------------------------------
-    def to_phonopy(self):
-        """A ``phonopy.Phonopy`` with these force constants (and NAC parameters when born is known)."""
-        from phonjax.phonopy_io import to_phonopy
-        return to_phonopy(self)
-
-    def write_hdf5(self, path) -> None:
-        """phonopy's ``force_constants.hdf5`` (compact, phonopy's supercell atom order)."""
-        from phonjax.phonopy_io import write_force_constants_hdf5
-        write_force_constants_hdf5(self, path)
-
-
-# --------------------------------------------------------------------------------------------------------
-# symmetrisation and ASR
-def permutation_partner(supercell: Supercell) -> np.ndarray:
-    """(n_prim, n_super) index s' such that fc[i, s] pairs with fc[s2p[s], s'] under Eq. 2 (s' = atom i in
-    the lattice cell −R_s, reduced into the supercell)."""
-    n = supercell.primitive.n_atoms
-    minus = lattice_index(supercell, -supercell.lattice)  # (n_cells,)
-    return minus[supercell.s2l][None, :] * n + np.arange(n)[:, None]
-
-
-def _partner(fc: np.ndarray, supercell: Supercell) -> np.ndarray:
-    part = permutation_partner(supercell)  # (n, ns)
-    j = supercell.s2p[None, :].repeat(fc.shape[0], 0)
-    return np.swapaxes(fc[j, part], -1, -2)  # fc[j, s', b, a]
-
-
-def asr_violation(fc) -> float:
-    """max |Σ_s fc[i, s, a, b]| (eV/Å²)."""
-    return float(np.abs(np.asarray(fc).sum(axis=1)).max())
-
-
-def permutation_violation(fc, supercell: Supercell) -> float:
-    """max |fc[i,s,a,b] − fc[j,s',b,a]| (eV/Å²), the Eq. 2 asymmetry."""
-    fc = np.asarray(fc)
-    return float(np.abs(fc - _partner(fc, supercell)).max())
-
-
-def symmetrize_fc(fc, supercell: Supercell) -> np.ndarray:
-    """Eq. 2: ½[fc[i,s,a,b] + fc[j,s',b,a]] (index permutation symmetry)."""
-    fc = np.asarray(fc, dtype=np.float64)
-    return 0.5 * (fc + _partner(fc, supercell))
-
-
-def apply_asr(fc, supercell: Supercell, kind: str = "phonopy", *, iterations: int = 3) -> np.ndarray:
-    """Translational invariance of the home-cell rows.
-
-    "simple" (QE): fc[i, i, a, b] −= Σ_s fc[i, s, a, b].  "phonopy": row sums removed uniformly from every
-    element of the row, alternated ``iterations`` times with Eq. 2, ending on the row-sum step (row sums are
-    then zero to rounding; Eq. 2 holds to the size of the last correction).  "none": unchanged.
-    """
-    fc = np.array(fc, dtype=np.float64)
-    if kind == "none":
-        return fc
-    if kind == "simple":
-        idx = np.arange(fc.shape[0])
-        fc[idx, idx] -= fc.sum(axis=1)
-        return fc
-    if kind == "phonopy":
-        ns = fc.shape[1]
-        for k in range(iterations):
-            fc -= fc.sum(axis=1, keepdims=True) / ns
-            if k < iterations - 1:
-                fc = symmetrize_fc(fc, supercell)
-        return fc
-    raise ForceConstantsError(f"unknown ASR kind {kind!r}; choose one of {', '.join(ASR_MODES)}")
-
-
-def finalize_fc(fc, supercell: Supercell, *, symmetrize: bool, asr: str | None, mode: str = "", n_hvp: int = 0,
-                wall_time_s: float = 0.0) -> tuple[np.ndarray, FcReport]:
-    """Apply Eq. 2 and ASR and report the violations before and after."""
-    asr = "none" if asr is None else asr
-    if asr not in ASR_MODES:
-        raise ForceConstantsError(f"unknown ASR kind {asr!r}; choose one of {', '.join(ASR_MODES)}")
-    fc = np.asarray(fc, dtype=np.float64)
-    a0, p0 = asr_violation(fc), permutation_violation(fc, supercell)
-    out = symmetrize_fc(fc, supercell) if symmetrize else fc
-    out = apply_asr(out, supercell, asr)
-    rep = FcReport(a0, asr_violation(out), p0, permutation_violation(out, supercell), asr, bool(symmetrize), mode,
-                   int(n_hvp), float(wall_time_s))
-    return out, rep
+def model_provenance(model_or_energy_fn) -> str:
+    """"short-range-model" for a model whose metadata records dipole-subtracted training, else "model"."""
+    from phonjax.longrange.dipole_labels import is_short_range
+    return "short-range-model" if is_short_range(getattr(model_or_energy_fn, "metadata", None)) else "model"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -269,7 +92,7 @@ def _model_partial(model, e):
     return jax.tree_util.Partial(_ModelAdapter(model.config), model.params, graph)
 
 
-def _energy_of(model_or_energy_fn, crystal: Crystal, edge_chunk: int | None = None):
+def bound_energy(model_or_energy_fn, crystal: Crystal, edge_chunk: int | None = None):
     """A jax Partial ``energy(positions, cell)`` for ``crystal`` (``edge_chunk`` is passed to Model.bind)."""
     if hasattr(model_or_energy_fn, "bind"):
         e = (model_or_energy_fn.bind(crystal) if edge_chunk is None
@@ -288,7 +111,7 @@ def _energy_of(model_or_energy_fn, crystal: Crystal, edge_chunk: int | None = No
                               f"{type(model_or_energy_fn).__name__}")
 
 
-def _hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None):
     grad = jax.grad(lambda x: energy(x, cell))
     if mode == "linearize":
         _, one = jax.linearize(grad, positions)
@@ -303,14 +126,14 @@ def _hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | N
 
 
 @partial(jax.jit, static_argnames=("mode", "chunk_size"))
-def _hvp_kernel(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+def hvp_kernel(energy, positions, cell, directions, mode: str, chunk_size: int | None):
     """(n_dir, N, 3) Hessian-vector products H·v (eV/Å²·Å per unit v)."""
-    return _hvp_map(energy, positions, cell, directions, mode, chunk_size)
+    return hvp_map(energy, positions, cell, directions, mode, chunk_size)
 
 
 @partial(jax.jit, static_argnames=("mode", "chunk_size"))
-def _hvp_kernel_batch(energy, positions, cell, directions, mode: str, chunk_size: int | None):
-    return jax.vmap(lambda e, p, c: _hvp_map(e, p, c, directions, mode, chunk_size))(energy, positions, cell)
+def hvp_kernel_batch(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+    return jax.vmap(lambda e, p, c: hvp_map(e, p, c, directions, mode, chunk_size))(energy, positions, cell)
 
 
 @jax.jit
@@ -340,7 +163,7 @@ def _rows_from_hvps(h: np.ndarray, supercell: Supercell, plan) -> np.ndarray:
     return rebuild_rows(plan, h)
 
 
-def _pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, int | None]:
+def pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, int | None]:
     if chunk_size is None or chunk_size == "auto":  # "auto" without a planner (batches): all at once
         return V, None
     if int(chunk_size) < 1:
@@ -350,26 +173,12 @@ def _pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, 
     return np.concatenate([V, np.zeros((pad,) + V.shape[1:])]), c
 
 
-def _node_capacity(energy, n_atoms: int) -> int:
-    """Padded atom count of a bound model energy (its graph's bucketed node capacity), else ``n_atoms``:
-    positions and directions padded to it give every supercell of the same bucket one compiled kernel."""
-    graph = getattr(energy, "graph", None)
-    cap = getattr(graph, "n_node_capacity", None)
-    return int(cap) if cap is not None and int(cap) >= n_atoms else n_atoms
-
-
-def _pad_atoms(x, cap: int) -> np.ndarray:
-    """(n, 3) → (cap, 3) with zero rows (padding atoms carry no energy, so their derivatives vanish)."""
-    x = np.asarray(x, np.float64)
-    return x if x.shape[0] == cap else np.concatenate([x, np.zeros((cap - x.shape[0], 3))])
-
-
 def _check_mode(mode):
     if mode not in MODES:
         raise ForceConstantsError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
-def _as_supercell(atoms, supercell) -> Supercell:
+def as_supercell(atoms, supercell) -> Supercell:
     if isinstance(supercell, Supercell):
         return supercell
     if supercell is None:
@@ -394,11 +203,25 @@ def check_supercell_range(sc: Supercell, r_max: float) -> None:
             f"2·r_max = {2 * r_max:.2f} Å (use at least {n}x{n}x{n}, or allow_small_supercell=True)")
 
 
+def _node_capacity(energy, n_atoms: int) -> int:
+    """Padded atom count of a bound model energy (its graph's bucketed node capacity), else ``n_atoms``:
+    positions and directions padded to it give every supercell of the same bucket one compiled kernel."""
+    graph = getattr(energy, "graph", None)
+    cap = getattr(graph, "n_node_capacity", None)
+    return int(cap) if cap is not None and int(cap) >= n_atoms else n_atoms
+
+
+def _pad_atoms(x, cap: int) -> np.ndarray:
+    """(n, 3) → (cap, 3) with zero rows (padding atoms carry no energy, so their derivatives vanish)."""
+    x = np.asarray(x, np.float64)
+    return x if x.shape[0] == cap else np.concatenate([x, np.zeros((cap - x.shape[0], 3))])
+
+
 def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budget):
     """(energy, chunk_size, MemoryPlan or None): for a phonjax Model with ``chunk_size="auto"`` the directions
     per step and the edge chunk are chosen from the memory available (:mod:`phonjax.memory`); other energies
     run all directions at once."""
-    energy = _energy_of(model, crystal, edge_chunk)
+    energy = bound_energy(model, crystal, edge_chunk)
     if chunk_size != "auto":
         return energy, chunk_size, None
     graph, bound = getattr(energy, "graph", None), getattr(energy.func, "edge_chunk", None)
@@ -408,7 +231,7 @@ def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budg
     plan = plan_hvp_memory(model.config, model.n_params(), graph.n_node_capacity, graph.n_edge_capacity, n_dir,
                            edge_chunk=edge_chunk, chunk_size="auto", memory_budget=memory_budget)
     if plan.edge_chunk != bound:
-        energy = _energy_of(model, crystal, plan.edge_chunk)
+        energy = bound_energy(model, crystal, plan.edge_chunk)
     return energy, plan.chunk_size, plan
 
 
@@ -417,14 +240,14 @@ def _hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, p
     With ``progress(done, total)``: a host loop over equal-shape batches of ``chunk_size`` directions (default
     :func:`phonjax.progress.hvp_chunk`; the last batch zero-padded), one compilation, a callback after each."""
     if progress is None:
-        Vp, c = _pad_directions(V, chunk_size)
-        return np.asarray(_hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
+        Vp, c = pad_directions(V, chunk_size)
+        return np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
     from phonjax.progress import hvp_chunk
-    Vp, c = _pad_directions(V, hvp_chunk(len(V)) if chunk_size is None else chunk_size)
+    Vp, c = pad_directions(V, hvp_chunk(len(V)) if chunk_size is None else chunk_size)
     progress(0, len(V))
     out = []
     for k in range(0, len(Vp), c):
-        out.append(np.asarray(_hvp_kernel(energy, pos, cell, jnp.asarray(Vp[k:k + c]), mode, None)))
+        out.append(np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp[k:k + c]), mode, None)))
         progress(min(k + c, len(V)), len(V))
     return np.concatenate(out)[:len(V)]
 
@@ -442,16 +265,15 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
     chunk_size: directions per ``lax.map`` step (None: all vmapped at once; "auto": as many as the memory
     allows, see :mod:`phonjax.memory`, which also picks ``edge_chunk`` when that is None).  memory_budget: bytes
     (or "12G") the automatic choice may plan with (None: ``$PHONJAX_MEMORY_BUDGET`` or the free host/device
-    memory).  symmetry: compute only
-    site-symmetry-reduced products (spglib) and rebuild the other rows.  symmetrize: Eq. 2.  asr: "phonopy",
-    "simple" or None.  born: optional Born data attached to the result.  allow_small_supercell: skip the check
-    that a model with ``r_max`` fits its cutoff sphere in the supercell.  edge_chunk: a phonjax Model's edges per
-    rematerialised message chunk (0: none; None: automatic by graph size, see ``phonjax.model.auto_edge_chunk``)
-    — O(nodes) instead of O(edges) memory in large supercells (on LiF 5³ also 30 % faster on CPU).
-    progress: ``progress(done, total)`` called as batches of Hessian-vector products finish (see :func:`_hvps`).
+    memory).  symmetry: compute only site-symmetry-reduced products (spglib) and rebuild the other rows.
+    symmetrize: Eq. 2.  asr: "phonopy", "simple" or None.  born: optional Born data attached to the result.
+    allow_small_supercell: skip the check that a model with ``r_max`` fits its cutoff sphere in the supercell.
+    edge_chunk: a phonjax Model's edges per rematerialised message chunk (0: none; None: automatic by graph
+    size) — O(nodes) instead of O(edges) memory in large supercells.  progress: ``progress(done, total)`` called
+    as batches of Hessian-vector products finish (see :func:`_hvps`).
     """
     _check_mode(mode)
-    sc = _as_supercell(atoms, supercell)
+    sc = as_supercell(atoms, supercell)
     r_max = getattr(model_or_energy_fn, "r_max", None)
     if r_max is not None and not allow_small_supercell:
         check_supercell_range(sc, float(r_max))
@@ -460,7 +282,7 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
     cell = jnp.asarray(sc.crystal.cell)
     mem = None
     if mode == "hessian":
-        energy = _energy_of(model_or_energy_fn, sc.crystal, edge_chunk)
+        energy = bound_energy(model_or_energy_fn, sc.crystal, edge_chunk)
         cap = _node_capacity(energy, ns)
         pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
         H = np.asarray(_hessian_kernel(energy, pos, cell))[:, :, :ns]  # (cap, 3, ns, 3)
@@ -484,7 +306,7 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
                           wall_time_s=time.perf_counter() - t0)
     if mem is not None:
         rep = replace(rep, chunk_size=mem.chunk_size, edge_chunk=mem.edge_chunk)
-    return ForceConstants(sc, fc, born, rep)
+    return ForceConstants(sc, fc, born, rep, provenance=model_provenance(model_or_energy_fn))
 
 
 def _stackable(energies) -> bool:
@@ -505,9 +327,9 @@ def force_constants_batch(model_or_energy_fn, structures: Sequence, supercell, *
     _check_mode(mode)
     if mode == "hessian":
         return [force_constants(model_or_energy_fn, s, sc, mode=mode, symmetrize=symmetrize, asr=asr)
-                for s, sc in zip(structures, _per_structure(supercell, len(structures)))]
-    scs = [_as_supercell(s, m) for s, m in zip(structures, _per_structure(supercell, len(structures)))]
-    energies = [_energy_of(model_or_energy_fn, sc.crystal) for sc in scs]
+                for s, sc in zip(structures, per_structure(supercell, len(structures)))]
+    scs = [as_supercell(s, m) for s, m in zip(structures, per_structure(supercell, len(structures)))]
+    energies = [bound_energy(model_or_energy_fn, sc.crystal) for sc in scs]
     groups: dict = {}
     for k, (sc, e) in enumerate(zip(scs, energies)):
         key = (sc.primitive.n_atoms, sc.crystal.n_atoms, jax.tree_util.tree_structure(e),
@@ -517,26 +339,26 @@ def force_constants_batch(model_or_energy_fn, structures: Sequence, supercell, *
     for idx in groups.values():
         t0 = time.perf_counter()
         V, _, _ = hvp_directions(scs[idx[0]])
-        Vp, c = _pad_directions(V, chunk_size)
+        Vp, c = pad_directions(V, chunk_size)
         es = [energies[k] for k in idx]
         if vmap and len(idx) > 1 and _stackable(es):
             stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *es)
             pos = jnp.stack([jnp.asarray(scs[k].crystal.positions) for k in idx])
             cell = jnp.stack([jnp.asarray(scs[k].crystal.cell) for k in idx])
-            hs = np.asarray(_hvp_kernel_batch(stacked, pos, cell, jnp.asarray(Vp), mode, c))[:, :len(V)]
+            hs = np.asarray(hvp_kernel_batch(stacked, pos, cell, jnp.asarray(Vp), mode, c))[:, :len(V)]
         else:
-            hs = [np.asarray(_hvp_kernel(energies[k], jnp.asarray(scs[k].crystal.positions),
+            hs = [np.asarray(hvp_kernel(energies[k], jnp.asarray(scs[k].crystal.positions),
                                          jnp.asarray(scs[k].crystal.cell), jnp.asarray(Vp), mode, c))[:len(V)]
                   for k in idx]
         dt = (time.perf_counter() - t0) / len(idx)
         for k, fc in results_from_hvps(hs, idx, scs, symmetrize=symmetrize, asr=asr, mode=mode,
-                                       wall_time_s=dt).items():
+                                       wall_time_s=dt, provenance=model_provenance(model_or_energy_fn)).items():
             out[k] = fc
     return out
 
 
 def results_from_hvps(hvps, members, supercells, *, symmetrize: bool, asr, mode: str,
-                      wall_time_s: float) -> dict:
+                      wall_time_s: float, provenance: str = "model") -> dict:
     """{k: ForceConstants} from all-row Hessian-vector products hvps[m] (3·n_prim, n_super, 3) of structure
     members[m] (shared by the batched and the sharded paths)."""
     out = {}
@@ -544,11 +366,11 @@ def results_from_hvps(hvps, members, supercells, *, symmetrize: bool, asr, mode:
         h = np.asarray(h)
         fc, rep = finalize_fc(_rows_from_hvps(h, supercells[k], None), supercells[k], symmetrize=symmetrize,
                               asr=asr, mode=mode, n_hvp=len(h), wall_time_s=wall_time_s)
-        out[k] = ForceConstants(supercells[k], fc, None, rep)
+        out[k] = ForceConstants(supercells[k], fc, None, rep, provenance=provenance)
     return out
 
 
-def _per_structure(supercell, n: int) -> list:
+def per_structure(supercell, n: int) -> list:
     if isinstance(supercell, (list, tuple)) and len(supercell) == n and n > 0 and (
             isinstance(supercell[0], Supercell) or np.ndim(supercell[0]) >= 1 or n != 3):
         return list(supercell)

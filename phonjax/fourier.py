@@ -24,7 +24,7 @@ import numpy as np
 
 from phonjax.structure import Supercell
 
-__all__ = ["WSImages", "ws_images", "bucket", "fourier_fc", "pad_q"]
+__all__ = ["WSImages", "ws_images", "bucket", "fourier_fc", "pad_q", "cq_kernel", "cq_chunk"]
 
 #: q-list buckets: powers of two from 16 (then multiples of 4096).
 _MIN_BUCKET = 16
@@ -94,7 +94,7 @@ CHUNK_BYTES = 256 * 2 ** 20
 
 
 @partial(jax.jit, static_argnames=("chunk",))
-def _cq_kernel(fc_blocks, frac, weight, q, chunk: int):
+def cq_kernel(fc_blocks, frac, weight, q, chunk: int):
     """fc_blocks (n, L, n, 3, 3) [i, cell, j]; frac/weight (n, L, n, m[, 3]); q (nq, 3) → (nq, n, 3, n, 3).
     q is processed in ``lax.map`` chunks of ``chunk`` vmapped points (bounded memory)."""
     def one(qv):
@@ -107,7 +107,7 @@ def _cq_kernel(fc_blocks, frac, weight, q, chunk: int):
     return out.reshape((nq,) + out.shape[2:])
 
 
-def _chunk(nb: int, n: int, L: int, m: int) -> int:
+def cq_chunk(nb: int, n: int, L: int, m: int) -> int:
     per_q = n * L * n * m * 16 * 2
     c = max(1, CHUNK_BYTES // max(per_q, 1))
     c = 1 << (c.bit_length() - 1)  # power of two ≤ budget, divides the bucket sizes
@@ -130,6 +130,6 @@ def fourier_fc(fc, supercell: Supercell, qpoints, *, images: WSImages | None = N
     frac = im.frac.reshape(n, L, n, m, 3)
     w = im.weight.reshape(n, L, n, m)
     qp = pad_q(q)
-    out = _cq_kernel(jnp.asarray(blocks), jnp.asarray(frac), jnp.asarray(w), jnp.asarray(qp),
-                     _chunk(len(qp), n, L, m))
+    out = cq_kernel(jnp.asarray(blocks), jnp.asarray(frac), jnp.asarray(w), jnp.asarray(qp),
+                     cq_chunk(len(qp), n, L, m))
     return np.asarray(out)[:len(q)]

@@ -1,6 +1,12 @@
 """End-to-end jobs behind ``phonjax predict`` and ``phonjax bands``: structure + model → force constants →
 dispersion, or phonopy force constants → dispersion; both write band.png, band.yaml, force_constants.hdf5,
 summary.json and summary.txt into ``out_dir`` and return a :class:`PredictResult`.
+
+The long-range arguments become one :class:`~phonjax.longrange.LongRange` at the top of each job; ``lr='auto'``
+is resolved from the force constants' provenance (:mod:`phonjax.longrange.policy`: recip-auto for a model,
+ewald for a short-range model, gonze for phonopy/DFT force constants), the Correction is built once and used for
+the band structure and the Γ frequencies. q_direction is in reduced coordinates of the reciprocal lattice
+(phonopy's convention); without it the Γ frequencies use the reduced direction (1, 0, 0).
 """
 from __future__ import annotations
 
@@ -17,16 +23,7 @@ from phonjax.progress import Progress
 from phonjax.structure import Crystal
 
 __all__ = ["predict", "bands_from_phonopy", "PredictResult", "default_supercell", "load_structure",
-           "IMAGINARY_THRESHOLD_THZ", "ML_DEFAULT_LR"]
-
-#: ``lr='auto'`` for force constants of an ML model (not trained short-range) when Born data is given. The mixed-space
-#: ``gonze`` subtraction assumes the supercell force constants hold the full periodic dipole sum, as DFT ones do;
-#: an ML model holds only a short-ranged share, so ``gonze`` dips the LO branch at every commensurate q near Γ and
-#: degrades as the supercell grows. ``recip-auto`` adds the reciprocal-space C_dd with Λ* fitted to the model's own
-#: polar LO–TO profile: measured vs QE DFPT at the default 5³ supercell, SevenNet-0 LiF 1.08 vs 1.41 THz RMSE, MgO
-#: 1.03 vs 1.19, LiF-finetuned 0.29 vs 0.59 (benchmarks/longrange_supercell.py). DFT force constants
-#: (:func:`bands_from_phonopy`) keep ``gonze``; short-range models get ``ewald`` (see _short_range_model).
-ML_DEFAULT_LR = "recip-auto"
+           "IMAGINARY_THRESHOLD_THZ"]
 
 #: Frequencies below −this (THz) count as imaginary modes in the summary.
 IMAGINARY_THRESHOLD_THZ = 0.01
@@ -110,8 +107,7 @@ def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int
     * ``rule="cutoff"``: 2·cutoff — the smallest supercell that holds the model's cutoff sphere (no atom sees
       its own image within r_max); force constants beyond it are folded.
     * ``rule="receptive"``: max(2, layers)·cutoff — the model's receptive field (message passing over
-      ``layers`` hops of r_max). On LiF (SevenNet-0, 5 layers × 5 Å) frequencies converge there to ≤ 0.02 THz of
-      a 13³ supercell, vs 0.3 THz (pretrained, no correction) at the cutoff rule (reports/lif.md §e).
+      ``layers`` hops of r_max), where frequencies are converged (reports/lif.md §e).
       Without ``layers`` it falls back to the cutoff rule.
     """
     if rule not in SUPERCELL_RULES:
@@ -153,16 +149,16 @@ def _born(born, crystal, unitcell=None):
 
 
 def _short_range_model(m, model_arg, crystal, born, lr: str):
-    """(born, lr, info) for a model trained on dipole-subtracted labels (``metadata["long_range"]``), else
-    (born, lr, None). Such a model holds no dipole–dipole interaction: ``lr='auto'`` → ``'ewald'`` (the full
-    C_dd(q) added, nothing subtracted) with the model's recorded Born data unless ``born`` is given (then the
-    user's, with a warning when it differs); any other mode is obeyed with a warning."""
+    """(born, info) for a model trained on dipole-subtracted labels (``metadata["long_range"]``), else
+    (born, None). Such a model holds no dipole–dipole interaction (``lr='auto'`` is ``'ewald'`` by the policy):
+    its recorded Born data is used unless ``born`` is given (then the user's, with a warning when it differs);
+    a mode other than ewald is obeyed with a warning."""
     import warnings
     from phonjax.longrange.dipole_labels import born_from_record, is_short_range
 
     meta = getattr(m, "metadata", None)
     if not is_short_range(meta):
-        return born, lr, None
+        return born, None
     rec = meta["long_range"]
     model_dir = Path(model_arg) if isinstance(model_arg, (str, Path)) else None
     info = {"kind": rec["kind"], "lr_requested": lr}
@@ -184,14 +180,11 @@ def _short_range_model(m, model_arg, crystal, born, lr: str):
             warnings.warn("the given Born charges / dielectric tensor differ from those the short-range model was "
                           "trained with; using the given ones", stacklevel=3)
             info["born_differs_from_model"] = True
-    if lr == "auto":
-        lr = "ewald"
-    elif lr != "ewald":
+    if lr not in ("auto", "ewald"):
         warnings.warn(f"lr={lr!r} on a short-range (dipole-subtracted) model: its force constants hold no "
                       "dipole–dipole part, so only lr='ewald' (full C_dd(q), nothing subtracted) is consistent; "
                       f"using {lr!r} as asked", stacklevel=3)
-    info["lr_used"] = lr
-    return born, lr, info
+    return born, info
 
 
 def _reference_path(reference):
@@ -212,9 +205,9 @@ def _reference_path(reference):
     return ref, path, npts
 
 
-def _band(fc, *, lr, npoints, reference, ewald_lambda, leak_region, lo_projection):
+def _band(fc, spec, corr, *, npoints, reference):
     from phonjax.bands import band_structure
-    kw = dict(lr=lr, ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection)
+    kw = dict(longrange=spec, correction=corr)
     if reference is not None:
         ref, path, npts = _reference_path(reference)
         if path is not None and len(set(npts)) == 1:
@@ -247,32 +240,27 @@ def _concat(parts, cls):
                cat("q_directions"), parts[0].unit, parts[0].lr, parts[0].primitive)
 
 
-def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak_region, lo_projection, out_dir,
-            timings, progress, extra=None) -> PredictResult:
-    from phonjax.dynmat import resolve_lr
+def _finish(fc, spec, *, npoints, reference, out_dir, timings, progress, extra=None) -> PredictResult:
+    """Bands, Γ frequencies and files of force constants ``fc`` (Born data attached) with the resolved
+    LongRange ``spec``; the Correction is built once here."""
+    from phonjax.dynmat import phonons
     from phonjax.phonopy_io import write_force_constants_hdf5
     from phonjax.plot import plot_band_structure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    b = fc.born if born is None else born
-    mode = resolve_lr(lr, b)
-    if b is not None and b is not fc.born:
-        fc = fc.with_born(b)
+    mode = spec.mode
     extra = dict(extra or {})
     # written first: computed force constants survive any later failure (plot, comparison)
     files = {"force_constants.hdf5": write_force_constants_hdf5(fc, out / "force_constants.hdf5")}
     progress.stage("bands")
     t = time.perf_counter()
-    band, ref = _band(fc, lr=mode, npoints=npoints, reference=reference, ewald_lambda=ewald_lambda,
-                      leak_region=leak_region, lo_projection=lo_projection)
-    qd = q_direction if q_direction is not None else ((1.0, 0.0, 0.0) if mode != "none" else None)
-    gamma = fc.frequencies([[0.0, 0.0, 0.0]], lr=mode, q_direction=qd, ewald_lambda=ewald_lambda,
-                           leak_region=leak_region, lo_projection=lo_projection)[0]
+    corr = spec.correction(fc)
+    band, ref = _band(fc, spec, corr, npoints=npoints, reference=reference)
+    qd = spec.q_direction if spec.q_direction is not None else ((1.0, 0.0, 0.0) if mode != "none" else None)
+    gamma = phonons(fc, [[0.0, 0.0, 0.0]], corr, q_direction=qd)[0]
     timings["bands"] = time.perf_counter() - t
-    if mode != "none":  # record the correction's Λ (and recip-auto's fit) in summary.json
-        from phonjax.dynmat import _correction
-        corr = _correction(fc, mode, fc.born, ewald_lambda, leak_region, lo_projection)
+    if corr is not None:  # record the correction's Λ (and recip-auto's fit) in summary.json
         extra["long_range_correction"] = {"mode": mode, "lambda": corr.lam,
                                           **{k: corr.info[k] for k in ("lambda_fit",) if k in corr.info}}
     progress.stage("writing")
@@ -312,7 +300,8 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     (widths ≥ 2·r_max: cheaper, folds the force constants' tail).  born: BORN /
     QE file or Born; a short-range model (trained on dipole-subtracted labels, ``metadata["long_range"]``)
     brings its own, and ``lr='auto'`` is then ``'ewald'`` (recorded in summary.json as ``short_range_model``); for
-    other models ``lr='auto'`` with Born data is :data:`ML_DEFAULT_LR` (``recip-auto``), without it ``none``.
+    other models ``lr='auto'`` with Born data is ``recip-auto``, without it ``none`` (:mod:`phonjax.longrange.policy`).
+    q_direction: reduced (3,) direction of approach to Γ for the Γ frequencies.
     symmetry: site-symmetry-reduced Hessian-vector products.  edge_chunk: a phonjax Model's edges per
     rematerialised message chunk (None: automatic by graph size; 0: off).  reference: band.yaml overlaid
     and compared (the dispersion is then computed on its q-points).  Writes band.png, band.yaml,
@@ -324,18 +313,20 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     polar-looking compound (both recorded in summary.json). progress: a stage bar on stderr (model, force
     constants per batch of Hessian-vector products, bands, writing).
     """
+    from phonjax.longrange.spec import LongRange
+
+    spec = LongRange(lr, None, ewald_lambda, leak_region, lo_projection, q_direction)  # checked before any work
     with Progress(progress) as bar:
-        return _predict(structure, model, supercell, bar, born=born, lr=lr, ewald_lambda=ewald_lambda,
-                        leak_region=leak_region, lo_projection=lo_projection, q_direction=q_direction,
-                        npoints=npoints, reference=reference, symmetry=symmetry, mode=mode, chunk_size=chunk_size,
+        return _predict(structure, model, supercell, bar, spec, born=born, lr=lr, npoints=npoints,
+                        reference=reference, symmetry=symmetry, mode=mode, chunk_size=chunk_size,
                         out_dir=out_dir, allow_small_supercell=allow_small_supercell, edge_chunk=edge_chunk,
                         supercell_rule=supercell_rule, primitive=primitive)
 
 
-def _predict(structure, model, supercell, bar, *, born, lr, ewald_lambda, leak_region, lo_projection, q_direction,
-             npoints, reference, symmetry, mode, chunk_size, out_dir, allow_small_supercell, edge_chunk,
-             supercell_rule, primitive) -> PredictResult:
-    from phonjax.force_constants import force_constants
+def _predict(structure, model, supercell, bar, spec, *, born, lr, npoints, reference, symmetry, mode, chunk_size,
+             out_dir, allow_small_supercell, edge_chunk, supercell_rule, primitive) -> PredictResult:
+    from phonjax.force_constants import force_constants, model_provenance
+    from phonjax.longrange.policy import resolve_mode
 
     timings: dict = {}
     bar.stage("model")
@@ -351,10 +342,10 @@ def _predict(structure, model, supercell, bar, *, born, lr, ewald_lambda, leak_r
         layers = getattr(getattr(m, "config", None), "num_layers", None)
         supercell = default_supercell(crystal, float(r), layers=layers, rule=supercell_rule)
     b = _born(born, crystal, unitcell)
-    b, lr, sr_info = _short_range_model(m, model, crystal, b, lr)
-    if lr == "auto" and b is not None:
-        lr = ML_DEFAULT_LR
+    b, sr_info = _short_range_model(m, model, crystal, b, lr)
+    lr_mode = resolve_mode(lr, model_provenance(m), b)  # refuses a mode without Born data before the work
     if sr_info is not None:
+        sr_info["lr_used"] = lr_mode
         extra["short_range_model"] = sr_info
     extra.update(checks.born_notes(b, crystal, lr))  # before the long step, so it is seen in time
     t = time.perf_counter()
@@ -362,9 +353,8 @@ def _predict(structure, model, supercell, bar, *, born, lr, ewald_lambda, leak_r
                          allow_small_supercell=allow_small_supercell, edge_chunk=edge_chunk,
                          progress=bar.directions)
     timings["force_constants"] = time.perf_counter() - t
-    return _finish(fc, lr=lr, born=b, q_direction=q_direction, npoints=npoints, reference=reference,
-                   ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection,
-                   out_dir=out_dir, timings=timings, progress=bar, extra=extra)
+    return _finish(fc, spec.resolved(fc), npoints=npoints, reference=reference, out_dir=out_dir,
+                   timings=timings, progress=bar, extra=extra)
 
 
 def bands_from_phonopy(params, *, force_sets=None, born=None, lr: str = "auto", ewald_lambda=None,
@@ -373,8 +363,10 @@ def bands_from_phonopy(params, *, force_sets=None, born=None, lr: str = "auto", 
     """As :func:`predict` from external force constants: a phonopy_params.yaml (or phonopy_disp.yaml with
     ``force_sets``) or a phonopy.Phonopy. ``born``: BORN/QE file or Born (default: the yaml's NAC params).
     Without long range (lr none), phonopy's own frequencies are reproduced (no extra q-space ASR)."""
+    from phonjax.longrange.spec import LongRange
     from phonjax.phonopy_io import from_phonopy
 
+    spec = LongRange(lr, None, ewald_lambda, leak_region, lo_projection, q_direction)  # checked before any work
     with Progress(progress) as bar:
         timings: dict = {}
         bar.stage("loading force constants")
@@ -382,8 +374,9 @@ def bands_from_phonopy(params, *, force_sets=None, born=None, lr: str = "auto", 
         fc = from_phonopy(params, force_sets=force_sets)
         checks.check_reference_file(reference, 3 * fc.primitive.n_atoms)
         b = _born(born, fc.primitive)
+        if b is not None:
+            fc = fc.with_born(b)
         timings["load"] = time.perf_counter() - t
-        extra = {"source": str(params), **checks.born_notes(fc.born if b is None else b, fc.primitive, lr)}
-        return _finish(fc, lr=lr, born=b, q_direction=q_direction, npoints=npoints, reference=reference,
-                       ewald_lambda=ewald_lambda, leak_region=leak_region, lo_projection=lo_projection,
-                       out_dir=out_dir, timings=timings, progress=bar, extra=extra)
+        extra = {"source": str(params), **checks.born_notes(fc.born, fc.primitive, lr)}
+        return _finish(fc, spec.resolved(fc), npoints=npoints, reference=reference, out_dir=out_dir,
+                       timings=timings, progress=bar, extra=extra)

@@ -6,9 +6,10 @@ Two data-parallel axes, each a 1-D :class:`jax.sharding.Mesh` over the devices:
   ASR δ, Wigner–Seitz images, force-constant blocks) is built once on the host and replicated; each device then
   runs, on its own block of q (``jax.shard_map``), the Fourier transform C_sr(q) (the kernel of
   :mod:`phonjax.fourier`), adds its long-range term C_dd(q), applies δ, mass-weights and diagonalises (the
-  kernel of :mod:`phonjax.dynmat`). The long-range term is produced per shard by a host callback
-  (``jax.make_array_from_callback``): each process evaluates C_dd only for the q-points its own devices hold.
-  Results equal :meth:`phonjax.force_constants.ForceConstants.frequencies` to rounding.
+  kernel of :mod:`phonjax.dynmat`; δ, directions and the long-range term come from dynmat's public functions,
+  ``lr='auto'`` from :mod:`phonjax.longrange.policy`). The long-range term is produced per shard by a host
+  callback (``jax.make_array_from_callback``): each process evaluates C_dd only for the q-points its own devices
+  hold. Results equal :meth:`phonjax.fc_record.ForceConstants.frequencies` to rounding.
 * :func:`sharded_force_constants_batch` shards structures: the bound energies (a pytree per structure, see
   :func:`phonjax.force_constants.force_constants_batch`) are stacked, the batch padded to a multiple of the
   device count, and each device runs the vmapped Hessian-vector-product kernel on its structures.
@@ -36,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from phonjax import dynmat, units
-from phonjax.fourier import _chunk, _cq_kernel, bucket
+from phonjax import dynmat
+from phonjax.fourier import bucket, cq_chunk, cq_kernel, ws_images
 
 __all__ = ["ShardingError", "device_mesh", "sharded_frequencies", "sharded_force_constants_batch"]
 
@@ -74,30 +75,30 @@ def _gather(x) -> np.ndarray:
 # q-points
 def sharded_frequencies(fcobj, qpoints, *, mesh: Mesh | None = None, lr: str = "auto", born=None,
                         q_direction=None, ewald_lambda=None, leak_region=None, lo_projection: bool = False,
-                        asr: bool | None = None, return_eigenvectors: bool = False, unit: str = "THz"):
+                        asr: bool | None = None, return_eigenvectors: bool = False, unit: str = "THz",
+                        correction=None):
     """Frequencies (nq, 3·n_prim) at reduced ``qpoints`` (nq, 3) with q sharded over ``mesh``'s devices.
 
     Same arguments and result as :meth:`ForceConstants.frequencies` (ascending, imaginary negative, ``unit``;
-    with ``return_eigenvectors`` also (nq, 3n, 3n) eigenvectors, columns = modes). q is padded (with Γ) to
+    q_direction reduced; with ``return_eigenvectors`` also (nq, 3n, 3n) eigenvectors, columns = modes), or a
+    prebuilt ``correction`` instead of the long-range arguments. q is padded (with Γ) to
     n_devices × bucket(⌈nq / n_devices⌉) so lists of similar length reuse one compilation.
     """
     if unit not in dynmat.UNITS:
         raise ShardingError(f"unknown frequency unit {unit!r}; choose one of {', '.join(dynmat.UNITS)}")
     mesh, axis, ndev = _mesh_axis(mesh)
-    q, born, lr = dynmat._prepare(fcobj, qpoints, lr, born)
+    q = dynmat.check_qpoints(qpoints)
+    if correction is None:
+        from phonjax.longrange.spec import LongRange
+        correction = LongRange(lr, born, ewald_lambda, leak_region, lo_projection).correction(fcobj)
     asr = fcobj.qspace_asr if asr is None else bool(asr)
     nq = len(q)
-    dirs = dynmat._directions(q_direction, nq)
-    corr = dynmat._correction(fcobj, lr, born, ewald_lambda, leak_region, lo_projection)
-    fc_sr = fcobj.fc if corr is None else corr.short_range_fc
-    delta = None
-    if asr:  # the q-independent δ, from C_tot(Γ) (cached on fcobj)
-        _, delta = dynmat.total_cq(fcobj, np.zeros((1, 3)), lr=lr, born=born, q_direction=None,
-                                   ewald_lambda=ewald_lambda, leak_region=leak_region,
-                                   lo_projection=lo_projection, asr=True)
     sc = fcobj.supercell
+    dirs = dynmat.cartesian_directions(sc.primitive, q_direction, nq)
+    fc_sr = fcobj.fc if correction is None else correction.short_range_fc
+    im = ws_images(sc)
+    delta = dynmat.asr_delta(fcobj, correction, images=im) if asr else None
     n, L = sc.primitive.n_atoms, sc.n_cells
-    im = dynmat._images(fcobj)
     m = im.frac.shape[2]
     per = bucket(-(-nq // ndev))
     total = per * ndev
@@ -105,25 +106,16 @@ def sharded_frequencies(fcobj, qpoints, *, mesh: Mesh | None = None, lr: str = "
     qp[:nq] = q
     dp = None
     if dirs is not None:
-        dp = np.zeros((total, 3))
+        dp = np.full((total, 3), np.nan)
         dp[:nq] = dirs
-    gamma = np.linalg.norm(qp @ np.linalg.inv(sc.primitive.cell).T, axis=1) < dynmat.GAMMA_TOL
-
     qs = NamedSharding(mesh, P(axis))
 
     def lr_block(index):
-        sl = index[0]
-        qb = qp[sl]
-        if corr is None:
+        qb = qp[index[0]]
+        if correction is None:
             return np.zeros((len(qb), n, 3, n, 3), np.complex128)
-        out = corr.long_range(qb, None)
-        if dp is not None:
-            idx = np.arange(total)[sl]
-            for k in np.flatnonzero(gamma[sl]):
-                dk = dp[idx[k]]
-                if np.all(np.isfinite(dk)) and np.linalg.norm(dk) > 0:
-                    out[k] = corr.long_range(qb[k:k + 1], dk)[0]
-        return np.asarray(out, np.complex128)
+        db = None if dp is None else dp[index[0]]
+        return np.asarray(dynmat.long_range_terms(correction, sc.primitive, qb, db), np.complex128)
 
     q_arr = jax.make_array_from_callback((total, 3), qs, lambda idx: qp[idx])
     lr_arr = jax.make_array_from_callback((total, n, 3, n, 3), qs, lr_block, dtype=jnp.complex128)
@@ -132,10 +124,9 @@ def sharded_frequencies(fcobj, qpoints, *, mesh: Mesh | None = None, lr: str = "
     blocks = np.asarray(fc_sr, np.float64).reshape(n, L, n, 3, 3)
     frac = im.frac.reshape(n, L, n, m, 3)
     w = im.weight.reshape(n, L, n, m)
-    w_, v_ = _q_kernel(mesh, axis, _chunk(per, n, L, m))(jnp.asarray(blocks), jnp.asarray(frac), jnp.asarray(w),
-                                                         q_arr, lr_arr, jnp.asarray(d), jnp.asarray(ism))
-    lam = _gather(w_)[:nq]
-    f = dynmat.convert_units(np.sign(lam) * np.sqrt(np.abs(lam)) * units.VASP_TO_THZ, unit)
+    w_, v_ = _q_kernel(mesh, axis, cq_chunk(per, n, L, m))(jnp.asarray(blocks), jnp.asarray(frac), jnp.asarray(w),
+                                                           q_arr, lr_arr, jnp.asarray(d), jnp.asarray(ism))
+    f = dynmat.convert_units(dynmat.thz_from_eigenvalues(_gather(w_)[:nq]), unit)
     if return_eigenvectors:
         return f, _gather(v_)[:nq]
     return f
@@ -149,9 +140,9 @@ def _q_kernel(mesh: Mesh, axis: str, chunk: int):
     key = (mesh, axis, chunk)
     if key not in _Q_KERNELS:
         def local(blocks, frac, w, q, lr, delta, ism):
-            cq = _cq_kernel(blocks, frac, w, q, chunk) + lr  # (per, n, 3, n, 3)
+            cq = cq_kernel(blocks, frac, w, q, chunk) + lr  # (per, n, 3, n, 3)
             nb, n = cq.shape[0], cq.shape[1]
-            w, v = dynmat._eig_kernel(cq.reshape(nb, 3 * n, 3 * n), delta, ism)
+            w, v = dynmat.eig_kernel(cq.reshape(nb, 3 * n, 3 * n), delta, ism)
             return w, v
 
         rep = P()
@@ -168,10 +159,10 @@ _FC_KERNELS: dict = {}
 def _fc_kernel(mesh: Mesh, axis: str, mode: str, chunk: int | None):
     key = (mesh, axis, mode, chunk)
     if key not in _FC_KERNELS:
-        from phonjax.force_constants import _hvp_map
+        from phonjax.force_constants import hvp_map
 
         def local(energy, pos, cell, directions):
-            return jax.vmap(lambda e, p, c: _hvp_map(e, p, c, directions, mode, chunk))(energy, pos, cell)
+            return jax.vmap(lambda e, p, c: hvp_map(e, p, c, directions, mode, chunk))(energy, pos, cell)
 
         _FC_KERNELS[key] = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(axis), P(axis), P(axis), P()),
                                                  out_specs=P(axis), check_vma=False))
@@ -189,16 +180,16 @@ def sharded_force_constants_batch(model_or_energy_fn, structures: Sequence, supe
     pair-list leaves) form one sharded call; each group is padded to a multiple of the device count by
     repeating its last structure. mode: "jvp" or "linearize".
     """
-    from phonjax.force_constants import (_as_supercell, _energy_of, _pad_directions, _per_structure,
-                                         hvp_directions, results_from_hvps)
+    from phonjax.force_constants import (as_supercell, bound_energy, hvp_directions, model_provenance,
+                                         pad_directions, per_structure, results_from_hvps)
     if mode not in ("jvp", "linearize"):
         raise ShardingError(f"sharded force constants support mode 'jvp' or 'linearize', not {mode!r}")
     structures = list(structures)
     if not structures:
         raise ShardingError("no structures")
     mesh, axis, ndev = _mesh_axis(mesh)
-    scs = [_as_supercell(s, m) for s, m in zip(structures, _per_structure(supercell, len(structures)))]
-    energies = [_energy_of(model_or_energy_fn, sc.crystal) for sc in scs]
+    scs = [as_supercell(s, m) for s, m in zip(structures, per_structure(supercell, len(structures)))]
+    energies = [bound_energy(model_or_energy_fn, sc.crystal) for sc in scs]
     groups: dict = {}  # one sharded call per group of equal shapes (padded graphs of other sizes recompile)
     for k, (sc, e) in enumerate(zip(scs, energies)):
         key = (sc.primitive.n_atoms, sc.crystal.n_atoms, jax.tree_util.tree_structure(e),
@@ -214,10 +205,10 @@ def sharded_force_constants_batch(model_or_energy_fn, structures: Sequence, supe
         pos = jax.device_put(jnp.stack([jnp.asarray(scs[k].crystal.positions) for k in idx]), shard)
         cell = jax.device_put(jnp.stack([jnp.asarray(scs[k].crystal.cell) for k in idx]), shard)
         V, _, _ = hvp_directions(scs[members[0]])
-        Vp, c = _pad_directions(V, chunk_size)
+        Vp, c = pad_directions(V, chunk_size)
         hs = _gather(_fc_kernel(mesh, axis, mode, c)(stacked, pos, cell, jnp.asarray(Vp)))[:len(members), :len(V)]
         dt = (time.perf_counter() - t0) / len(members)
         for k, fc in results_from_hvps(hs, members, scs, symmetrize=symmetrize, asr=asr, mode=mode,
-                                       wall_time_s=dt).items():
+                                       wall_time_s=dt, provenance=model_provenance(model_or_energy_fn)).items():
             out[k] = fc
     return out

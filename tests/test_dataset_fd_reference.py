@@ -54,7 +54,7 @@ def test_fd_phonjax_gonze_matches_phonopy_and_dfpt(fd_phonopy):
     from phonjax.born import read_born
     from phonjax.dataset.fd import phonopy_fc_to_phonjax
     from phonjax.dataset import read_structure
-    from phonjax.longrange.calibrate import correction_frequencies
+    from phonjax.dynmat import correction_frequencies
     from phonjax.longrange.strategies import make_correction
 
     ref = read_band_yaml(LIF / "dfpt" / "band.yaml")

@@ -16,7 +16,8 @@ from phonjax.structure import Crystal, make_supercell
 from phonjax.longrange.ewald import ewald_parameters, make_dipole_kernel
 from phonjax.longrange.gonze import supercell_dipole_fc
 from phonjax.longrange.strategies import LongRangeModeError, MODES, make_correction
-from phonjax.longrange.calibrate import correction_frequencies, fourier_ws
+from phonjax.dynmat import correction_frequencies
+from phonjax.fourier import fourier_fc as fourier_ws
 from phonopy_data import load_example
 from phonjax.longrange.range_matched import RangeMatchError, bz_distance, fit_model_lambda, polar_splitting_profile
 

@@ -14,7 +14,9 @@ from phonjax.longrange.ewald import QDirectionError  # noqa: E402
 from phonopy_data import load_example  # noqa: E402
 from phonjax.longrange.leak import LeakRegion, LeakRegionError, leak_fc, leak_pairs, leak_q, parse_leak_region  # noqa: E402
 from phonjax.longrange.strategies import LongRangeModeError, make_correction, MODES  # noqa: E402
-from phonjax.longrange.calibrate import correction_frequencies, fourier_ws, lambda_scan  # noqa: E402
+from phonjax.longrange.calibrate import lambda_scan  # noqa: E402
+from phonjax.dynmat import correction_frequencies  # noqa: E402
+from phonjax.fourier import fourier_fc as fourier_ws  # noqa: E402
 
 
 @pytest.fixture(scope="module")

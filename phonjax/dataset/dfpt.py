@@ -19,6 +19,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from ..compare import BandData, path_distances, write_band_yaml
+from .. import units
 from ..config import load_config
 from ..structure import Crystal
 from .qe_io import (PwSettings, parse_dyn_dielectric, parse_matdyn_freq, parse_pw_output, write_matdyn_input,
@@ -110,7 +111,7 @@ def band_path(crystal: Crystal, path: str = "auto", npoints: int = 130):
 def born_text(epsilon: np.ndarray, zstar: np.ndarray) -> str:
     """phonopy BORN text: unit factor (e²/4πε₀ in eV·Å), ε∞ (9 numbers), Z*[E, u] of *every* atom (9 each).
     No comment lines: phonopy's parser reads line 1 as the factor and line 2 as ε∞."""
-    lines = ["14.399652"]
+    lines = [f"{units.COULOMB_EV_A}"]
     lines.append(" ".join(f"{x:.8f}" for x in np.asarray(epsilon).ravel()))
     lines += [" ".join(f"{x:.8f}" for x in np.asarray(z).ravel()) for z in zstar]
     return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
 """Λ calibration (the seed's Figure-4 study): how ``recip`` / ``ewald`` / ``gonze`` frequencies move with Λ.
 
 ``lambda_scan`` returns frequencies per Λ and mode (data only; plotting belongs to phonjax.plot or the
-benchmark script). It carries a small self-contained Fourier transform with Wigner–Seitz images (phonopy's
-convention) so it works on any (supercell, fc) pair; the phonon engine's own transform gives the same C(q).
+benchmark script). It works on any (supercell, fc) pair through the phonon engine's
+:func:`phonjax.dynmat.correction_frequencies` (no q-space ASR); q_direction is Cartesian there, as the
+Correction takes it.
 """
 from __future__ import annotations
 
@@ -10,40 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phonjax import units
 from phonjax.born import Born
+from phonjax.dynmat import correction_frequencies
+from phonjax.fourier import ws_images
 from phonjax.structure import Supercell
-from phonjax.longrange.gonze import ws_images
-from phonjax.longrange.strategies import Correction, make_correction
+from phonjax.longrange.strategies import make_correction
 
-__all__ = ["LambdaScan", "lambda_scan", "fourier_ws", "correction_frequencies"]
-
-
-def fourier_ws(fc, supercell: Supercell, q_red, *, images=None) -> np.ndarray:
-    """C(q)[i, a, j, b] = Σ_{s: s2p(s)=j} Σ_images w · fc[i, s, a, b] · exp(2πi q·(r_s + T − r_i)),
-    (nq, n, 3, n, 3) complex128 eV/Å² (phonopy's convention)."""
-    vec, w = ws_images(supercell) if images is None else images
-    q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
-    frac = vec @ np.linalg.inv(supercell.primitive.cell)
-    ph = np.einsum("qism,ism->qis", np.exp(2j * np.pi * np.einsum("qc,ismc->qism", q, frac)), w)
-    n = supercell.primitive.n_atoms
-    out = np.zeros((len(q), n, 3, n, 3), dtype=np.complex128)
-    for j in range(n):
-        sel = supercell.s2p == j
-        out[:, :, :, j, :] = np.einsum("qis,isab->qiab", ph[:, :, sel], np.asarray(fc)[:, sel])
-    return out
-
-
-def correction_frequencies(corr: Correction, supercell: Supercell, q_red, q_direction=None, *, images=None):
-    """Frequencies (nq, 3n) THz (imaginary → negative) of Fourier(short_range_fc) + long range."""
-    q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
-    cq = corr.apply(fourier_ws(corr.short_range_fc, supercell, q, images=images), q, q_direction)
-    n = supercell.primitive.n_atoms
-    m = np.repeat(supercell.primitive.masses, 3)
-    d = cq.reshape(len(q), 3 * n, 3 * n) / np.sqrt(np.outer(m, m))
-    d = 0.5 * (d + np.conj(np.swapaxes(d, 1, 2)))
-    w = np.linalg.eigvalsh(d)
-    return np.sign(w) * np.sqrt(np.abs(w)) * units.VASP_TO_THZ
+__all__ = ["LambdaScan", "lambda_scan"]
 
 
 @dataclass(frozen=True, eq=False)

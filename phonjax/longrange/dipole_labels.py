@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from phonjax import units
 from phonjax.born import Born, BornError
-from phonjax.structure import Crystal, _frozen_array, make_supercell, supercell_matrix
+from phonjax.structure import Crystal, make_supercell, supercell_matrix
 
 __all__ = ["KIND", "DipoleLabelError", "DipoleLabels", "infer_supercell_matrix", "strained_primitive",
            "map_to_sites", "dipole_fc_in_cell", "dipole_labels", "long_range_record", "is_short_range",
@@ -73,7 +74,9 @@ class DipoleLabels:
 
 
 def _ro(a, dtype=np.float64) -> np.ndarray:
-    return _frozen_array(a, dtype)
+    a = np.array(a, dtype=dtype)
+    a.setflags(write=False)
+    return a
 
 
 def _matrix(value) -> np.ndarray:
@@ -271,5 +274,5 @@ def born_from_record(record: dict, crystal, model_dir=None) -> Born:
     if ref is None or list(ref) != crystal.numbers.tolist():
         raise BornError("the short-range model's Born charges are recorded for the reference primitive cell "
                         f"(atoms {ref}), not for this structure (atoms {crystal.numbers.tolist()}): give born=...")
-    return Born.from_arrays(b["born_charges"], b["epsilon"], factor=b.get("factor", 14.399645),
+    return Born.from_arrays(b["born_charges"], b["epsilon"], factor=b.get("factor", units.COULOMB_EV_A),
                             source=f"model record ({b.get('source')})")

@@ -35,6 +35,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from phonjax import units
 from phonjax.born import Born, BornError
 from phonjax.structure import Crystal
 
@@ -42,8 +43,8 @@ __all__ = ["EwaldParameters", "ewald_parameters", "phonopy_recip_parameters", "d
            "DipoleKernel", "make_dipole_kernel", "QDirectionError", "Q_ZERO_TOL", "cartesian_q",
            "pad_bucket", "fold_to_bz", "bz_representatives"]
 
-#: |q + G| (1/Å, no 2π) below which a term counts as the q = 0 term (phonopy's Q_DIRECTION_TOLERANCE).
-Q_ZERO_TOL = 1e-5
+#: |q + G| (1/Å, no 2π) below which a term counts as the q = 0 term (see :data:`phonjax.units.EWALD_Q_ZERO_TOL`).
+Q_ZERO_TOL = units.EWALD_Q_ZERO_TOL
 
 
 class QDirectionError(ValueError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from phonjax.fourier import ws_images
 from phonjax.structure import Supercell, commensurate_qpoints
 from phonjax.longrange.ewald import fold_to_bz
 
@@ -54,29 +55,16 @@ def gonze_short_range_fc(fc, supercell: Supercell, dd) -> tuple[np.ndarray, np.n
     return fc - fc_dd, fc_dd
 
 
-def ws_images(supercell: Supercell, *, tol: float = 1e-5):
-    """Wigner–Seitz images of every (home atom i, supercell atom s) pair, as the Fourier transform uses
-    them (:func:`phonjax.fourier.ws_images`), in Cartesian form.
-
-    Returns (vectors (n, ns, m, 3) Å padded with zeros, weights (n, ns, m) = 1/multiplicity or 0).
-    """
-    from phonjax.fourier import ws_images as _ws
-
-    im = _ws(supercell, tol=tol)
-    return im.frac @ supercell.primitive.cell, im.weight
-
-
 def ws_phase_sum(supercell: Supercell, q_red, *, images=None) -> np.ndarray:
     """W(q)[i, j] = 1/N Σ_{s: s2p(s)=j} Σ_images w · exp(2πi q·(r_s + T − r_i)), (nq, n, n) complex.
 
     The Fourier transform (phonopy's convention) of a force-constant matrix that is 1 for every pair, divided
-    by N: Wang's correction is C_na(q̂) ⊙ W(q).
+    by N: Wang's correction is C_na(q̂) ⊙ W(q). images: :func:`phonjax.fourier.ws_images` of the supercell.
     """
-    vec, w = ws_images(supercell) if images is None else images
+    im = ws_images(supercell) if images is None else images
     q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
-    frac = vec @ np.linalg.inv(supercell.primitive.cell)
-    ph = np.exp(2j * np.pi * np.einsum("qc,ismc->qism", q, frac))
-    per_s = np.einsum("qism,ism->qis", ph, w)
+    ph = np.exp(2j * np.pi * np.einsum("qc,ismc->qism", q, im.frac))
+    per_s = np.einsum("qism,ism->qis", ph, im.weight)
     n = supercell.primitive.n_atoms
     out = np.zeros((len(q), n, n), dtype=np.complex128)
     for j in range(n):

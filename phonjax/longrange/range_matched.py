@@ -26,19 +26,10 @@ with a_q̂ the short-range L–T anisotropy (analytic, ∝ t² at small t). Λ (
 Brillouin-zone boundary along q̂: for each Λ the a_q̂ are linear (closed form), and Λ is minimised on a log grid
 over [Λ_ph/50, Λ_ph] (Λ_ph: phonopy's default Λ, where recip ≈ full Ewald) and refined by a bounded scalar
 search. The scale of Z* is not fitted: the model is assumed to hold the full-strength short-range part of the
-DFT Z*/ε∞ interaction; only the range is unknown (a free scale was measured to be unstable, 0.6–1.8 across
-directions on LiF, while Λ alone agrees within ±6 % across directions).
+DFT Z*/ε∞ interaction; only the range is unknown (a free scale proved unstable across directions, while Λ alone
+agrees across directions; see reports/longrange_modes.md).
 
-Measured (SevenNet-0, LiF, DFPT Z*/ε∞; benchmarks/longrange_supercell.py): the Λ that exactly explains the
-difference DFPT − model in the LO–TO profile along Γ–X is 0.07 (4×4×4 primitive supercell), the fit gives
-0.067–0.074 per direction there; the result depends on the prediction supercell (the model's force constants
-are folded into it), which is why Λ is fitted per force-constant set: 0.089 (54 atoms) → 0.066 (≥ 216 atoms).
-MgO: 0.105 → 0.070. With a LiF-finetuned SevenNet-0 (no longer too soft) Λ* = 0.060–0.066 in ≥ 128-atom
-supercells equals the Λ of lowest RMSE against DFPT (0.06); for the pretrained model the lowest-RMSE Λ is larger
-(0.11), over-stiffening the LO branch near Γ (+8 %) to compensate the model's overall softness.
-Rejected range criteria: erfc(2πΛ·R/√ε) = 1e-3 with R = layers × r_max (25 Å for SevenNet-0) gives Λ = 0.021
-(RMSE 1.74 THz on LiF 250 atoms, worse than gonze); with R = r_max, Λ = 0.106 (0.95 THz) but the tolerance is a
-free choice (1e-2 … 1e-4 → Λ 0.083 … 0.125), i.e. Λ by hand.
+Measured values of Λ* and of the rejected alternatives: reports/longrange_modes.md.
 
 Default directions: the Cartesian axes, the three face diagonals and the body diagonal (7; directions without
 LO–TO splitting are skipped). Units: Λ in 1/Å without 2π (phonopy's convention), t in 1/Å without 2π.
@@ -82,7 +73,7 @@ class LambdaFit:
     profile neglects these terms; ≪ 1 when the fit is self-consistent).  gaussian_at_edge: largest
     exp(−t_max²·q̂·ε·q̂/4Λ*²) over the directions: how far the Gaussian has decayed at the end of the window.
     Near 1 the profile stays in its t² regime, where Λ is degenerate with the anisotropy a_q̂ (poorly
-    determined); measured 0.48 (LiF, 54 atoms) to 0.26 (250 atoms) for SevenNet-0.
+    determined).
     """
 
     lam: float
@@ -139,6 +130,7 @@ def polar_splitting_profile(fc, supercell: Supercell, born: Born, direction, t, 
     """f(t) (nt,) for force constants fc (n_prim, n_super, 3, 3) eV/Å² along Cartesian ``direction`` at
     |q| = t (1/Å, no 2π); see the module docstring. Raises RangeMatchError if the direction has no LO–TO
     splitting."""
+    from phonjax.dynmat import mass_weighted
     from phonjax.fourier import fourier_fc, ws_images
 
     prim = supercell.primitive
@@ -153,10 +145,7 @@ def polar_splitting_profile(fc, supercell: Supercell, born: Born, direction, t, 
     q_red = np.outer(t, qh) @ prim.cell.T  # Cartesian (no 2π) → reduced
     im = ws_images(supercell) if images is None else images
     n = prim.n_atoms
-    C = fourier_fc(fc, supercell, q_red, images=im).reshape(len(t), 3 * n, 3 * n)
-    ism = np.repeat(1.0 / np.sqrt(prim.masses), 3)
-    D = C * ism[None, :, None] * ism[None, None, :]
-    D = 0.5 * (D + np.conj(np.swapaxes(D, 1, 2)))
+    D = mass_weighted(fourier_fc(fc, supercell, q_red, images=im).reshape(len(t), 3 * n, 3 * n), prim.masses)
 
     def rq(p):
         return np.einsum("i,qij,j->q", p, D, p).real / float(p @ p)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from phonjax import units
 from phonjax.nn import irreps as I
 
 
@@ -89,7 +90,7 @@ class ModelConfig:
     zbl: bool = False
     zbl_species: tuple[str, ...] | None = None
     zbl_polynomial_cutoff_p: float = 6.0
-    zbl_coulomb: float = 14.399645
+    zbl_coulomb: float = units.COULOMB_EV_A
     # -- variants (see docstring) --
     embedding: str = "learned"
     self_connection: str = "fctp"

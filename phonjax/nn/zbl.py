@@ -2,7 +2,7 @@
 
 E_i = Σ_j ½·k_e·Z_i Z_j / r · φ(x) · u(r / r_max),  x = (Z_i^0.23 + Z_j^0.23) r / 0.46850,
 φ(x) = 0.02817 e^(−0.20162x) + 0.28022 e^(−0.40290x) + 0.50986 e^(−0.94229x) + 0.18175 e^(−3.19980x),
-u: polynomial cutoff with ZBL's own exponent p. r in Å, k_e = 14.399645 eV·Å, energies eV.
+u: polynomial cutoff with ZBL's own exponent p. r in Å, k_e = units.COULOMB_EV_A (e²/4πε0) eV·Å, energies eV.
 """
 from __future__ import annotations
 

@@ -26,8 +26,8 @@ NEAR_GAMMA_FRACTION = 0.2
 def load_inputs(structure, born, reference):
     """(primitive Crystal, Born, reference BandData) from a structure file, a BORN file and a band.yaml."""
     import ase.io
-    from phonjax.born import read_born
-    from phonjax.compare import read_band_yaml
+    from phonjax.io.born import read_born
+    from phonjax.io.band_yaml import read_band_yaml
     from phonjax.structure import Crystal
 
     prim = Crystal.from_ase(ase.io.read(str(structure)))

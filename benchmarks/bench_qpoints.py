@@ -64,7 +64,7 @@ print("RESULT " + json.dumps(out))
 
 def throughput(nqs, repeats: int, sharded: bool) -> list:
     import phonopy
-    from phonjax.phonopy_io import from_phonopy
+    from phonjax.io.phonopy import from_phonopy
     ph = phonopy.load(EXAMPLES / "phonopy_disp.yaml", force_sets_filename=EXAMPLES / "FORCE_SETS",
                       born_filename=EXAMPLES / "BORN", log_level=0)
     ph.produce_force_constants()

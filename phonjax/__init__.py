@@ -15,9 +15,10 @@ from phonjax.structure import Crystal, Supercell, make_supercell, commensurate_q
 from phonjax.model import Model, ModelConfig, load_model  # noqa: E402
 from phonjax.calculator import Calculator  # noqa: E402
 from phonjax.force_constants import ForceConstants, force_constants, force_constants_batch  # noqa: E402
-from phonjax.phonopy_io import from_phonopy, to_phonopy  # noqa: E402
+from phonjax.io.phonopy import from_phonopy, to_phonopy  # noqa: E402
 from phonjax.bands import BandStructure, band_path  # noqa: E402
-from phonjax.born import Born, read_born  # noqa: E402
+from phonjax.born import Born  # noqa: E402
+from phonjax.io.born import read_born  # noqa: E402
 from phonjax.longrange import make_correction, dipole_dipole, lambda_scan  # noqa: E402
 from phonjax.predict import predict, bands_from_phonopy  # noqa: E402
 from phonjax.defaults import default_model  # noqa: E402

@@ -140,15 +140,15 @@ class ForceConstants:
         from phonjax.bands import phonon_dos
         return phonon_dos(self, mesh, sigma=sigma, lr=lr, born=born, **kw)
 
-    # --- interoperability (phonopy_io.py) ----------------------------------------------------------------
+    # --- interoperability (io/phonopy.py) ----------------------------------------------------------------
     def to_phonopy(self):
         """A ``phonopy.Phonopy`` with these force constants (and NAC parameters when born is known)."""
-        from phonjax.phonopy_io import to_phonopy
+        from phonjax.io.phonopy import to_phonopy
         return to_phonopy(self)
 
     def write_hdf5(self, path) -> None:
         """phonopy's ``force_constants.hdf5`` (compact, phonopy's supercell atom order)."""
-        from phonjax.phonopy_io import write_force_constants_hdf5
+        from phonjax.io.phonopy import write_force_constants_hdf5
         write_force_constants_hdf5(self, path)
 
 

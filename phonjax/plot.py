@@ -49,7 +49,7 @@ def plot_band_structure(band, path=None, *, reference=None, reference_label: str
     if reference is not None:
         ref = reference
         if isinstance(ref, (str, Path)):
-            from phonjax.compare import read_band_yaml
+            from phonjax.io.band_yaml import read_band_yaml
             ref = read_band_yaml(ref)
         rd = np.asarray(ref.distances, dtype=np.float64)
         if rd.size and np.isfinite(rd).all() and rd[-1] > 0 and d[-1] > 0:

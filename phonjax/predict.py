@@ -1,6 +1,7 @@
 """End-to-end jobs behind ``phonjax predict`` and ``phonjax bands``: structure + model → force constants →
-dispersion, or phonopy force constants → dispersion; both write band.png, band.yaml, force_constants.hdf5,
-summary.json and summary.txt into ``out_dir`` and return a :class:`PredictResult`.
+dispersion, or phonopy force constants → dispersion; both write their outputs (band.png, band.yaml,
+force_constants.hdf5, summary.json, summary.txt: :data:`phonjax.io.outputs.DEFAULT_WRITERS`) into ``out_dir``
+and return a :class:`PredictResult`.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import time
 
 import numpy as np
 
+from phonjax.io.structure import read_structure
 from phonjax.structure import Crystal
 
-__all__ = ["predict", "bands_from_phonopy", "PredictResult", "default_supercell", "load_structure",
-           "IMAGINARY_THRESHOLD_THZ", "ML_DEFAULT_LR"]
+__all__ = ["predict", "bands_from_phonopy", "PredictResult", "default_supercell", "IMAGINARY_THRESHOLD_THZ",
+           "ML_DEFAULT_LR"]
 
 #: ``lr='auto'`` for force constants of an ML model (not trained short-range) when Born data is given. The mixed-space
 #: ``gonze`` subtraction assumes the supercell force constants hold the full periodic dipole sum, as DFT ones do;
@@ -35,7 +37,8 @@ class PredictResult:
     """force_constants: ForceConstants; band: BandStructure; files: written paths; timings: seconds per step;
     gamma_frequencies (3n,) THz (with q_direction when Born data is used); max_frequency THz; n_imaginary_q:
     path points with a mode below −IMAGINARY_THRESHOLD_THZ; min_frequency THz; comparison: metrics against the
-    reference (or None)."""
+    reference (or None); reference: the reference dispersion (:class:`~phonjax.io.band_yaml.BandData`) or None.
+    ``files`` names every file the writers (:data:`phonjax.io.outputs.DEFAULT_WRITERS`) write."""
 
     force_constants: object
     band: object
@@ -50,6 +53,7 @@ class PredictResult:
     supercell_matrix: np.ndarray
     comparison: object = None
     extra: dict = field(default_factory=dict)
+    reference: object = None
 
     def as_dict(self) -> dict:
         d = {"lr": self.lr, "supercell_matrix": self.supercell_matrix.tolist(),
@@ -81,21 +85,6 @@ class PredictResult:
             lines.append(self.comparison.summary())
         lines.append(f"wrote {', '.join(sorted(p.name for p in self.files.values()))} in {self.out_dir}")
         return "\n".join(lines)
-
-
-def load_structure(structure) -> Crystal:
-    """Crystal from a path (any format ASE reads), an ase.Atoms or a Crystal."""
-    if isinstance(structure, (str, Path)):
-        path = Path(structure)
-        if not path.is_file():
-            raise FileNotFoundError(f"structure file not found: {path}")
-        import ase.io
-        try:
-            atoms = ase.io.read(str(path))
-        except Exception as e:
-            raise ValueError(f"{path}: ASE could not read it ({type(e).__name__}: {e})") from None
-        return Crystal.from_ase(atoms)
-    return Crystal.coerce(structure)
 
 
 #: How :func:`predict` chooses the supercell when none is given (``supercell_rule``).
@@ -139,7 +128,7 @@ def _load_model(model):
 def _born(born, crystal):
     if born is None or not isinstance(born, (str, Path)):
         return born
-    from phonjax.born import read_born
+    from phonjax.io.born import read_born
     return read_born(born, crystal)
 
 
@@ -187,7 +176,7 @@ def _short_range_model(m, model_arg, crystal, born, lr: str):
 
 def _reference_path(reference):
     """Explicit path segments reproducing a reference band.yaml's q-points (its segments are straight)."""
-    from phonjax.compare import read_band_yaml
+    from phonjax.io.band_yaml import read_band_yaml
     ref = read_band_yaml(reference)
     seg = ref.segment_nqpoint or (len(ref.qpoints),)
     path, npts, k = [], [], 0
@@ -241,8 +230,7 @@ def _concat(parts, cls):
 def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak_region, lo_projection, out_dir,
             timings, progress, extra=None) -> PredictResult:
     from phonjax.dynmat import resolve_lr
-    from phonjax.phonopy_io import write_force_constants_hdf5
-    from phonjax.plot import plot_band_structure
+    from phonjax.io.outputs import DEFAULT_WRITERS, write_outputs
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,19 +260,15 @@ def _finish(fc, *, lr, born, q_direction, npoints, reference, ewald_lambda, leak
             comparison = compare_bands(band.to_band_data(), ref)
         except ValueError:
             comparison = None
-    files = {"band.yaml": band.write_yaml(out / "band.yaml"),
-             "force_constants.hdf5": write_force_constants_hdf5(fc, out / "force_constants.hdf5")}
-    title = f"{''.join(fc.primitive.symbols)}  (lr={mode}, {fc.supercell.crystal.n_atoms}-atom supercell)"
-    plot_band_structure(band, out / "band.png", reference=ref, reference_label="reference", title=title)
-    files["band.png"] = out / "band.png"
     f = band.frequencies
+    files = {w.name: out / w.name for w in DEFAULT_WRITERS}
     res = PredictResult(fc, band, out, files, timings, gamma, float(f.max()), float(f.min()),
                         int(np.sum(f.min(axis=1) < -IMAGINARY_THRESHOLD_THZ)), mode, np.asarray(fc.supercell.matrix),
-                        comparison, extra)
+                        comparison, extra, ref)
+    for w in DEFAULT_WRITERS:  # summary.json reports the time the writers before it took
+        timings["write"] = time.perf_counter() - t
+        write_outputs(res, (w,))
     timings["write"] = time.perf_counter() - t
-    (out / "summary.json").write_text(json.dumps(res.as_dict(), indent=2, default=str) + "\n")
-    (out / "summary.txt").write_text(res.summary_text() + "\n")
-    files["summary.json"], files["summary.txt"] = out / "summary.json", out / "summary.txt"
     progress.update(1)
     return res
 
@@ -317,7 +301,7 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
 
     bar = _progress(3, progress)
     timings: dict = {}
-    crystal = load_structure(structure)
+    crystal = read_structure(structure)
     m = _load_model(model)
     if supercell is None:
         r = getattr(m, "r_max", None) or getattr(m, "cutoff", None)
@@ -351,7 +335,7 @@ def bands_from_phonopy(params, *, force_sets=None, born=None, lr: str = "auto", 
     """As :func:`predict` from external force constants: a phonopy_params.yaml (or phonopy_disp.yaml with
     ``force_sets``) or a phonopy.Phonopy. ``born``: BORN/QE file or Born (default: the yaml's NAC params).
     Without long range (lr none), phonopy's own frequencies are reproduced (no extra q-space ASR)."""
-    from phonjax.phonopy_io import from_phonopy
+    from phonjax.io.phonopy import from_phonopy
 
     bar = _progress(3, progress)
     timings: dict = {}

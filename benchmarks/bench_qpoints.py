@@ -44,8 +44,8 @@ if energy == "pair":
     from phonjax.potentials import rock_salt_potential
     model = rock_salt_potential(4.03, "Li", "F")
 else:
-    from phonjax.model import Model
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.nn.config import ModelConfig
     sys.path.insert(0, {bench!r})
     from bench_force_constants import SMALL
     model = Model.init(ModelConfig(**SMALL, dtype="float64"), seed=0)

@@ -247,7 +247,7 @@ class _ModelAdapter:
     config: object
 
     def __call__(self, params, graph, positions, cell):
-        from phonjax.model import _energy_single
+        from phonjax.models.nequip.model import _energy_single
         return _energy_single(self.config, params, graph, jnp.asarray(positions), jnp.asarray(cell))
 
 
@@ -258,7 +258,7 @@ def _model_partial(model, e):
     if graph is None or not hasattr(model, "config") or not hasattr(model, "params"):
         return None
     try:
-        import phonjax.model as pm
+        import phonjax.models.nequip.model as pm
         if not isinstance(model, pm.Model) or not hasattr(pm, "_energy_single"):
             return None
         hash(model.config)
@@ -391,7 +391,7 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
     site-symmetry-reduced products (spglib) and rebuild the other rows.  symmetrize: Eq. 2.  asr: "phonopy",
     "simple" or None.  born: optional Born data attached to the result.  allow_small_supercell: skip the check
     that a model with ``r_max`` fits its cutoff sphere in the supercell.  edge_chunk: a phonjax Model's edges per
-    rematerialised message chunk (0: none; None: automatic by graph size, see ``phonjax.model.auto_edge_chunk``)
+    rematerialised message chunk (0: none; None: automatic by graph size, see ``phonjax.models.nequip.model.auto_edge_chunk``)
     — O(nodes) instead of O(edges) memory in large supercells (on LiF 5³ also 30 % faster on CPU).
     """
     _check_mode(mode)

@@ -91,21 +91,23 @@ class PredictResult:
 SUPERCELL_RULES = ("receptive", "cutoff")
 
 
-def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int | None = None) -> np.ndarray:
+def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int | None = None,
+                      receptive_field: float | None = None) -> np.ndarray:
     """Smallest N·I (3×3) whose supercell widths (distance between opposite faces) all reach a length:
 
     * ``rule="cutoff"``: 2·cutoff — the smallest supercell that holds the model's cutoff sphere (no atom sees
       its own image within r_max); force constants beyond it are folded.
-    * ``rule="receptive"``: max(2, layers)·cutoff — the model's receptive field (message passing over
-      ``layers`` hops of r_max). On LiF (SevenNet-0, 5 layers × 5 Å) frequencies converge there to ≤ 0.02 THz of
-      a 13³ supercell, vs 0.3 THz (pretrained, no correction) at the cutoff rule (reports/lif.md §e).
-      Without ``layers`` it falls back to the cutoff rule.
+    * ``rule="receptive"``: the model's receptive field (Å; ``receptive_field``, or ``layers``·cutoff for message
+      passing over ``layers`` hops of r_max), never less than 2·cutoff; frequencies converge there
+      (reports/lif.md §e). Without either it falls back to the cutoff rule.
     """
     if rule not in SUPERCELL_RULES:
         raise ValueError(f"supercell rule must be one of {SUPERCELL_RULES}, got {rule!r}")
     length = 2.0 * cutoff
-    if rule == "receptive" and layers:
-        length = max(2, int(layers)) * cutoff
+    if rule == "receptive":
+        reach = receptive_field if receptive_field is not None else (int(layers) * cutoff if layers else None)
+        if reach is not None:
+            length = max(length, float(reach))
     rec = np.linalg.inv(crystal.cell)
     width = 1.0 / np.linalg.norm(rec, axis=0)
     n = max(1, int(math.ceil(length / width.min() - 1e-9)))
@@ -120,7 +122,7 @@ def _load_model(model):
             raise ValueError("no model given (--model DIR) and no default model is available") from None
         return default_model()
     if isinstance(model, (str, Path)):
-        from phonjax.model import load_model
+        from phonjax.models import load_model
         return load_model(model)
     return model
 
@@ -287,7 +289,7 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     ``model`` (model directory, a Model, an object with ``bind`` or an energy_fn(positions, cell, numbers)).
 
     supercell: N, (N1, N2, N3), 3×3 or None: :func:`default_supercell` with ``supercell_rule`` — "receptive"
-    (default: widths ≥ the model's receptive field, layers·r_max, where frequencies are converged) or "cutoff"
+    (default: widths ≥ the model's ``receptive_field``, e.g. layers·r_max, where frequencies converge) or "cutoff"
     (widths ≥ 2·r_max: cheaper, folds the force constants' tail).  born: BORN /
     QE file or Born; a short-range model (trained on dipole-subtracted labels, ``metadata["long_range"]``)
     brings its own, and ``lr='auto'`` is then ``'ewald'`` (recorded in summary.json as ``short_range_model``); for
@@ -307,8 +309,8 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
         r = getattr(m, "r_max", None) or getattr(m, "cutoff", None)
         if r is None:
             raise ValueError("supercell not given and the model has no r_max/cutoff to choose one")
-        layers = getattr(getattr(m, "config", None), "num_layers", None)
-        supercell = default_supercell(crystal, float(r), layers=layers, rule=supercell_rule)
+        reach = getattr(m, "receptive_field", None)  # phonjax.models.PhononModel
+        supercell = default_supercell(crystal, float(r), receptive_field=reach, rule=supercell_rule)
     b = _born(born, crystal)
     b, lr, sr_info = _short_range_model(m, model, crystal, b, lr)
     if lr == "auto" and b is not None:

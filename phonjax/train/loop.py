@@ -341,7 +341,7 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overr
     if not resume and (out / "stages").exists() and any((out / "stages").rglob("_CHECKPOINT_METADATA")):
         raise CheckpointError(f"{out} already holds checkpoints: resume, or choose another out_dir")
     if model is None:
-        from phonjax.train.nequip_adapter import load_trainable
+        from phonjax.models import load_trainable  # the model directory's family's adapter
         model = load_trainable(cfg.model)
     if cfg.training.init == "random":  # control run: same architecture, fresh parameters
         if not hasattr(model, "reinitialized"):

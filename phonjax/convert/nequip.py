@@ -1,11 +1,11 @@
 """torch nequip → phonjax: `.nequip.zip` packages, Lightning `.ckpt` files and in-memory models.
 
-``convert_nequip(src, out)`` reads the model, maps its architecture to a :class:`phonjax.model.ModelConfig`
+``convert_nequip(src, out)`` reads the model, maps its architecture to a :class:`phonjax.models.nequip.model.ModelConfig`
 (read from the loaded *modules*, not from a config file, so finetuned/packaged models work), maps every
 weight by name, checks the converted model against torch on a small structure, and writes a phonjax model
 directory atomically (temporary sibling + rename: nothing half-written in OUT on failure).
 
-Unsupported architecture features raise :class:`phonjax.model.UnsupportedFeature` naming the feature.
+Unsupported architecture features raise :class:`phonjax.models.nequip.model.UnsupportedFeature` naming the feature.
 torch is imported only in this package.
 """
 from __future__ import annotations
@@ -17,14 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from convert._util import sha256_file
+from phonjax.convert._util import ConversionError, irreps_str, sha256_file
 
-from phonjax.model import Model, ModelConfig, UnsupportedFeature
-from phonjax.nn import irreps as I
-
-
-class ConversionError(ValueError):
-    """The source is not a (readable) nequip model."""
+from phonjax.models.nequip.model import Model, ModelConfig, UnsupportedFeature
+from phonjax.models.nequip.nn import irreps as I
 
 
 EXPECTED_PREFIX = ("type_embed", "spharm", "edge_norm", "bessel_encode", "factor")
@@ -269,10 +265,6 @@ def _avg_num_neighbors(conv) -> tuple[float, ...]:
     raise UnsupportedFeature("avg_num_neighbors normalisation of this nequip version")
 
 
-def _irr(x) -> str:
-    return I.irreps_str(I.parse_irreps(str(x)))
-
-
 def _config_and_params(gm, func, names, mods, dtype):
     te = mods["type_embed"]
     if getattr(te, "do_categorical_graph_field_embed", False):
@@ -307,7 +299,7 @@ def _config_and_params(gm, func, names, mods, dtype):
             raise UnsupportedFeature("nonlinearity_type='norm' (NormActivation)")
         if type(conv).__name__ != "InteractionBlock":
             raise UnsupportedFeature(f"convolution {type(conv).__name__}")
-        hidden.append(_irr(L.feature_irreps_hidden))
+        hidden.append(irreps_str(L.feature_irreps_hidden))
         ws, act = _mlp_weights(conv.edge_mlp)
         if act != "silu":
             raise UnsupportedFeature(f"radial MLP nonlinearity {act}")
@@ -371,7 +363,7 @@ def _config_and_params(gm, func, names, mods, dtype):
     config = ModelConfig(
         type_names=tuple(type_names), r_max=r_max, feature_irreps_hidden=tuple(hidden),
         radial_mlp_depth=tuple(depth), radial_mlp_width=tuple(width),
-        avg_num_neighbors=avg[0] if len(avg) == 1 else avg, dtype=dtype, irreps_edge_sh=_irr(sh.irreps_edge_sh),
+        avg_num_neighbors=avg[0] if len(avg) == 1 else avg, dtype=dtype, irreps_edge_sh=irreps_str(sh.irreps_edge_sh),
         type_embed_num_features=int(emb.shape[1]), num_bessels=int(bessel_w.shape[1]),
         bessel_trainable=isinstance(be.bessel_weights, __import__("torch").nn.Parameter),
         polynomial_cutoff_p=float(be.cutoff.p), edge_factor=float(fac.factor),
@@ -385,7 +377,7 @@ def _config_and_params(gm, func, names, mods, dtype):
     # cross-check the irreps phonjax derives with torch's modules
     for kk, (conv, Lc) in enumerate(zip(layers, config.layer_irreps())):
         mine = (I.irreps_str(Lc["irreps_in"]), I.irreps_str(Lc["conv_out"]))
-        theirs = (_irr(conv.linear_1.irreps_in), _irr(conv.linear_2.irreps_out))
+        theirs = (irreps_str(conv.linear_1.irreps_in), irreps_str(conv.linear_2.irreps_out))
         if mine != theirs:
             raise UnsupportedFeature(f"layer {kk}: irreps {theirs} differ from phonjax's {mine}")
         if bool(Lc["use_sc"]) != (conv.sc is not None) or bool(Lc["resnet"]) != bool(resnet[kk]):

@@ -3,7 +3,7 @@
 ``convert_sevennet(checkpoint=None, out)`` loads a SevenNet checkpoint (default: SevenNet-0 11Jul2024,
 shipped inside the installed ``sevenn`` wheel), reads its architecture from the *built torch modules*
 (sevenn's own builder, so its backward-compatibility patches of old checkpoints are applied), maps every
-weight onto the phonjax NequIP model (SevenNet variants of :class:`phonjax.model.ModelConfig`), checks the
+weight onto the phonjax NequIP model (SevenNet variants of :class:`phonjax.models.nequip.model.ModelConfig`), checks the
 result against torch on a small structure and writes a phonjax model directory (``Model.save``).
 
 SevenNet-0's forward pass, numerically (sevenn 0.13 / e3nn 0.6, all facts read from the code):
@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convert._util import sha256_file
+from phonjax.convert._util import ConversionError, irreps_str, sha256_file
 
-from phonjax.nn.config import UnsupportedFeature
+from phonjax.models.nequip.nn.config import UnsupportedFeature
 
 #: e3nn-torch normalize2mom(SiLU) (Monte Carlo, seed 0); checked against the loaded modules.
 C_SILU = 1.6791767923989418
@@ -54,10 +54,6 @@ C_SILU = 1.6791767923989418
 SEVENNET_0_RELPATH = ("pretrained_potentials", "SevenNet_0__11Jul2024", "checkpoint_sevennet_0.pth")
 #: sha256 of that file in sevenn 0.13.0 (identifies SevenNet-0 in the metadata)
 SEVENNET_0_SHA256 = "7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f813c36"
-
-
-class ConversionError(ValueError):
-    """The source is not a (readable) SevenNet checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -142,12 +138,6 @@ def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
                               config=config)
 
 
-def _irr(x) -> str:
-    from phonjax.nn import irreps as I
-
-    return I.irreps_str(I.parse_irreps(str(x)))
-
-
 def architecture(model, config: dict) -> dict:
     """Plain-dict architecture of a built SevenNet model; UnsupportedFeature names anything else.
 
@@ -213,7 +203,7 @@ def architecture(model, config: dict) -> dict:
     sph = ee.spherical
     if not (sph.sph.normalize and sph.normalization == "component"):
         raise UnsupportedFeature("spherical harmonics without normalize=True / component normalisation")
-    sh_irreps = _irr(sph.irreps_out)
+    sh_irreps = irreps_str(sph.irreps_out)
     if any(p != 1 for _, _, p in _parse(sh_irreps)):
         raise UnsupportedFeature(f"SH irreps {sh_irreps}")
 
@@ -221,7 +211,7 @@ def architecture(model, config: dict) -> dict:
     emb = mods["onehot_to_feature_x"].linear
     if str(emb.irreps_in) != f"{len(names)}x0e":
         raise ConversionError(f"embedding input {emb.irreps_in} for {len(names)} types")
-    embed_irreps = _parse(_irr(emb.irreps_out))
+    embed_irreps = _parse(irreps_str(emb.irreps_out))
     if len(embed_irreps) != 1 or embed_irreps[0][1:] != (0, 1):
         raise UnsupportedFeature(f"embedding output {emb.irreps_out}")
 
@@ -246,12 +236,12 @@ def architecture(model, config: dict) -> dict:
         for a in list(gate.act_scalars.acts) + list(gate.act_gates.acts):
             if not _is_silu(getattr(a, "f", None)) or abs(a.cst - C_SILU) > 1e-15:
                 raise UnsupportedFeature(f"gate activation {a} (only normalised SiLU for even scalars)")
-        hidden.append(_irr(gate.irreps_out))
+        hidden.append(irreps_str(gate.irreps_out))
         if any(i.connection_mode != "uvu" or not i.has_weight for i in conv.convolution.instructions):
             raise UnsupportedFeature("convolution tensor product other than weighted uvu")
     readout = (mods["reduce_input_to_hidden"].linear, mods["reduce_hidden_to_energy"].linear)
-    readout_dims = (_parse(_irr(readout[0].irreps_in))[0][0], _parse(_irr(readout[0].irreps_out))[0][0],
-                    _parse(_irr(readout[1].irreps_out))[0][0])
+    readout_dims = (_parse(irreps_str(readout[0].irreps_in))[0][0], _parse(irreps_str(readout[0].irreps_out))[0][0],
+                    _parse(irreps_str(readout[1].irreps_out))[0][0])
     if readout_dims[2] != 1:
         raise UnsupportedFeature(f"readout to {readout[1].irreps_out}")
     rs = mods["rescale_atomic_energy"]
@@ -268,7 +258,7 @@ def architecture(model, config: dict) -> dict:
 
 
 def _parse(s):
-    from phonjax.nn import irreps as I
+    from phonjax.models.nequip.nn import irreps as I
 
     return I.parse_irreps(s)
 
@@ -289,12 +279,12 @@ def uvu_torch_to_phonjax_columns(conv_module) -> np.ndarray:
     """Column permutation ``perm`` of a sevenn convolution's per-edge weights such that
     ``w_phonjax = w_torch[:, perm]``: torch lays the weights out per instruction *sorted by output slot*
     (sevenn ≥ 0.11), phonjax (like nequip) per instruction in creation order (i_in, j_sh, l_out)."""
-    from phonjax.nn import irreps as I
+    from phonjax.models.nequip.nn import irreps as I
 
     kw = conv_module.convolution_kwargs
-    irr_in = I.parse_irreps(_irr(kw["irreps_in1"]))
-    irr_sh = I.parse_irreps(_irr(kw["irreps_in2"]))
-    irr_mid = I.parse_irreps(_irr(kw["irreps_out"]))
+    irr_in = I.parse_irreps(irreps_str(kw["irreps_in1"]))
+    irr_sh = I.parse_irreps(irreps_str(kw["irreps_in2"]))
+    irr_mid = I.parse_irreps(irreps_str(kw["irreps_out"]))
     torch_ins = [(i.i_in1, i.i_in2, i.i_out) for i in conv_module.convolution.instructions]
     offs, o = [], 0
     for i_in1, _, _ in torch_ins:
@@ -318,7 +308,7 @@ def uvu_torch_to_phonjax_columns(conv_module) -> np.ndarray:
 # -- mapping onto phonjax ----------------------------------------------------------------------------
 def model_config(arch: dict, dtype: str = "float32"):
     """The phonjax :class:`ModelConfig` (SevenNet variants) of an architecture dict."""
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.nn.config import ModelConfig
 
     n = arch["num_layers"]
     radial = arch["radial_dims"]
@@ -365,7 +355,7 @@ def map_params(ck: SevenNetCheckpoint, config) -> dict:
     """
     import jax
 
-    from phonjax.nn.nequip import init_params
+    from phonjax.models.nequip.nn.nequip import init_params
 
     W = ck.weights
     dt = np.dtype(config.dtype)
@@ -419,7 +409,7 @@ def from_checkpoint(ck: SevenNetCheckpoint, dtype: str = "float32"):
     import jax.numpy as jnp
     import jax
 
-    from phonjax.model import Model
+    from phonjax.models.nequip.model import Model
 
     config = model_config(ck.arch, dtype)
     params = jax.tree_util.tree_map(jnp.asarray, map_params(ck, config))
@@ -452,6 +442,8 @@ def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overw
     model = from_checkpoint(ck, dtype)
     meta = dict(model.metadata)
     if check:
+        from phonjax.convert.sevennet_torch import self_check
+
         errs = self_check(ck.torch_model, model)
         tol = 1e-5 if dtype == "float32" else 1e-9
         if not (errs["energy_per_atom"] <= tol and errs["forces"] <= tol):
@@ -459,7 +451,7 @@ def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overw
         meta["self_check"] = errs
     meta.update(conversion_date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 conversion_seconds=round(time.perf_counter() - t0, 2))
-    from phonjax.model import Model
+    from phonjax.models.nequip.model import Model
 
     model = Model(model.config, model.params, meta)
     model.save(outp, overwrite=overwrite)
@@ -474,116 +466,7 @@ def default_model_dir() -> Path:
     return _d()
 
 
-def self_check(torch_model, model) -> dict:
-    """|ΔE|/atom and max |ΔF| between torch (float64) and ``model`` on a rattled rock-salt LiF-like cell."""
-    from ase.build import bulk
-
-    picks = [s for s in ("Li", "F") if s in model.type_names] or list(model.type_names[:1])
-    atoms = bulk("NaCl", "rocksalt", a=4.06).repeat((1, 1, 2))
-    atoms.set_chemical_symbols([picks[i % len(picks)] for i in range(len(atoms))])
-    atoms.positions += np.random.default_rng(0).normal(0, 0.05, atoms.positions.shape)
-    E_t, F_t, _ = torch_energy_forces_stress(torch_model, atoms, "float64")
-    E_j, F_j, _ = model.energy_forces_stress(atoms)
-    return {"energy_per_atom": abs(E_t - E_j) / len(atoms), "forces": float(np.max(np.abs(F_t - F_j)))}
-
-
-# -- reference (torch) energies -----------------------------------------------------------------
-def _exact_w3j_multiple(buf, where: str):
-    """Exact float64 value of a float32-rounded constant k·w3j(l1, l2, l3) (k = ±1 or ±√(2l+1)) that e3nn's
-    code generation stored in a tensor product (the w3j buffers and their constant-folded copies)."""
-    import torch
-    from e3nn.o3 import wigner_3j
-
-    if buf.ndim != 3 or any(d % 2 == 0 for d in buf.shape):
-        raise ConversionError(f"{where}: unexpected constant of shape {tuple(buf.shape)}")
-    l1, l2, l3 = ((d - 1) // 2 for d in buf.shape)
-    w = wigner_3j(l1, l2, l3, dtype=torch.float64)
-    b = buf.detach().double()
-    k = float((b * w).sum() / (w * w).sum())
-    for c in (1.0, math.sqrt(2 * l3 + 1), math.sqrt(2 * l1 + 1), math.sqrt(2 * l2 + 1)):
-        for sgn in (1.0, -1.0):
-            if abs(k - sgn * c) < 1e-6 * c and torch.allclose(b, sgn * c * w, atol=1e-6):
-                return sgn * c * w
-    raise ConversionError(f"{where} is not a multiple of e3nn's Wigner 3j ({l1}, {l2}, {l3})")
-
-
-def torch_model_as(torch_model, dtype: str = "float64"):
-    """A copy of a sevenn model that runs in ``dtype`` end to end.
-
-    For float64 the Wigner-3j constants of the tensor products (float32 in the checkpoint and in e3nn's
-    generated code — ``_w3j_*`` buffers and their constant-folded copies ``_tensor_constant*`` —, i.e.
-    rounded to ~1e-8) are replaced by exact float64 values (checked equal to 1e-6 first), and the one-hot
-    embedding (hard-wired to float32 in sevenn) is cast to the model dtype.
-    """
-    import copy
-    import re
-    import types
-
-    import torch
-
-    tdt = {"float64": torch.float64, "float32": torch.float32}[dtype]
-    try:
-        m = copy.deepcopy(torch_model)
-    except Exception:  # TorchScript functions (e.g. after nequip's set_global_state) cannot be deep-copied
-        source = getattr(torch_model, "_phonjax_source", None)
-        if source is None:
-            raise
-        m, _ = load_torch_model(source)
-    m = m.to(tdt)
-    m.eval()
-    if dtype == "float64":
-        n_fixed = 0
-        for name, mod in m.named_modules():
-            for bname, buf in list(mod.named_buffers(recurse=False)):
-                if re.fullmatch(r"_w3j_\d+_\d+_\d+|_tensor_constant\d+", bname) is None:
-                    continue
-                buf.copy_(_exact_w3j_multiple(buf, f"{name}.{bname}"))
-                n_fixed += 1
-        if n_fixed == 0 and any(".convolution" in n for n, _ in m.named_modules()):
-            raise ConversionError("no Wigner-3j constants found in the tensor products (unexpected e3nn version)")
-    oh = m._modules["onehot_idx_to_onehot"]
-    base = type(oh).forward
-
-    def forward(self, data):  # sevenn's one-hot is hard-wired to float32
-        data = base(self, data)
-        for k in (self.key_output, self.key_additional_output):
-            if k is not None:
-                data[k] = data[k].to(tdt)
-        return data
-
-    oh.forward = types.MethodType(forward, oh)
-    return m
-
-
-def torch_energy_forces_stress(torch_model, atoms, dtype: str = "float64"):
-    """(E eV, F (n, 3) eV/Å, stress (3, 3) eV/Å³ ASE convention) of a sevenn model on ``atoms``, run in
-    ``dtype`` (see :func:`torch_model_as`; float32 is what SevenNetCalculator does). The graph is sevenn's
-    own (``unlabeled_atoms_to_graph``, ASE neighbour list)."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import sevenn._keys as KEY
-        import sevenn.util as su
-        from sevenn.atom_graph_data import AtomGraphData
-        from sevenn.train.dataload import unlabeled_atoms_to_graph
-
-    tdt = {"float64": torch.float64, "float32": torch.float32}[dtype]
-    m = torch_model_as(torch_model, dtype)
-    m.set_is_batch_data(False)
-    d = unlabeled_atoms_to_graph(atoms, float(m.cutoff), with_shift=False)
-    d = {k: (v if k == KEY.INFO else su.dtype_correct(v, float_dtype=tdt)) for k, v in d.items()}
-    out = m(AtomGraphData(**d))
-    e = float(out[KEY.PRED_TOTAL_ENERGY].detach().double().item())
-    f = out[KEY.PRED_FORCE].detach().double().numpy()
-    v = -out[KEY.PRED_STRESS].detach().double().numpy()  # xx yy zz xy yz zx
-    s = np.array([[v[0], v[3], v[5]], [v[3], v[1], v[4]], [v[5], v[4], v[2]]])
-    return e, f, s
-
-
 __all__ = ["convert_sevennet", "default_model_dir", "from_checkpoint", "read_checkpoint",
            "load_torch_model", "architecture", "model_config", "map_params", "default_checkpoint",
-           "torch_energy_forces_stress", "torch_model_as", "uvu_torch_to_phonjax_columns", "self_check", "SevenNetCheckpoint",
+           "uvu_torch_to_phonjax_columns", "SevenNetCheckpoint",
            "ConversionError", "UnsupportedFeature"]

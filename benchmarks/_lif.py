@@ -3,7 +3,7 @@ a reference path, frequencies of a :class:`~phonjax.force_constants.ForceConstan
 metrics of issue 9 against DFPT.
 
 Conventions: frequencies (nq, nb) THz, ascending per q, imaginary negative; q reduced (primitive reciprocal
-basis, no 2π); directions Cartesian. The reference is a :class:`phonjax.compare.BandData` (phonopy band.yaml).
+basis, no 2π); directions Cartesian. The reference is a :class:`phonjax.io.band_yaml.BandData` (phonopy band.yaml).
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def plot_band_structure(band, path=None, *, reference=None, reference_label: str
                         label: str = "phonjax", title: str | None = None, unit: str | None = None, ax=None,
                         color: str = "C0", ref_color: str = "k"):
     """Plot a :class:`phonjax.bands.BandStructure` (special-point ticks, units on the axis, zero line), with
-    an optional reference dispersion overlaid (a phonopy ``band.yaml`` path, a :class:`phonjax.compare.BandData`
+    an optional reference dispersion overlaid (a phonopy ``band.yaml`` path, a :class:`phonjax.io.band_yaml.BandData`
     or another BandStructure; drawn against its own distances rescaled to this path's length). Saves to
     ``path`` (PNG/PDF by extension) when given; returns the figure."""
     plt = _plt()

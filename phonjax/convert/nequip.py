@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from phonjax.convert._util import ConversionError, irreps_str, sha256_file
+from phonjax.convert.nequip_files import is_package, load_ckpt, load_package, unwrap_graph_model
 
 from phonjax.models.nequip.model import Model, ModelConfig, UnsupportedFeature
 from phonjax.models.nequip.nn import irreps as I
@@ -42,10 +43,10 @@ def convert_nequip(src, out, *, dtype: str | None = None, overwrite: bool = Fals
     if outp.exists() and (not outp.is_dir() or any(outp.iterdir())) and not overwrite:
         raise FileExistsError(f"{outp} exists and is not empty")
     digest = sha256_file(src)
-    if zipfile.is_zipfile(src) and _is_package(src):
-        graph_model, info = _load_package(src)
+    if zipfile.is_zipfile(src) and is_package(src):
+        graph_model, info = load_package(src)
     else:
-        graph_model, info = _load_ckpt(src)
+        graph_model, info = load_ckpt(src)
     model = from_torch_module(graph_model, dtype=dtype, check=check)
     meta = dict(model.metadata)
     meta.update(info)
@@ -64,7 +65,7 @@ def from_torch_module(graph_model, *, dtype: str | None = None, check: bool = Tr
     """Model from an in-memory torch nequip ``GraphModel`` (or ``ModuleDict{"sole_model": ...}``)."""
     import torch
 
-    gm = _unwrap(graph_model)
+    gm = unwrap_graph_model(graph_model)
     func = gm.model.func if hasattr(gm.model, "func") else gm.model
     names = [n for n, _ in func.named_children()]
     mods = dict(func.named_children())
@@ -85,111 +86,6 @@ def from_torch_module(graph_model, *, dtype: str | None = None, check: bool = Tr
             raise UnsupportedFeature(f"converted model disagrees with torch ({err}); the architecture uses a feature "
                                      "phonjax does not reproduce")
     return model
-
-
-# -- loading --------------------------------------------------------------------------------------
-def _is_package(p: Path) -> bool:
-    with zipfile.ZipFile(p) as z:
-        return any(n.endswith("eager_model.pkl") or n.endswith(".data/version") for n in z.namelist())
-
-
-def _load_package(p: Path):
-    import torch
-    import yaml
-
-    try:
-        imp = torch.package.PackageImporter(str(p))
-        info = {}
-        try:
-            info["package_metadata"] = yaml.safe_load(imp.load_text("model", "package_metadata.txt"))
-        except Exception:
-            pass
-        obj = imp.load_pickle("model", "eager_model.pkl", map_location="cpu")
-    except Exception as e:
-        raise ConversionError(f"{p}: not a readable nequip package ({type(e).__name__}: {str(e)[:200]})") from None
-    gm = obj["sole_model"] if isinstance(obj, torch.nn.ModuleDict) or "sole_model" in getattr(obj, "_modules", {}) else obj
-    meta = info.get("package_metadata") or {}
-    versions = meta.get("versions", {}) if isinstance(meta, dict) else {}
-    info = {"source_format": "nequip-package", "weights": "as packaged (nequip packages hold EMA weights when "
-            "training used EMA)", "message": "converted packaged weights",
-            "nequip_version_package": versions.get("nequip")}
-    return gm, info
-
-
-def _load_ckpt(p: Path):
-    import torch
-
-    try:
-        ck = torch.load(str(p), map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ConversionError(f"{p}: not a nequip package or Lightning checkpoint ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or "state_dict" not in ck or "hyper_parameters" not in ck:
-        raise ConversionError(f"{p}: not a Lightning checkpoint (no state_dict/hyper_parameters)")
-    try:
-        info_dict = ck["hyper_parameters"]["info_dict"]
-        model_cfg = info_dict["training_module"]["model"]
-    except (KeyError, TypeError):
-        raise ConversionError(f"{p}: checkpoint has no nequip model config "
-                              "(hyper_parameters.info_dict.training_module.model)") from None
-    from hydra.utils import instantiate
-    from nequip.utils.global_state import set_global_state
-
-    set_global_state()
-    try:
-        from omegaconf import OmegaConf
-        cfg = OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True) if not isinstance(model_cfg, dict) \
-            else model_cfg
-        built = instantiate(cfg, _recursive_=False)
-    except Exception as e:
-        raise ConversionError(f"{p}: cannot rebuild the nequip model from its config ({type(e).__name__}: "
-                              f"{str(e)[:200]})") from None
-    gm = _unwrap(built)
-    sd = ck["state_dict"]
-    prefix = "model.sole_model."
-    msd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    if not msd:
-        raise ConversionError(f"{p}: no model.sole_model.* weights in the checkpoint")
-    missing, unexpected = gm.load_state_dict(msd, strict=False)
-    missing = [m for m in missing if not m.endswith("._empty")]
-    if missing:
-        raise ConversionError(f"{p}: checkpoint lacks weights {missing[:3]}…")
-    import re
-
-    ema = {int(m.group(1)): v for k, v in sd.items() if (m := re.search(r"(?:^|\.)ema_weight_(\d+)$", k))}
-    holding = next((v.get("is_holding_ema_weights", True) for k, v in sd.items()
-                    if k.endswith("ema._extra_state") and isinstance(v, dict)), True)
-    used = "raw"
-    if ema and not holding:
-        used = "EMA"  # the EMA module had swapped its weights into the model: state_dict holds EMA
-    elif ema:
-        params = list(gm.parameters())
-        if sorted(ema) != list(range(len(params))):
-            raise ConversionError(f"{p}: {len(ema)} EMA weights for {len(params)} parameters")
-        with torch.no_grad():
-            for idx, q in enumerate(params):
-                e = ema[idx]
-                if e.numel() != q.numel():
-                    raise ConversionError(f"{p}: EMA weight {idx} has {e.numel()} values, parameter {q.numel()}")
-                q.copy_(e.to(q.dtype).reshape(q.shape))
-        used = "EMA"
-    gm.eval()
-    return gm, {"source_format": "lightning-ckpt", "weights": used,
-                "message": f"converted {used} weights from the Lightning checkpoint"}
-
-
-def _unwrap(m):
-    import torch
-
-    if isinstance(m, torch.nn.ModuleDict) or (hasattr(m, "_modules") and "sole_model" in m._modules):
-        if "sole_model" not in m._modules:
-            raise ConversionError(f"ModuleDict without 'sole_model' (has {list(m._modules)})")
-        m = m._modules["sole_model"]
-    if type(m).__name__ != "GraphModel" or not hasattr(m, "model"):
-        raise ConversionError(f"not a nequip GraphModel (got {type(m).__name__})")
-    inner = m.model
-    if type(inner).__name__ not in ("ForceStressOutput", "ForceOutput", "SequentialGraphNetwork"):
-        raise UnsupportedFeature(f"top-level module {type(inner).__name__} (compiled or modified model)")
-    return m
 
 
 def _expect_modules(names, mods):
@@ -265,17 +161,18 @@ def _avg_num_neighbors(conv) -> tuple[float, ...]:
     raise UnsupportedFeature("avg_num_neighbors normalisation of this nequip version")
 
 
-def _config_and_params(gm, func, names, mods, dtype):
-    te = mods["type_embed"]
-    if getattr(te, "do_categorical_graph_field_embed", False):
-        raise UnsupportedFeature("categorical_graph_field_embed")
-    emb = _np(te.embed_module.weight)
+def _type_names(gm, emb) -> list[str]:
     type_names = list(getattr(gm, "type_names", None) or [])
     if not type_names:
         md = getattr(gm, "_metadata", None) or {}
         type_names = str(md.get("type_names", "")).split()
     if len(type_names) != emb.shape[0]:
         raise ConversionError(f"{len(type_names)} type names for {emb.shape[0]} embedding rows")
+    return type_names
+
+
+def _edge_modules(mods):
+    """(r_max Å, Bessel module) after checking the spherical-harmonics, edge-norm and cutoff settings."""
     sh = mods["spharm"]
     if not (getattr(sh.sh, "normalize", True) and getattr(sh.sh, "normalization", "component") == "component"):
         raise UnsupportedFeature("spherical harmonics normalisation other than normalize=True/component")
@@ -286,105 +183,123 @@ def _config_and_params(gm, func, names, mods, dtype):
     be = mods["bessel_encode"]
     if type(be.cutoff).__name__ not in ("PolynomialCutoff", "RecursiveScriptModule") or not hasattr(be.cutoff, "p"):
         raise UnsupportedFeature(f"edge cutoff {type(be.cutoff).__name__}")
-    bessel_w = _np(be.bessel_weights).astype(np.float64).reshape(1, -1)
-    fac = mods["factor"]
-    layers, params, hidden, depth, width = [], {}, [], [], []
-    avg, resnet, sc_flags = None, [], []
-    acts_s, acts_g = None, None
-    k = 0
-    while f"layer{k}_convnet" in mods:
-        L = mods[f"layer{k}_convnet"]
-        conv = L.conv
-        if type(L.equivariant_nonlin).__name__ != "Gate":
-            raise UnsupportedFeature("nonlinearity_type='norm' (NormActivation)")
-        if type(conv).__name__ != "InteractionBlock":
-            raise UnsupportedFeature(f"convolution {type(conv).__name__}")
-        hidden.append(irreps_str(L.feature_irreps_hidden))
-        ws, act = _mlp_weights(conv.edge_mlp)
-        if act != "silu":
-            raise UnsupportedFeature(f"radial MLP nonlinearity {act}")
-        depth.append(len(ws) - 1)
-        width.append(int(ws[0].shape[1]) if len(ws) > 1 else 0)
-        a = _avg_num_neighbors(conv)
-        avg = a if avg is None else avg
-        if a != avg:
-            raise UnsupportedFeature("different avg_num_neighbors per layer")
-        resnet.append(bool(L.resnet))
-        sc_flags.append(conv.sc is not None)
-        g = L.equivariant_nonlin
-        s_names = [_act_name(f) for f in g.act_scalars.acts]
-        g_names = [_act_name(f) for f in g.act_gates.acts]
-        s_irr = I.parse_irreps(str(g.irreps_scalars))
-        g_irr = I.parse_irreps(str(g.irreps_gates))
-        s_map = {p: n for (_, _, p), n in zip(s_irr, s_names)}
-        g_map = {p: n for (_, _, p), n in zip(g_irr, g_names)}
-        acts_s = {**(acts_s or {}), **s_map}
-        acts_g = {**(acts_g or {}), **g_map}
-        lp = {"linear_1": {"weight": _np(conv.linear_1.weight)}, "linear_2": {"weight": _np(conv.linear_2.weight)},
-              "edge_mlp": {f"weight_{i}": w for i, w in enumerate(ws)}}
-        for lin in (conv.linear_1, conv.linear_2):
-            if lin.bias.numel():
-                raise UnsupportedFeature("o3.Linear biases")
-        if conv.sc is not None:
-            lp["sc"] = {"weight": _np(conv.sc.weight)}
-        params[f"layer{k}_convnet"] = {"conv": lp}
-        layers.append(conv)
-        k += 1
-    conv_resnet = any(resnet)
-    sc_first = sc_flags[0]
-    convnet_sc = any(sc_flags[1:]) if len(sc_flags) > 1 else sc_first
-    ro_ws, ro_act = _mlp_weights(mods["per_atom_energy_readout"].mlp_module)
-    ss = mods["per_type_energy_scale_shift"]
-    T = len(type_names)
+    return r_max, be
+
+
+def _layer(L) -> dict:
+    """One interaction layer: its hidden irreps, radial MLP, normalisation, resnet/self-connection flags,
+    gate nonlinearities by parity and parameters."""
+    conv = L.conv
+    if type(L.equivariant_nonlin).__name__ != "Gate":
+        raise UnsupportedFeature("nonlinearity_type='norm' (NormActivation)")
+    if type(conv).__name__ != "InteractionBlock":
+        raise UnsupportedFeature(f"convolution {type(conv).__name__}")
+    ws, act = _mlp_weights(conv.edge_mlp)
+    if act != "silu":
+        raise UnsupportedFeature(f"radial MLP nonlinearity {act}")
+    g = L.equivariant_nonlin
+    s_irr = I.parse_irreps(str(g.irreps_scalars))
+    g_irr = I.parse_irreps(str(g.irreps_gates))
+    lp = {"linear_1": {"weight": _np(conv.linear_1.weight)}, "linear_2": {"weight": _np(conv.linear_2.weight)},
+          "edge_mlp": {f"weight_{i}": w for i, w in enumerate(ws)}}
+    for lin in (conv.linear_1, conv.linear_2):
+        if lin.bias.numel():
+            raise UnsupportedFeature("o3.Linear biases")
+    if conv.sc is not None:
+        lp["sc"] = {"weight": _np(conv.sc.weight)}
+    return {"conv": conv, "hidden": irreps_str(L.feature_irreps_hidden), "depth": len(ws) - 1,
+            "width": int(ws[0].shape[1]) if len(ws) > 1 else 0, "avg": _avg_num_neighbors(conv),
+            "resnet": bool(L.resnet), "sc": conv.sc is not None,
+            "acts_s": {p: _act_name(f) for (_, _, p), f in zip(s_irr, g.act_scalars.acts)},
+            "acts_g": {p: _act_name(f) for (_, _, p), f in zip(g_irr, g.act_gates.acts)},
+            "params": {"conv": lp}}
+
+
+def _scale_shift(ss, n_types: int):
+    """(scales, shifts) (n_types,) of the per-type energy scale/shift module (ones/zeros when absent)."""
     sc_t, sh_t = getattr(ss, "scales", None), getattr(ss, "shifts", None)
     has_sc = getattr(ss, "has_scales", sc_t is not None and sc_t.numel() > 0)
     has_sh = getattr(ss, "has_shifts", sh_t is not None and sh_t.numel() > 0)
-    scales = np.broadcast_to(_np(sc_t).reshape(-1), (T,)).astype(np.float64) if has_sc else np.ones(T)
-    shifts = np.broadcast_to(_np(sh_t).reshape(-1), (T,)).astype(np.float64) if has_sh else np.zeros(T)
-    zbl = "pair_potential" in mods
-    zbl_kw = {}
-    if zbl:
-        pp = mods["pair_potential"]
-        if type(pp).__name__ != "ZBL":
-            raise UnsupportedFeature(f"pair_potential {type(pp).__name__} (only ZBL)")
-        from ase.data import chemical_symbols
-        zs = [int(round(z)) for z in _np(pp.atomic_numbers).reshape(-1)]
-        # nequip >= 0.17: ZBL has its own cutoff module (p = 6 by default); <= 0.16 reused the Bessel p
-        p_zbl = getattr(getattr(pp, "cutoff", None), "p", None)
-        p_zbl = float(be.cutoff.p) if p_zbl is None else float(p_zbl)
-        qq = getattr(pp, "_qqr2exesquare", None)
-        zbl_kw = dict(zbl_species=tuple(chemical_symbols[z] for z in zs), zbl_polynomial_cutoff_p=p_zbl,
-                      zbl_coulomb=14.399645 if qq is None else 2.0 * float(qq))
-    red = mods["total_energy_sum"]
-    if getattr(red, "reduce", "sum") != "sum" or float(getattr(red, "constant", 1.0)) != 1.0:
-        raise UnsupportedFeature(f"total energy reduction {red.reduce} × {getattr(red, 'constant', 1.0)}")
-    nl_s = (acts_s.get(1, "silu"), acts_s.get(-1, "tanh"))
-    nl_g = (acts_g.get(1, "silu"), acts_g.get(-1, "tanh"))
-    config = ModelConfig(
-        type_names=tuple(type_names), r_max=r_max, feature_irreps_hidden=tuple(hidden),
-        radial_mlp_depth=tuple(depth), radial_mlp_width=tuple(width),
-        avg_num_neighbors=avg[0] if len(avg) == 1 else avg, dtype=dtype, irreps_edge_sh=irreps_str(sh.irreps_edge_sh),
-        type_embed_num_features=int(emb.shape[1]), num_bessels=int(bessel_w.shape[1]),
-        bessel_trainable=isinstance(be.bessel_weights, __import__("torch").nn.Parameter),
-        polynomial_cutoff_p=float(be.cutoff.p), edge_factor=float(fac.factor),
-        convnet_sc=convnet_sc, sc_first_layer=sc_first, convnet_resnet=conv_resnet,
-        nonlinearity_scalars=nl_s, nonlinearity_gates=nl_g,
-        readout_hidden=tuple(int(w.shape[1]) for w in ro_ws[:-1]), readout_nonlinearity=ro_act,
-        per_type_energy_scales=tuple(scales.tolist()), per_type_energy_shifts=tuple(shifts.tolist()),
-        per_type_energy_scales_trainable=bool(getattr(ss, "scales_trainable", False)),
-        per_type_energy_shifts_trainable=bool(getattr(ss, "shifts_trainable", False)),
-        zbl=zbl, **zbl_kw)
-    # cross-check the irreps phonjax derives with torch's modules
-    for kk, (conv, Lc) in enumerate(zip(layers, config.layer_irreps())):
+    scales = np.broadcast_to(_np(sc_t).reshape(-1), (n_types,)).astype(np.float64) if has_sc else np.ones(n_types)
+    shifts = np.broadcast_to(_np(sh_t).reshape(-1), (n_types,)).astype(np.float64) if has_sh else np.zeros(n_types)
+    return scales, shifts
+
+
+def _zbl_kwargs(mods, be) -> dict:
+    """ModelConfig fields of the ZBL pair potential ({} without one)."""
+    if "pair_potential" not in mods:
+        return {}
+    pp = mods["pair_potential"]
+    if type(pp).__name__ != "ZBL":
+        raise UnsupportedFeature(f"pair_potential {type(pp).__name__} (only ZBL)")
+    from ase.data import chemical_symbols
+    zs = [int(round(z)) for z in _np(pp.atomic_numbers).reshape(-1)]
+    # nequip >= 0.17: ZBL has its own cutoff module (p = 6 by default); <= 0.16 reused the Bessel p
+    p_zbl = getattr(getattr(pp, "cutoff", None), "p", None)
+    p_zbl = float(be.cutoff.p) if p_zbl is None else float(p_zbl)
+    qq = getattr(pp, "_qqr2exesquare", None)
+    return dict(zbl_species=tuple(chemical_symbols[z] for z in zs), zbl_polynomial_cutoff_p=p_zbl,
+                zbl_coulomb=14.399645 if qq is None else 2.0 * float(qq))
+
+
+def _check_layer_irreps(layers: list[dict], config) -> None:
+    """Cross-check the irreps phonjax derives from ``config`` with torch's modules."""
+    for kk, (ly, Lc) in enumerate(zip(layers, config.layer_irreps())):
+        conv = ly["conv"]
         mine = (I.irreps_str(Lc["irreps_in"]), I.irreps_str(Lc["conv_out"]))
         theirs = (irreps_str(conv.linear_1.irreps_in), irreps_str(conv.linear_2.irreps_out))
         if mine != theirs:
             raise UnsupportedFeature(f"layer {kk}: irreps {theirs} differ from phonjax's {mine}")
-        if bool(Lc["use_sc"]) != (conv.sc is not None) or bool(Lc["resnet"]) != bool(resnet[kk]):
+        if bool(Lc["use_sc"]) != (conv.sc is not None) or bool(Lc["resnet"]) != bool(ly["resnet"]):
             raise UnsupportedFeature(f"layer {kk}: self-connection/resnet pattern not expressible")
+
+
+def _config_and_params(gm, func, names, mods, dtype):
+    te = mods["type_embed"]
+    if getattr(te, "do_categorical_graph_field_embed", False):
+        raise UnsupportedFeature("categorical_graph_field_embed")
+    emb = _np(te.embed_module.weight)
+    type_names = _type_names(gm, emb)
+    r_max, be = _edge_modules(mods)
+    bessel_w = _np(be.bessel_weights).astype(np.float64).reshape(1, -1)
+    layers = []
+    while f"layer{len(layers)}_convnet" in mods:
+        layers.append(_layer(mods[f"layer{len(layers)}_convnet"]))
+    avg = layers[0]["avg"]
+    if any(ly["avg"] != avg for ly in layers):
+        raise UnsupportedFeature("different avg_num_neighbors per layer")
+    sc_flags = [ly["sc"] for ly in layers]
+    acts_s = {k: v for ly in layers for k, v in ly["acts_s"].items()}
+    acts_g = {k: v for ly in layers for k, v in ly["acts_g"].items()}
+    ro_ws, ro_act = _mlp_weights(mods["per_atom_energy_readout"].mlp_module)
+    ss = mods["per_type_energy_scale_shift"]
+    scales, shifts = _scale_shift(ss, len(type_names))
+    zbl_kw = _zbl_kwargs(mods, be)
+    red = mods["total_energy_sum"]
+    if getattr(red, "reduce", "sum") != "sum" or float(getattr(red, "constant", 1.0)) != 1.0:
+        raise UnsupportedFeature(f"total energy reduction {red.reduce} × {getattr(red, 'constant', 1.0)}")
+    config = ModelConfig(
+        type_names=tuple(type_names), r_max=r_max, feature_irreps_hidden=tuple(ly["hidden"] for ly in layers),
+        radial_mlp_depth=tuple(ly["depth"] for ly in layers), radial_mlp_width=tuple(ly["width"] for ly in layers),
+        avg_num_neighbors=avg[0] if len(avg) == 1 else avg, dtype=dtype,
+        irreps_edge_sh=irreps_str(mods["spharm"].irreps_edge_sh),
+        type_embed_num_features=int(emb.shape[1]), num_bessels=int(bessel_w.shape[1]),
+        bessel_trainable=isinstance(be.bessel_weights, __import__("torch").nn.Parameter),
+        polynomial_cutoff_p=float(be.cutoff.p), edge_factor=float(mods["factor"].factor),
+        convnet_sc=any(sc_flags[1:]) if len(sc_flags) > 1 else sc_flags[0], sc_first_layer=sc_flags[0],
+        convnet_resnet=any(ly["resnet"] for ly in layers),
+        nonlinearity_scalars=(acts_s.get(1, "silu"), acts_s.get(-1, "tanh")),
+        nonlinearity_gates=(acts_g.get(1, "silu"), acts_g.get(-1, "tanh")),
+        readout_hidden=tuple(int(w.shape[1]) for w in ro_ws[:-1]), readout_nonlinearity=ro_act,
+        per_type_energy_scales=tuple(scales.tolist()), per_type_energy_shifts=tuple(shifts.tolist()),
+        per_type_energy_scales_trainable=bool(getattr(ss, "scales_trainable", False)),
+        per_type_energy_shifts_trainable=bool(getattr(ss, "shifts_trainable", False)),
+        zbl="pair_potential" in mods, **zbl_kw)
+    _check_layer_irreps(layers, config)
     mdt = np.float32 if dtype == "float32" else np.float64
-    params = {k2: {"conv": {m: {n: np.asarray(v, mdt) for n, v in d.items()} for m, d in v2["conv"].items()}}
-              for k2, v2 in params.items()}
+    params = {f"layer{k}_convnet": {"conv": {m: {n: np.asarray(v, mdt) for n, v in d.items()}
+                                             for m, d in ly["params"]["conv"].items()}}
+              for k, ly in enumerate(layers)}
     params["type_embed"] = {"embedding": emb.astype(mdt)}
     params["bessel_encode"] = {"bessel_weights": bessel_w}
     params["per_atom_energy_readout"] = {f"weight_{i}": w.astype(mdt) for i, w in enumerate(ro_ws)}

@@ -32,98 +32,25 @@ SevenNet-0's forward pass, numerically (sevenn 0.13 / e3nn 0.6, all facts read f
 * forces −∂E/∂r via edge vectors; stress = (1/V) Σ_edges r ⊗ ∂E/∂r reported by SevenNetCalculator in ASE's
   sign convention (Voigt xx yy zz yz xz xy), i.e. (1/V) ∂E/∂ε — the same as phonjax.
 
-torch and sevenn are imported only in this module (and only when called).
+torch and sevenn are imported only in phonjax/convert/ (and only when called).
 """
 from __future__ import annotations
 
 import datetime
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from phonjax.convert._util import ConversionError, irreps_str, sha256_file
+from phonjax.convert.sevennet_checkpoint import (SEVENNET_0_SHA256, SevenNetCheckpoint, default_checkpoint,
+                                                 load_torch_model)
 
 from phonjax.models.nequip.nn.config import UnsupportedFeature
 
 #: e3nn-torch normalize2mom(SiLU) (Monte Carlo, seed 0); checked against the loaded modules.
 C_SILU = 1.6791767923989418
-#: relative path of SevenNet-0 (11Jul2024) inside the installed ``sevenn`` package
-SEVENNET_0_RELPATH = ("pretrained_potentials", "SevenNet_0__11Jul2024", "checkpoint_sevennet_0.pth")
-#: sha256 of that file in sevenn 0.13.0 (identifies SevenNet-0 in the metadata)
-SEVENNET_0_SHA256 = "7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f813c36"
-
-
-@dataclass(frozen=True)
-class SevenNetCheckpoint:
-    """What the converter reads from a checkpoint.
-
-    arch: plain dict describing the architecture (see :func:`architecture`).
-    weights: state-dict entries as float64 numpy arrays, after sevenn's own compatibility patches
-      (old checkpoints have unsorted TP weights and flipped w3j signs; sevenn fixes them at build time).
-    source: checkpoint path; sha256: its hash; sevenn_version: version of the reading package;
-    checkpoint_version: version that wrote the checkpoint. torch_model: the model sevenn builds from it
-    (reference for checks); config: sevenn's (patched) config dict.
-    """
-
-    arch: dict
-    weights: dict
-    source: str
-    sha256: str
-    sevenn_version: str
-    checkpoint_version: str
-    torch_model: object = field(default=None, repr=False, compare=False)
-    config: dict = field(default_factory=dict, repr=False, compare=False)
-
-
-# -- reading ---------------------------------------------------------------------------------------
-def default_checkpoint() -> Path:
-    """Path of SevenNet-0 (11Jul2024) inside the installed ``sevenn`` package."""
-    try:
-        import sevenn
-    except ImportError as e:  # pragma: no cover - sevenn is a project dependency
-        raise ConversionError(f"the 'sevenn' package is needed to convert SevenNet checkpoints ({e})") from None
-    p = Path(sevenn.__file__).parent.joinpath(*SEVENNET_0_RELPATH)
-    if not p.is_file():
-        raise ConversionError(f"SevenNet-0 checkpoint not found in the installed sevenn package ({p})")
-    return p
-
-
-def load_torch_model(checkpoint=None):
-    """(torch AtomGraphSequential in eval mode, sevenn config dict) of ``checkpoint`` (default SevenNet-0)."""
-    import warnings
-
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import sevenn.util as su
-
-        import torch
-
-        # SevenNet checkpoints hold float32 weights and sevenn builds its modules in torch's *default* dtype:
-        # build under float32 whatever an earlier caller (nequip's set_global_state sets float64) left behind.
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float32)
-        try:
-            cp = su.load_checkpoint(str(path))
-            config = cp.config
-            model = cp.build_model()
-        except UnsupportedFeature:
-            raise
-        except Exception as e:
-            raise ConversionError(f"{path}: not a readable SevenNet checkpoint ({type(e).__name__}: "
-                                  f"{str(e)[:200]})") from None
-        finally:
-            torch.set_default_dtype(previous)
-    model.eval()
-    model._phonjax_source = str(path)  # lets torch_model_as rebuild a copy where deepcopy is impossible
-    return model, config
-
-
 def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
     """Architecture dict + float64 numpy weights of a SevenNet checkpoint (default SevenNet-0)."""
     import sevenn
@@ -138,16 +65,8 @@ def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
                               config=config)
 
 
-def architecture(model, config: dict) -> dict:
-    """Plain-dict architecture of a built SevenNet model; UnsupportedFeature names anything else.
-
-    Keys: type_names (tuple of symbols, index = sevenn's one-hot index), r_max, r_on (XPLOR), num_bessels,
-    sh_irreps, embed_width, hidden_irreps (per layer, gate outputs), radial_dims (per layer),
-    avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
-    """
-    from ase.data import atomic_numbers
-
-    mods = model._modules
+def _check_supported(mods, config: dict) -> int:
+    """Raise UnsupportedFeature for SevenNet options phonjax does not implement; returns the layer count."""
     g = config.get
     if g("_model_type", "E3_equivariant_model") != "E3_equivariant_model":
         raise UnsupportedFeature(f"SevenNet model type {g('_model_type')!r}")
@@ -169,7 +88,6 @@ def architecture(model, config: dict) -> dict:
     sc = [sc] * n_layer if isinstance(sc, str) else list(sc)
     if any(s != "linear" for s in sc):
         raise UnsupportedFeature(f"self_connection_type {sc} (only 'linear' is implemented)")
-
     expected = ["edge_embedding", "onehot_idx_to_onehot", "onehot_to_feature_x"]
     for t in range(n_layer):
         expected += [f"{t}_{n}" for n in ("self_connection_intro", "self_interaction_1", "convolution",
@@ -178,8 +96,13 @@ def architecture(model, config: dict) -> dict:
                  "reduce_total_enegy", "force_output"]
     if list(mods) != expected:
         raise UnsupportedFeature(f"SevenNet module sequence {list(mods)} (expected {expected})")
+    return n_layer
 
-    # -- types
+
+def _type_names(model, config: dict) -> list[str]:
+    """Chemical symbols by sevenn's one-hot index."""
+    from ase.data import atomic_numbers
+
     type_map = dict(model.type_map)
     species = list(config["chemical_species"])
     names = [None] * len(type_map)
@@ -190,9 +113,11 @@ def architecture(model, config: dict) -> dict:
     for s in names:
         if s not in atomic_numbers:
             raise ConversionError(f"type {s!r} is not a chemical symbol")
+    return names
 
-    # -- edges
-    ee = mods["edge_embedding"]
+
+def _edges(ee, config: dict) -> tuple[float, str]:
+    """(r_max Å, SH irreps) of the edge embedding after checking basis, cutoff and SH normalisation."""
     if type(ee.basis_function).__name__ != "BesselBasis":
         raise UnsupportedFeature(f"radial basis {type(ee.basis_function).__name__}")
     if type(ee.cutoff_function).__name__ != "XPLORCutoff":
@@ -206,39 +131,51 @@ def architecture(model, config: dict) -> dict:
     sh_irreps = irreps_str(sph.irreps_out)
     if any(p != 1 for _, _, p in _parse(sh_irreps)):
         raise UnsupportedFeature(f"SH irreps {sh_irreps}")
+    return r_max, sh_irreps
 
-    # -- embedding
+
+def _layer(mods, t: int) -> tuple[tuple[int, ...], float, str]:
+    """(radial MLP dims, avg_num_neigh denominator, gate output irreps) of interaction layer ``t``."""
+    conv = mods[f"{t}_convolution"]
+    fc = conv.weight_nn
+    for k in range(len(fc.hs) - 1):
+        layer = getattr(fc, f"layer{k}")
+        if (layer.var_in, layer.var_out) != (1, 1):
+            raise UnsupportedFeature("radial FullyConnectedNet with variance_in/out ≠ 1")
+        act = layer.act
+        if k < len(fc.hs) - 2:
+            if act is None or not _is_silu(getattr(act, "f", None)) or abs(act.cst - C_SILU) > 1e-15:
+                raise UnsupportedFeature(f"radial activation {act} (only normalised SiLU)")
+        elif act is not None:
+            raise UnsupportedFeature("radial FullyConnectedNet with output activation")
+    gate = mods[f"{t}_equivariant_gate"].gate
+    for a in list(gate.act_scalars.acts) + list(gate.act_gates.acts):
+        if not _is_silu(getattr(a, "f", None)) or abs(a.cst - C_SILU) > 1e-15:
+            raise UnsupportedFeature(f"gate activation {a} (only normalised SiLU for even scalars)")
+    if any(i.connection_mode != "uvu" or not i.has_weight for i in conv.convolution.instructions):
+        raise UnsupportedFeature("convolution tensor product other than weighted uvu")
+    return tuple(int(h) for h in fc.hs), float(conv.denominator.detach().double().item()), irreps_str(gate.irreps_out)
+
+
+def architecture(model, config: dict) -> dict:
+    """Plain-dict architecture of a built SevenNet model; UnsupportedFeature names anything else.
+
+    Keys: type_names (tuple of symbols, index = sevenn's one-hot index), r_max, r_on (XPLOR), num_bessels,
+    sh_irreps, embed_width, hidden_irreps (per layer, gate outputs), radial_dims (per layer),
+    avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
+    """
+    mods = model._modules
+    n_layer = _check_supported(mods, config)
+    names = _type_names(model, config)
+    ee = mods["edge_embedding"]
+    r_max, sh_irreps = _edges(ee, config)
     emb = mods["onehot_to_feature_x"].linear
     if str(emb.irreps_in) != f"{len(names)}x0e":
         raise ConversionError(f"embedding input {emb.irreps_in} for {len(names)} types")
     embed_irreps = _parse(irreps_str(emb.irreps_out))
     if len(embed_irreps) != 1 or embed_irreps[0][1:] != (0, 1):
         raise UnsupportedFeature(f"embedding output {emb.irreps_out}")
-
-    # -- layers
-    hidden, radial, denom = [], [], []
-    for t in range(n_layer):
-        conv = mods[f"{t}_convolution"]
-        fc = conv.weight_nn
-        for k in range(len(fc.hs) - 1):
-            layer = getattr(fc, f"layer{k}")
-            if (layer.var_in, layer.var_out) != (1, 1):
-                raise UnsupportedFeature("radial FullyConnectedNet with variance_in/out ≠ 1")
-            act = layer.act
-            if k < len(fc.hs) - 2:
-                if act is None or not _is_silu(getattr(act, "f", None)) or abs(act.cst - C_SILU) > 1e-15:
-                    raise UnsupportedFeature(f"radial activation {act} (only normalised SiLU)")
-            elif act is not None:
-                raise UnsupportedFeature("radial FullyConnectedNet with output activation")
-        radial.append(tuple(int(h) for h in fc.hs))
-        denom.append(float(conv.denominator.detach().double().item()))
-        gate = mods[f"{t}_equivariant_gate"].gate
-        for a in list(gate.act_scalars.acts) + list(gate.act_gates.acts):
-            if not _is_silu(getattr(a, "f", None)) or abs(a.cst - C_SILU) > 1e-15:
-                raise UnsupportedFeature(f"gate activation {a} (only normalised SiLU for even scalars)")
-        hidden.append(irreps_str(gate.irreps_out))
-        if any(i.connection_mode != "uvu" or not i.has_weight for i in conv.convolution.instructions):
-            raise UnsupportedFeature("convolution tensor product other than weighted uvu")
+    radial, denom, hidden = zip(*[_layer(mods, t) for t in range(n_layer)]) if n_layer else ((), (), ())
     readout = (mods["reduce_input_to_hidden"].linear, mods["reduce_hidden_to_energy"].linear)
     readout_dims = (_parse(irreps_str(readout[0].irreps_in))[0][0], _parse(irreps_str(readout[0].irreps_out))[0][0],
                     _parse(irreps_str(readout[1].irreps_out))[0][0])

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from phonjax.convert._util import ConversionError
-from phonjax.convert.sevennet import load_torch_model
+from phonjax.convert.sevennet_checkpoint import load_torch_model
 
 __all__ = ["self_check", "torch_model_as", "torch_energy_forces_stress"]
 

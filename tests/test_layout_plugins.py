@@ -86,3 +86,14 @@ def test_load_model_dispatches_on_family(tmp_path, monkeypatch):
     assert models.family_of(d) == "nequip"
     with pytest.raises(ValueError, match="unknown converter"):
         models.converter("mace")
+
+
+def test_nequip_model_implements_the_protocol():
+    from phonjax.models import PhononModel
+    from phonjax.models.nequip.model import Model, ModelConfig
+
+    c = ModelConfig(type_names=("Li", "F"), r_max=4.0, feature_irreps_hidden=("8x0e+4x1o", "8x0e+4x1o", "8x0e"),
+                    radial_mlp_depth=(1, 1, 1), radial_mlp_width=(8, 8, 8), avg_num_neighbors=10.0)
+    m = Model(c, {})
+    assert isinstance(m, PhononModel) and m.family == "nequip"
+    assert m.receptive_field == 3 * 4.0  # three message-passing hops of r_max

@@ -3,7 +3,7 @@
 Checks: the converted model equals torch before training; the validation loss falls;
 interrupted + resumed run == uninterrupted (bitwise, float64); train/eval steps compile once; freezing
 (last layer only) leaves earlier layers and nequip-fixed shifts bit-identical; the saved finetuned model,
-reloaded with phonjax.models.nequip.model.load_model, predicts exactly what the in-memory finetuned model predicts, and
+reloaded with phonjax.models.load_model, predicts exactly what the in-memory finetuned model predicts, and
 what training saw (offsets folded into the shifts); bad input fails before training.
 Runtime ≈ 45 s CPU (≈ 80 s wall on a loaded 2-core machine). One-step/overfit checks: test_train_loop.py.
 """

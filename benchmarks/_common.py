@@ -115,7 +115,7 @@ def build_pair(name: str, seed: int = 0):
     """(torch nequip model (float64, eval), phonjax float64 model, phonjax float32-network model) on the same
     random perturbed weights."""
     import model_fixtures as mf
-    from convert.nequip import from_torch_module
+    from phonjax.convert.nequip import from_torch_module
     tm = mf.build_torch_model(arch(name), seed=seed, dtype="float64", zbl=True)
     m64 = from_torch_module(tm, check=False)
     m32 = from_torch_module(tm, dtype="float32", check=False)
@@ -132,7 +132,7 @@ class TorchSystem:
 
     def __init__(self, tm, atoms: Atoms):
         import torch
-        from convert.nequip import torch_graph_input
+        from phonjax.convert.nequip import torch_graph_input
         self.torch = torch
         self.tm = tm
         self.data = torch_graph_input(tm, atoms)

@@ -3,7 +3,7 @@ a reference path, frequencies of a :class:`~phonjax.force_constants.ForceConstan
 metrics of issue 9 against DFPT.
 
 Conventions: frequencies (nq, nb) THz, ascending per q, imaginary negative; q reduced (primitive reciprocal
-basis, no 2π); directions Cartesian. The reference is a :class:`phonjax.compare.BandData` (phonopy band.yaml).
+basis, no 2π); directions Cartesian. The reference is a :class:`phonjax.io.band_yaml.BandData` (phonopy band.yaml).
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ NEAR_GAMMA_FRACTION = 0.2
 def load_inputs(structure, born, reference):
     """(primitive Crystal, Born, reference BandData) from a structure file, a BORN file and a band.yaml."""
     import ase.io
-    from phonjax.born import read_born
-    from phonjax.compare import read_band_yaml
+    from phonjax.io.born import read_born
+    from phonjax.io.band_yaml import read_band_yaml
     from phonjax.structure import Crystal
 
     prim = Crystal.from_ase(ase.io.read(str(structure)))

@@ -29,7 +29,7 @@ def _worker(model_dir, n, out_npz, structure):
     import ase.io
     import phonjax  # noqa: F401
     from phonjax.force_constants import force_constants
-    from phonjax.model import load_model
+    from phonjax.models import load_model
     from phonjax.structure import Crystal
 
     t = time.perf_counter()

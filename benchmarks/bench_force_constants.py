@@ -43,13 +43,13 @@ OAM_L = dict(type_names=("Li", "F"), r_max=6.0, irreps_edge_sh="1x0e+1x1o+1x2e+1
 
 def make_energy(kind: str, model_dir: str | None, dtype: str):
     if model_dir:
-        from phonjax.model import load_model
+        from phonjax.models import load_model
         return load_model(model_dir), f"model:{model_dir}"
     if kind == "pair":
         from phonjax.potentials import rock_salt_potential
         return rock_salt_potential(4.03, "Li", "F"), "pair (LJ rock salt, r_c 5.04 Å)"
-    from phonjax.model import Model
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.nn.config import ModelConfig
     cfg = ModelConfig(**(SMALL if kind == "small" else OAM_L), dtype=dtype)
     return Model.init(cfg, seed=0), f"nequip-{kind} ({dtype}, random weights)"
 

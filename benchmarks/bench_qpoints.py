@@ -44,8 +44,8 @@ if energy == "pair":
     from phonjax.potentials import rock_salt_potential
     model = rock_salt_potential(4.03, "Li", "F")
 else:
-    from phonjax.model import Model
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.nn.config import ModelConfig
     sys.path.insert(0, {bench!r})
     from bench_force_constants import SMALL
     model = Model.init(ModelConfig(**SMALL, dtype="float64"), seed=0)
@@ -64,7 +64,7 @@ print("RESULT " + json.dumps(out))
 
 def throughput(nqs, repeats: int, sharded: bool) -> list:
     import phonopy
-    from phonjax.phonopy_io import from_phonopy
+    from phonjax.io.phonopy import from_phonopy
     ph = phonopy.load(EXAMPLES / "phonopy_disp.yaml", force_sets_filename=EXAMPLES / "FORCE_SETS",
                       born_filename=EXAMPLES / "BORN", log_level=0)
     ph.produce_force_constants()

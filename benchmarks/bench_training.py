@@ -182,7 +182,7 @@ def run_phonjax(data: Path, work: Path, batch: int, epochs: int, dtype: str) -> 
     import phonjax  # noqa: F401
     from phonjax.train.config import DataConfig, FinetuneConfig, LossConfig, OptimConfig, TrainingConfig
     from phonjax.train.loop import finetune
-    from phonjax.train.nequip_adapter import random_trainable
+    from phonjax.models.nequip.train_adapter import random_trainable
     model = random_trainable(type_names=("Li", "F"), dtype=dtype, seed=1, **ARCH)
     cfg = FinetuneConfig(model="random", out_dir=str(work / "phonjax"),
                          data=DataConfig(train=str(data), batch_size=batch),

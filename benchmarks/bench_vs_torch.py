@@ -2,7 +2,7 @@
 product, home-cell force constants (issues 8 and 11).
 
 A random perturbed torch nequip model (tests/model_fixtures.py: "small", or "oam-l" = OAM-L layer sizes with
-89 types) is converted with ``convert.nequip.from_torch_module`` to a float64 phonjax model and to one with a
+89 types) is converted with ``phonjax.convert.nequip.from_torch_module`` to a float64 phonjax model and to one with a
 float32 network (SH/Bessel inputs, per-atom energy sums and force constants stay float64). For each structure
 (LiF N×N×N supercells and an 8-atom triclinic Li4F4 cell in a 2×2×2 supercell):
 

@@ -104,13 +104,13 @@ def main(argv=None):
     import phonjax  # noqa: F401
     from ase.calculators.singlepoint import SinglePointCalculator
     import ase.io
-    from phonjax.model import Model
+    from phonjax.models.nequip.model import Model
     from phonjax.train.config import (DataConfig, FcLossConfig, FinetuneConfig, LossConfig, OptimConfig,
                                       TrainingConfig)
     from phonjax.train.data import frames_from_atoms, compute_capacities
     from phonjax.train.loop import finetune
     from phonjax.train.model_api import make_batch, predict
-    from phonjax.train.nequip_adapter import NequipTrainable, random_trainable
+    from phonjax.models.nequip.train_adapter import NequipTrainable, random_trainable
 
     t_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="fc_demo_"))

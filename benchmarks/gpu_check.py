@@ -115,7 +115,7 @@ def oam_l_model(quick: bool, dtype: str):
     """An OAM-L-sized NequIP (89 types, 6 layers, l_max 3, 9.6M parameters; tests/model_fixtures.OAM_L) with
     random weights; ``quick``: the small test architecture instead."""
     from model_fixtures import OAM_L, SMALL
-    from phonjax.model import Model, ModelConfig
+    from phonjax.models.nequip.model import Model, ModelConfig
 
     arch = dict(SMALL if quick else OAM_L)
     return Model.init(ModelConfig(**arch, dtype=dtype), seed=0, metadata={"model_name": "OAM-L-sized (random)"})

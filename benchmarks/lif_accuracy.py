@@ -106,7 +106,7 @@ def ensure_model(name: str, path: Path) -> Path:
 
 
 def model_info(name: str, path: Path) -> dict:
-    from phonjax.model import load_model
+    from phonjax.models import load_model
     m = load_model(path)
     cfg = m.config
     info = {"name": name, "dir": str(path), "sha256": _sha_dir(path), "arch_sha256": sha_file(path / "config.yaml"),
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
     specs = mode_specs(extra_modes(), lambdas=SEED_LAMBDAS[:1] if args.quick else SEED_LAMBDAS)
     figdir = args.out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    from phonjax.plot import plot_convergence, plot_dispersion_panels
+    from _lif_figures import plot_convergence, plot_dispersion_panels
 
     result = {"inputs": {"structure": str(args.structure), "born": str(args.born), "reference": str(args.reference),
                          "n_qpoints": int(len(ref.qpoints)), "segment_nqpoint": list(ref.segment_nqpoint),

@@ -21,9 +21,9 @@ import numpy as np
 
 import phonjax  # noqa: F401
 from phonjax import units
-from phonjax.born import read_born
+from phonjax.io.born import read_born
 from phonjax.structure import Crystal
-from phonjax.compare import read_band_yaml
+from phonjax.io.band_yaml import read_band_yaml
 from phonjax.dataset.fd import phonopy_fc_to_phonjax
 from phonjax.longrange.strategies import make_correction
 from phonjax.dynmat import correction_frequencies

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import phonjax  # noqa: F401  (float64)
-from phonjax.born import read_born
-from phonjax.phonopy_io import from_phonopy
+from phonjax.io.born import read_born
+from phonjax.io.phonopy import from_phonopy
 from phonjax.longrange.strategies import make_correction
 from phonjax.dynmat import correction_frequencies
 from phonjax.longrange.calibrate import lambda_scan

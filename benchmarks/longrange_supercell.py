@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 import phonjax
-from phonjax.born import read_born
-from phonjax.compare import compare_bands, read_band_yaml
+from phonjax.io.born import read_born
+from phonjax.compare import compare_bands
+from phonjax.io.band_yaml import read_band_yaml
 from phonjax.force_constants import ForceConstants
 from phonjax.dynmat import phonons
 from phonjax.longrange import LongRange

@@ -40,7 +40,7 @@ def _qdir(prim, d_cart):
 
 def _load(name):
     import phonopy
-    from phonjax.phonopy_io import from_phonopy
+    from phonjax.io.phonopy import from_phonopy
     d = EXAMPLES / name
     if name != "LiF-nosym":
         return from_phonopy(d / "phonopy_disp.yaml")
@@ -78,10 +78,11 @@ def dft_entries(out: dict) -> None:
 
 
 def model_entries(out: dict) -> None:
-    from phonjax.born import read_born
-    from phonjax.model import Model
-    from phonjax.predict import load_structure, predict
-    from phonjax.train.nequip_adapter import nequip_arch_config
+    from phonjax.io.born import read_born
+    from phonjax.models.nequip.model import Model
+    from phonjax.io.structure import read_structure as load_structure
+    from phonjax.predict import predict
+    from phonjax.models.nequip.train_adapter import nequip_arch_config
     prim = load_structure(ROOT / "examples" / "LiF" / "POSCAR")
     born = read_born(ROOT / "examples" / "LiF" / "BORN", prim)
     m = Model.init(nequip_arch_config(("Li", "F"), r_max=3.0, l_max=1, num_layers=2, num_features=4,

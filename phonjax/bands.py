@@ -64,21 +64,14 @@ class BandStructure:
         return int(self.frequencies.shape[1])
 
     def to_band_data(self):
-        """As :class:`phonjax.compare.BandData` (for :func:`phonjax.compare.compare_bands`)."""
-        from phonjax.compare import BandData
-        p = self.primitive
-        return BandData(self.qpoints, self.distances, self.frequencies, self.segment_nqpoint, self.segment_labels,
-                        None if p is None else p.cell, () if p is None else tuple(p.symbols),
-                        None if p is None else p.scaled_positions, None if p is None else p.masses, "phonjax")
+        """As :class:`phonjax.io.band_yaml.BandData` (for :func:`phonjax.compare.compare_bands`)."""
+        from phonjax.io.band_yaml import band_data
+        return band_data(self)
 
     def write_yaml(self, path):
-        """phonopy-style band.yaml (:func:`phonjax.compare.write_band_yaml` of :meth:`to_band_data`)."""
-        from pathlib import Path
-        from phonjax.compare import write_band_yaml
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_band_yaml(path, self.to_band_data())
-        return path
+        """phonopy-style band.yaml (:func:`phonjax.io.band_yaml.write_band_yaml`)."""
+        from phonjax.io.band_yaml import write_band_yaml
+        return write_band_yaml(path, self)
 
     def plot(self, path=None, *, reference=None, **kw):
         """Matplotlib figure (saved to ``path`` when given); see :func:`phonjax.plot.plot_band_structure`."""
@@ -140,9 +133,23 @@ def _explicit_path(path, labels) -> list[list[tuple[str, np.ndarray]]]:
     return segs
 
 
-def band_path(crystal, path=None, *, npoints: int = 51, density: float | None = None, labels=None) -> dict:
+def _shared_counts(lengths: np.ndarray, total: int) -> np.ndarray:
+    """Points per segment (≥ 2 each, both ends included) summing to ``total``, in proportion to the lengths."""
+    if int(total) != total or total < 2 * len(lengths):
+        raise BandPathError(f"total={total} is too few for {len(lengths)} path segments (need ≥ 2 each)")
+    counts = np.maximum(2, np.round(total * lengths / lengths.sum()).astype(int))
+    while counts.sum() > total:  # remove points from the longest segments first, keeping ≥ 2 each
+        counts[np.argmax(np.where(counts > 2, counts, -1))] -= 1
+    counts[np.argmax(counts)] += total - counts.sum()
+    return counts
+
+
+def band_path(crystal, path=None, *, npoints: int = 51, density: float | None = None, labels=None,
+              total: int | None = None) -> dict:
     """Sampled path: dict(qpoints, distances, labels, label_positions, segment_nqpoint, segment_labels,
-    q_directions (reduced, NaN except at Γ))."""
+    q_directions (reduced, NaN except at Γ)). Points per segment: ``npoints``, or from ``density``, or
+    ``total`` points over the whole path shared in proportion to the segment lengths (as matdyn inputs are
+    laid out by :func:`phonjax.dataset.dfpt.run_dfpt`)."""
     cr = Crystal.coerce(crystal)
     if path is None or isinstance(path, str):
         default, special = _special_points(cr)
@@ -154,13 +161,20 @@ def band_path(crystal, path=None, *, npoints: int = 51, density: float | None = 
     if density is not None and not density > 0:
         raise BandPathError(f"density must be positive, got {density}")
     rec_t = np.linalg.inv(cr.cell).T  # q_cart = q_red @ rec_t
+    pairs = [(seg[k], seg[k + 1]) for seg in segs for k in range(len(seg) - 1)]
+    lengths = np.array([float(np.linalg.norm((b[1] - a[1]) @ rec_t)) for a, b in pairs])
+    shared = None if total is None else iter(_shared_counts(lengths, total))
+    length_of = iter(lengths)
     qs, dist, nseg, seglab, lab, labpos, dirs = [], [], [], [], [], [], []
     d0 = 0.0
     for si, seg in enumerate(segs):
         for k in range(len(seg) - 1):
             (n1, q1), (n2, q2) = seg[k], seg[k + 1]
-            length = float(np.linalg.norm((q2 - q1) @ rec_t))
-            m = int(npoints) if density is None else max(2, int(math.ceil(length * density)) + 1)
+            length = next(length_of)
+            if shared is not None:
+                m = int(next(shared))
+            else:
+                m = int(npoints) if density is None else max(2, int(math.ceil(length * density)) + 1)
             t = np.linspace(0.0, 1.0, m)
             q = q1[None] + t[:, None] * (q2 - q1)[None]
             qc = q @ rec_t

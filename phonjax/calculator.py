@@ -1,4 +1,4 @@
-"""ASE calculator over a phonjax :class:`~phonjax.model.Model` (energy, free_energy, forces, stress).
+"""ASE calculator over a phonjax :class:`~phonjax.models.nequip.model.Model` (energy, free_energy, forces, stress).
 
 The neighbour graph is rebuilt on every call (host, vesin); its capacities are bucketed, so the
 jit-compiled energy/force/stress function is reused for structures of the same bucketed size.
@@ -9,7 +9,8 @@ from __future__ import annotations
 from ase.calculators.calculator import Calculator as _AseCalculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from phonjax.model import Model, load_model
+from phonjax.models import load_model
+from phonjax.models.nequip.model import Model
 
 
 class Calculator(_AseCalculator):

@@ -109,13 +109,17 @@ def _bands(args) -> None:
 def _convert(args) -> None:
     try:
         if args.kind == "nequip":
-            from convert.nequip import convert_nequip
+            from phonjax.models import converter
+
+            convert_nequip = converter("nequip")
 
             if args.src is None or args.out is None:
                 raise ValueError("usage: phonjax convert nequip SRC --out DIR")
             model = convert_nequip(args.src, args.out, dtype=args.dtype, overwrite=args.overwrite)
         else:
-            from convert.sevennet import convert_sevennet
+            from phonjax.models import converter
+
+            convert_sevennet = converter("sevennet")
 
             if args.out is None:
                 from phonjax.defaults import default_model_dir

@@ -72,7 +72,7 @@ class _ModelAdapter:
     config: object
 
     def __call__(self, params, graph, positions, cell):
-        from phonjax.model import _energy_single
+        from phonjax.models.nequip.model import _energy_single
         return _energy_single(self.config, params, graph, jnp.asarray(positions), jnp.asarray(cell))
 
 
@@ -83,7 +83,7 @@ def _model_partial(model, e):
     if graph is None or not hasattr(model, "config") or not hasattr(model, "params"):
         return None
     try:
-        import phonjax.model as pm
+        import phonjax.models.nequip.model as pm
         if not isinstance(model, pm.Model) or not hasattr(pm, "_energy_single"):
             return None
         hash(model.config)

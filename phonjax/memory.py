@@ -18,7 +18,7 @@ in README.md (LiF, 2 HVPs: SevenNet-0 float32 3³/5³ with and without edge chun
 OAM-L-sized model float64 3³ unchunked, one direction at a time) and err on the high side (by up to ~1.7× for
 SevenNet-0). ``benchmarks/bench_memory.py`` measures peak memory and time against the estimate.
 
-Rule (:func:`plan_hvp_memory`): keep the automatic edge chunk (``phonjax.model.auto_edge_chunk``) and vmap all
+Rule (:func:`plan_hvp_memory`): keep the automatic edge chunk (``phonjax.models.nequip.model.auto_edge_chunk``) and vmap all
 directions when they fit; otherwise run ``chunk_size`` = ⌊budget / per_direction⌋ directions per ``lax.map``
 step; when even one direction does not fit, halve the edge chunk (down to :data:`MIN_EDGE_CHUNK`). On an
 accelerator the edge chunk is instead doubled while all directions still fit (fewer sequential scan steps).
@@ -116,7 +116,7 @@ def available_memory(device=None) -> tuple[int, str]:
 
 def _widths(config) -> tuple[list[int], int, int, int]:
     """(per-layer per-edge floats of the TP stage, n_sh, n_bessel, widest node feature) of a ModelConfig."""
-    from phonjax.nn import irreps as I
+    from phonjax.models.nequip.nn import irreps as I
 
     per_layer, node = [], 0
     for L in config.layer_irreps():
@@ -147,7 +147,7 @@ def plan_hvp_memory(config, n_params: int, n_nodes: int, n_edges: int, n_directi
     grow_edge_chunk: double the automatic edge chunk while all directions still fit (fewer sequential scan
     steps; None: on accelerators only — on CPUs the measured automatic chunk is also the faster one)."""
     import numpy as np
-    from phonjax.model import auto_edge_chunk
+    from phonjax.models.nequip.model import auto_edge_chunk
 
     if memory_budget is None:
         budget, source = available_memory()

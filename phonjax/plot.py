@@ -1,12 +1,12 @@
-"""Plots (the only module that imports matplotlib; Agg backend, files PNG/PDF by extension)."""
+"""Plots (the only library module that imports matplotlib; Agg backend, files PNG/PDF by extension).
+The figures of the benchmark reports are drawn in ``benchmarks/`` (e.g. ``benchmarks/_lif_figures.py``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_band_structure", "plot_dos", "plot_band_comparison", "plot_learning_curve", "plot_dispersion_panels",
-           "plot_convergence"]
+__all__ = ["plot_band_structure", "plot_dos", "plot_band_comparison", "plot_learning_curve", "path_ticks"]
 
 _UNIT_LABEL = {"THz": "Frequency (THz)", "cm-1": "Frequency (cm$^{-1}$)", "meV": "Energy (meV)"}
 
@@ -31,7 +31,7 @@ def plot_band_structure(band, path=None, *, reference=None, reference_label: str
                         label: str = "phonjax", title: str | None = None, unit: str | None = None, ax=None,
                         color: str = "C0", ref_color: str = "k"):
     """Plot a :class:`phonjax.bands.BandStructure` (special-point ticks, units on the axis, zero line), with
-    an optional reference dispersion overlaid (a phonopy ``band.yaml`` path, a :class:`phonjax.compare.BandData`
+    an optional reference dispersion overlaid (a phonopy ``band.yaml`` path, a :class:`phonjax.io.band_yaml.BandData`
     or another BandStructure; drawn against its own distances rescaled to this path's length). Saves to
     ``path`` (PNG/PDF by extension) when given; returns the figure."""
     plt = _plt()
@@ -49,7 +49,7 @@ def plot_band_structure(band, path=None, *, reference=None, reference_label: str
     if reference is not None:
         ref = reference
         if isinstance(ref, (str, Path)):
-            from phonjax.compare import read_band_yaml
+            from phonjax.io.band_yaml import read_band_yaml
             ref = read_band_yaml(ref)
         rd = np.asarray(ref.distances, dtype=np.float64)
         if rd.size and np.isfinite(rd).all() and rd[-1] > 0 and d[-1] > 0:
@@ -125,7 +125,7 @@ def plot_band_comparison(pred, ref, path: str | Path | None = None, *, labels=("
     ax.plot(x, p.frequencies, color="tab:red", lw=1.0, ls="--")
     ax.plot([], [], color="k", label=labels[1])
     ax.plot([], [], color="tab:red", ls="--", label=labels[0])
-    ticks, names = _path_ticks(r)
+    ticks, names = path_ticks(r)
     for t in ticks:
         ax.axvline(t, color="0.7", lw=0.5)
     if ticks:
@@ -174,17 +174,9 @@ def plot_learning_curve(history, path) -> Path:
     return path
 
 
-def _save(fig, path) -> Path:
-    """Write ``fig`` to ``path`` (parents created, 110 dpi), close it and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
-
-
-def _path_ticks(ref):
-    """(tick positions, names) of a BandData's segment ends ("X|K" at a break)."""
+def path_ticks(ref):
+    """(tick positions, names) of a :class:`~phonjax.io.band_yaml.BandData`'s segment ends ("X|K" at a break;
+    Γ in TeX)."""
     x = np.asarray(ref.distances)
     if not ref.segment_nqpoint:
         return [], []
@@ -197,70 +189,3 @@ def _path_ticks(ref):
             lab = f"{lab}|{ref.labels[i + 1][0]}"
         names.append(lab)
     return ticks, [n.replace("GAMMA", r"$\Gamma$").replace("Γ", r"$\Gamma$") for n in names]
-
-
-def plot_dispersion_panels(reference, panels, path, *, ncols: int = 3, title: str | None = None,
-                           reference_label: str = "DFPT"):
-    """A grid of dispersions on the reference's path: each panel (panel_title, {label: freqs (nq, nb) THz})
-    overlays its curves (colours C0, C1, ...) on the reference (:class:`phonjax.compare.BandData`, black
-    dots). Lines are not drawn across path breaks. Saved to ``path``; returns the path."""
-    plt = _plt()
-    ref = reference
-    x = np.asarray(ref.distances)
-    rf = np.asarray(ref.frequencies)
-    n = len(panels)
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), sharey=True, squeeze=False)
-    segs = _segments(x, ref.segment_nqpoint)
-    ticks, names = _path_ticks(ref)
-    for k, (ptitle, curves) in enumerate(panels):
-        ax = axes[k // ncols, k % ncols]
-        ax.plot(x, rf, "k.", ms=1.6)
-        handles = [plt.Line2D([], [], color="k", marker=".", ls="", label=reference_label)]
-        for c, (lab, f) in enumerate(curves.items()):
-            f = np.asarray(f)
-            for a, b in segs:
-                ax.plot(x[a:b], f[a:b], color=f"C{c}", lw=0.9)
-            handles.append(plt.Line2D([], [], color=f"C{c}", lw=0.9, label=lab))
-        for t in ticks:
-            ax.axvline(t, color="0.7", lw=0.5)
-        if ticks:
-            ax.set_xticks(ticks, names)
-        ax.axhline(0, color="0.7", lw=0.5)
-        ax.set_xlim(x[0], x[-1])
-        ax.set_title(ptitle, fontsize=8)
-        ax.legend(handles=handles, fontsize=6, loc="lower right")
-        if k % ncols == 0:
-            ax.set_ylabel("Frequency (THz)")
-    for k in range(n, nrows * ncols):
-        axes[k // ncols, k % ncols].axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_convergence(x, series, path, *, xlabel: str, ylabel: str, title: str | None = None, vlines=None,
-                     hline: float | None = None, logy: bool = False):
-    """Lines with markers, one per ``series`` entry {label: y (len(x),)} (NaN = not computed); ``vlines``
-    {label: x} marks rules (dotted), ``hline`` a tolerance (dashed). Saved to ``path``; returns the path."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for lab, y in series.items():
-        ax.plot(x, y, marker="o", ms=4, label=lab)
-    for c, (lab, xv) in enumerate((vlines or {}).items()):
-        ax.axvline(xv, color=f"C{c + len(series)}", ls=":", label=lab)
-    if hline is not None:
-        ax.axhline(hline, color="0.4", ls="--", lw=0.8)
-    if logy:
-        ax.set_yscale("log")
-    if len(x) and all(float(v).is_integer() for v in x):
-        ax.set_xticks([int(v) for v in x])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)

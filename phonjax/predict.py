@@ -1,6 +1,7 @@
 """End-to-end jobs behind ``phonjax predict`` and ``phonjax bands``: structure + model → force constants →
-dispersion, or phonopy force constants → dispersion; both write band.png, band.yaml, force_constants.hdf5,
-summary.json and summary.txt into ``out_dir`` and return a :class:`PredictResult`.
+dispersion, or phonopy force constants → dispersion; both write their outputs (band.png, band.yaml,
+force_constants.hdf5, summary.json, summary.txt: :data:`phonjax.io.outputs.DEFAULT_WRITERS`) into ``out_dir``
+and return a :class:`PredictResult`.
 
 The long-range arguments become one :class:`~phonjax.longrange.LongRange` at the top of each job; ``lr='auto'``
 is resolved from the force constants' provenance (:mod:`phonjax.longrange.policy`: recip-auto for a model,
@@ -19,11 +20,11 @@ import time
 import numpy as np
 
 from phonjax import checks
+from phonjax.io.structure import read_structure
 from phonjax.progress import Progress
 from phonjax.structure import Crystal
 
-__all__ = ["predict", "bands_from_phonopy", "PredictResult", "default_supercell", "load_structure",
-           "IMAGINARY_THRESHOLD_THZ"]
+__all__ = ["predict", "bands_from_phonopy", "PredictResult", "default_supercell", "IMAGINARY_THRESHOLD_THZ"]
 
 #: Frequencies below −this (THz) count as imaginary modes in the summary.
 IMAGINARY_THRESHOLD_THZ = 0.01
@@ -34,7 +35,8 @@ class PredictResult:
     """force_constants: ForceConstants; band: BandStructure; files: written paths; timings: seconds per step;
     gamma_frequencies (3n,) THz (with q_direction when Born data is used); max_frequency THz; n_imaginary_q:
     path points with a mode below −IMAGINARY_THRESHOLD_THZ; min_frequency THz; comparison: metrics against the
-    reference (or None)."""
+    reference (or None); reference: the reference dispersion (:class:`~phonjax.io.band_yaml.BandData`) or None.
+    ``files`` names every file the writers (:data:`phonjax.io.outputs.DEFAULT_WRITERS`) write."""
 
     force_constants: object
     band: object
@@ -49,6 +51,7 @@ class PredictResult:
     supercell_matrix: np.ndarray
     comparison: object = None
     extra: dict = field(default_factory=dict)
+    reference: object = None
 
     def as_dict(self) -> dict:
         d = {"lr": self.lr, "supercell_matrix": self.supercell_matrix.tolist(),
@@ -82,39 +85,27 @@ class PredictResult:
         return "\n".join(lines)
 
 
-def load_structure(structure) -> Crystal:
-    """Crystal from a path (any format ASE reads), an ase.Atoms or a Crystal."""
-    if isinstance(structure, (str, Path)):
-        path = Path(structure)
-        if not path.is_file():
-            raise FileNotFoundError(f"structure file not found: {path}")
-        import ase.io
-        try:
-            atoms = ase.io.read(str(path))
-        except Exception as e:
-            raise ValueError(f"{path}: ASE could not read it ({type(e).__name__}: {e})") from None
-        return Crystal.from_ase(atoms)
-    return Crystal.coerce(structure)
-
-
 #: How :func:`predict` chooses the supercell when none is given (``supercell_rule``).
 SUPERCELL_RULES = ("receptive", "cutoff")
 
 
-def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int | None = None) -> np.ndarray:
+def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int | None = None,
+                      receptive_field: float | None = None) -> np.ndarray:
     """Smallest N·I (3×3) whose supercell widths (distance between opposite faces) all reach a length:
 
     * ``rule="cutoff"``: 2·cutoff — the smallest supercell that holds the model's cutoff sphere (no atom sees
       its own image within r_max); force constants beyond it are folded.
-    * ``rule="receptive"``: max(2, layers)·cutoff — the model's receptive field (message passing over
-      ``layers`` hops of r_max), where frequencies are converged (reports/lif.md §e).
-      Without ``layers`` it falls back to the cutoff rule.
+    * ``rule="receptive"``: the model's receptive field (Å; ``receptive_field``, or ``layers``·cutoff for message
+      passing over ``layers`` hops of r_max), never less than 2·cutoff; frequencies converge there
+      (reports/lif.md §e). Without either it falls back to the cutoff rule.
     """
     if rule not in SUPERCELL_RULES:
         raise ValueError(f"supercell rule must be one of {SUPERCELL_RULES}, got {rule!r}")
     length = 2.0 * cutoff
-    if rule == "receptive" and layers:
-        length = max(2, int(layers)) * cutoff
+    if rule == "receptive":
+        reach = receptive_field if receptive_field is not None else (int(layers) * cutoff if layers else None)
+        if reach is not None:
+            length = max(length, float(reach))
     rec = np.linalg.inv(crystal.cell)
     width = 1.0 / np.linalg.norm(rec, axis=0)
     n = max(1, int(math.ceil(length / width.min() - 1e-9)))
@@ -135,7 +126,7 @@ def _load_model(model, bar=None):
             bar.stage("converting SevenNet-0")
         return default_model()
     if isinstance(model, (str, Path)):
-        from phonjax.model import load_model
+        from phonjax.models import load_model
         return load_model(model)
     return model
 
@@ -144,7 +135,7 @@ def _born(born, crystal, unitcell=None):
     """Born data for ``crystal`` (a file is read; ``unitcell``: the non-primitive input cell its atoms may list)."""
     if born is None or not isinstance(born, (str, Path)):
         return born
-    from phonjax.born import read_born
+    from phonjax.io.born import read_born
     return read_born(born, crystal, unitcell=unitcell)
 
 
@@ -189,7 +180,7 @@ def _short_range_model(m, model_arg, crystal, born, lr: str):
 
 def _reference_path(reference):
     """Explicit path segments reproducing a reference band.yaml's q-points (its segments are straight)."""
-    from phonjax.compare import read_band_yaml
+    from phonjax.io.band_yaml import read_band_yaml
     ref = read_band_yaml(reference)
     seg = ref.segment_nqpoint or (len(ref.qpoints),)
     path, npts, k = [], [], 0
@@ -240,19 +231,26 @@ def _concat(parts, cls):
                cat("q_directions"), parts[0].unit, parts[0].lr, parts[0].primitive)
 
 
+@dataclass(frozen=True)
+class _Early:
+    """What the force-constant writer reads of a result, before the result exists."""
+
+    force_constants: object
+
+
 def _finish(fc, spec, *, npoints, reference, out_dir, timings, progress, extra=None) -> PredictResult:
-    """Bands, Γ frequencies and files of force constants ``fc`` (Born data attached) with the resolved
-    LongRange ``spec``; the Correction is built once here."""
+    """Bands, Γ frequencies and files (:data:`phonjax.io.outputs.DEFAULT_WRITERS`) of force constants ``fc``
+    (Born data attached) with the resolved LongRange ``spec``; the Correction is built once here."""
     from phonjax.dynmat import phonons
-    from phonjax.phonopy_io import write_force_constants_hdf5
-    from phonjax.plot import plot_band_structure
+    from phonjax.io.outputs import DEFAULT_WRITERS, FORCE_CONSTANTS, write_outputs
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mode = spec.mode
     extra = dict(extra or {})
-    # written first: computed force constants survive any later failure (plot, comparison)
-    files = {"force_constants.hdf5": write_force_constants_hdf5(fc, out / "force_constants.hdf5")}
+    files = {w.name: out / w.name for w in DEFAULT_WRITERS}
+    # written first: computed force constants survive any later failure (bands, plot, comparison)
+    FORCE_CONSTANTS.write(_Early(fc), files[FORCE_CONSTANTS.name])
     progress.stage("bands")
     t = time.perf_counter()
     corr = spec.correction(fc)
@@ -272,18 +270,15 @@ def _finish(fc, spec, *, npoints, reference, out_dir, timings, progress, extra=N
             comparison = compare_bands(band.to_band_data(), ref)
         except ValueError:
             comparison = None
-    files["band.yaml"] = band.write_yaml(out / "band.yaml")
-    title = f"{''.join(fc.primitive.symbols)}  (lr={mode}, {fc.supercell.crystal.n_atoms}-atom supercell)"
-    plot_band_structure(band, out / "band.png", reference=ref, reference_label="reference", title=title)
-    files["band.png"] = out / "band.png"
     f = band.frequencies
     res = PredictResult(fc, band, out, files, timings, gamma, float(f.max()), float(f.min()),
                         int(np.sum(f.min(axis=1) < -IMAGINARY_THRESHOLD_THZ)), mode, np.asarray(fc.supercell.matrix),
-                        comparison, extra)
+                        comparison, extra, ref)
+    for w in DEFAULT_WRITERS:  # summary.json reports the time the writers before it took
+        timings["write"] = time.perf_counter() - t
+        if w is not FORCE_CONSTANTS:
+            write_outputs(res, (w,))
     timings["write"] = time.perf_counter() - t
-    (out / "summary.json").write_text(json.dumps(res.as_dict(), indent=2, default=str) + "\n")
-    (out / "summary.txt").write_text(res.summary_text() + "\n")
-    files["summary.json"], files["summary.txt"] = out / "summary.json", out / "summary.txt"
     return res
 
 
@@ -296,7 +291,7 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     ``model`` (model directory, a Model, an object with ``bind`` or an energy_fn(positions, cell, numbers)).
 
     supercell: N, (N1, N2, N3), 3×3 or None: :func:`default_supercell` with ``supercell_rule`` — "receptive"
-    (default: widths ≥ the model's receptive field, layers·r_max, where frequencies are converged) or "cutoff"
+    (default: widths ≥ the model's ``receptive_field``, e.g. layers·r_max, where frequencies converge) or "cutoff"
     (widths ≥ 2·r_max: cheaper, folds the force constants' tail).  born: BORN /
     QE file or Born; a short-range model (trained on dipole-subtracted labels, ``metadata["long_range"]``)
     brings its own, and ``lr='auto'`` is then ``'ewald'`` (recorded in summary.json as ``short_range_model``); for
@@ -330,7 +325,7 @@ def _predict(structure, model, supercell, bar, spec, *, born, lr, npoints, refer
 
     timings: dict = {}
     bar.stage("model")
-    crystal = load_structure(structure)
+    crystal = read_structure(structure)
     name = Path(structure).name if isinstance(structure, (str, Path)) else "the structure"
     crystal, supercell, unitcell, extra = checks.primitive_for_job(crystal, supercell, name, primitive)
     checks.check_reference_file(reference, 3 * crystal.n_atoms)
@@ -339,8 +334,8 @@ def _predict(structure, model, supercell, bar, spec, *, born, lr, npoints, refer
         r = getattr(m, "r_max", None) or getattr(m, "cutoff", None)
         if r is None:
             raise ValueError("supercell not given and the model has no r_max/cutoff to choose one")
-        layers = getattr(getattr(m, "config", None), "num_layers", None)
-        supercell = default_supercell(crystal, float(r), layers=layers, rule=supercell_rule)
+        reach = getattr(m, "receptive_field", None)  # phonjax.models.PhononModel
+        supercell = default_supercell(crystal, float(r), receptive_field=reach, rule=supercell_rule)
     b = _born(born, crystal, unitcell)
     b, sr_info = _short_range_model(m, model, crystal, b, lr)
     lr_mode = resolve_mode(lr, model_provenance(m), b)  # refuses a mode without Born data before the work
@@ -363,8 +358,8 @@ def bands_from_phonopy(params, *, force_sets=None, born=None, lr: str = "auto", 
     """As :func:`predict` from external force constants: a phonopy_params.yaml (or phonopy_disp.yaml with
     ``force_sets``) or a phonopy.Phonopy. ``born``: BORN/QE file or Born (default: the yaml's NAC params).
     Without long range (lr none), phonopy's own frequencies are reproduced (no extra q-space ASR)."""
+    from phonjax.io.phonopy import from_phonopy
     from phonjax.longrange.spec import LongRange
-    from phonjax.phonopy_io import from_phonopy
 
     spec = LongRange(lr, None, ewald_lambda, leak_region, lo_projection, q_direction)  # checked before any work
     with Progress(progress) as bar:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phonjax.born import read_born
-from phonjax.phonopy_io import from_phonopy
+from phonjax.io.born import read_born
+from phonjax.io.phonopy import from_phonopy
 
 
 def load_example(directory: Path):
     """(phonopy, Supercell, fc (n_prim, N_s, 3, 3) eV/Å² in our atom order, Born) of an example folder; the
-    reordering is :func:`phonjax.phonopy_io.from_phonopy`'s."""
+    reordering is :func:`phonjax.io.phonopy.from_phonopy`'s."""
     import phonopy
 
     d = Path(directory)

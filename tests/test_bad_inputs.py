@@ -32,8 +32,8 @@ def lines(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from phonjax.model import Model
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.nn.config import ModelConfig
 
     d = tmp_path_factory.mktemp("bad_inputs")
     # one scalar layer: the cheapest model to compile (the CLI's behaviour, not the model, is under test)

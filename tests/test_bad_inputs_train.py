@@ -52,8 +52,8 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A tiny phonjax NequIP model directory, teacher-labelled LiF data, a config writer, a JAX cache."""
-    from phonjax.model import Model
-    from phonjax.train.nequip_adapter import nequip_arch_config
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.train_adapter import nequip_arch_config
     d = tmp_path_factory.mktemp("bad_train")
     teacher = PairModel(seed=1, scale=1.3)
     tp = {"model": teacher.initial_params(), "offsets": jnp.zeros(2)}

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phonjax.born import (Born, BornAtomCountError, DielectricError, NonNeutralChargesError, BornError, read_born,
+from phonjax.born import (Born, BornAtomCountError, DielectricError, NonNeutralChargesError, BornError,
                           expand_by_symmetry, independent_atoms)
+from phonjax.io.born import read_born
 from phonjax.structure import Crystal
 
 ROOT = Path(__file__).resolve().parents[1]

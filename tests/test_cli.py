@@ -53,8 +53,8 @@ def test_bands_from_phonopy_nacl_gonze(phonopy_examples, tmp_path):
 def test_predict_with_a_saved_model(tmp_path):
     from ase.build import bulk
 
-    from phonjax.model import Model
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.nn.config import ModelConfig
 
     cfg = ModelConfig(type_names=("Li", "F"), r_max=2.3, feature_irreps_hidden=("4x0e+4x1o", "4x0e"),
                       radial_mlp_depth=(1, 1), radial_mlp_width=(8, 8), avg_num_neighbors=6.0,
@@ -81,8 +81,8 @@ def test_default_supercell_rules(tmp_path):
     a rock-salt primitive cell) reaches the receptive field layers·r_max; --supercell-rule cutoff takes 2·r_max."""
     from ase.build import bulk
 
-    from phonjax.model import Model
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.nn.config import ModelConfig
     from phonjax.predict import default_supercell
     from phonjax.structure import Crystal
 

@@ -20,8 +20,8 @@ from phonjax.testing import CompileStats
 stats = CompileStats().start()
 import phonjax
 from ase.build import bulk
-from phonjax.model import Model
-from phonjax.nn.config import ModelConfig
+from phonjax.models.nequip.model import Model
+from phonjax.models.nequip.nn.config import ModelConfig
 use = sys.argv[2] == "on"
 where = phonjax.enable_compile_cache(sys.argv[1]) if use else None
 cfg = ModelConfig(type_names=("Li", "F"), r_max=3.2, feature_irreps_hidden=("4x0e+4x1o", "4x0e"),

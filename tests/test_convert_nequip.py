@@ -12,10 +12,11 @@ from ase.build import bulk  # noqa: E402
 
 import phonjax  # noqa: F401,E402
 from phonjax.calculator import Calculator  # noqa: E402
-from phonjax.model import UnsupportedFeature, load_model  # noqa: E402
+from phonjax.models import load_model  # noqa: E402
+from phonjax.models.nequip.model import UnsupportedFeature  # noqa: E402
 from model_fixtures import SMALL, build_torch_model, torch_reference  # noqa: E402
 
-from convert.nequip import ConversionError, convert_nequip, from_torch_module  # noqa: E402
+from phonjax.convert.nequip import ConversionError, convert_nequip, from_torch_module  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 PKG = DATA / "tiny_cu.nequip.zip"

@@ -19,7 +19,7 @@ from ase.build import bulk  # noqa: E402
 import phonjax  # noqa: F401,E402
 from model_fixtures import build_torch_model, torch_reference  # noqa: E402
 
-from convert.nequip import from_torch_module  # noqa: E402
+from phonjax.convert.nequip import from_torch_module  # noqa: E402
 
 METALS = ["W", "Ni", "Al", "Pt"]
 _HID = "3x0e+2x0o+2x1e+2x1o+2x2e+1x2o"  # NequIPGNNModel(parity=True, l_max=2) order: 0e 0o 1e 1o 2e 2o

@@ -13,9 +13,9 @@ pytest.importorskip("nequip")
 
 import phonjax  # noqa: F401,E402
 
-from convert._common import ConversionError  # noqa: E402
-from convert.nequip import convert_nequip  # noqa: E402
-from convert.nequip_load import ALLOWED_TARGETS, check_targets  # noqa: E402
+from phonjax.convert._common import ConversionError  # noqa: E402
+from phonjax.convert.nequip import convert_nequip  # noqa: E402
+from phonjax.convert.nequip_load import ALLOWED_TARGETS, check_targets  # noqa: E402
 
 CKPT = Path(__file__).parent / "data" / "tiny_cu.ckpt"
 
@@ -53,7 +53,7 @@ def test_pickle_reduce_is_refused_nequip(tmp_path):
 
 
 def test_pickle_reduce_is_refused_sevennet(tmp_path):
-    from convert.sevennet import convert_sevennet
+    from phonjax.convert.sevennet import convert_sevennet
 
     marker = tmp_path / "created_by_pickle"
     src = tmp_path / "evil.pth"

@@ -1,7 +1,7 @@
 """SevenNet-0 in phonjax: parity with sevenn's own torch model (external reference).
 
 References: ``sevenn.calculator.SevenNetCalculator`` (float32, exactly as users run it) and a float64 copy
-of the same torch model (``convert.sevennet.torch_energy_forces_stress``, checked against the calculator);
+of the same torch model (``phonjax.convert.sevennet_torch.torch_energy_forces_stress``, checked against the calculator);
 Hessians by torch double autograd of E(positions).
 Structures: LiF rock salt (a = 4.0625 Å), a rattled LiF 3×3×3 supercell (54 atoms, seed 7), and a
 triclinic five-species crystal (K, Mg, Al, Si, O; seed 3), plus fast unit tests of the variants.
@@ -23,9 +23,9 @@ import phonjax  # noqa: F401,E402
 from ase import Atoms  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
-from convert.sevennet import (ConversionError, UnsupportedFeature, architecture, convert_sevennet,  # noqa: E402
-                              default_checkpoint, from_checkpoint, read_checkpoint,
-                              torch_energy_forces_stress, torch_model_as)
+from phonjax.convert.sevennet import (ConversionError, UnsupportedFeature, architecture, convert_sevennet,  # noqa: E402
+                                      default_checkpoint, from_checkpoint, read_checkpoint)
+from phonjax.convert.sevennet_torch import torch_energy_forces_stress, torch_model_as  # noqa: E402
 
 TOL32_E, TOL32_F, TOL32_S = 1e-5, 1e-5, 1e-6
 TOL64_E, TOL64_F, TOL64_S, TOL64_H = 1e-9, 1e-9, 1e-9, 1e-8
@@ -129,7 +129,7 @@ def torch_hessian(torch_model, atoms):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, ck):
     """SevenNet-0 converted once (float32, written and read back), plus a float64 copy."""
-    from phonjax.model import load_model
+    from phonjax.models import load_model
 
     out = tmp_path_factory.mktemp("sevennet") / "sevennet-0"
     m32 = convert_sevennet(out=out)
@@ -257,7 +257,7 @@ def test_unsupported_architecture_is_named(ck):
 
 # -- the SevenNet variants on their own (fast) ----------------------------------------------------------
 def test_variant_fields_validated():
-    from phonjax.model import ModelConfig
+    from phonjax.models.nequip.model import ModelConfig
 
     base = dict(type_names=("Li", "F"), r_max=5.0, feature_irreps_hidden=("8x0e+4x1e", "8x0e"),
                 radial_mlp_depth=(2, 2), radial_mlp_width=(8, 8), avg_num_neighbors=20.0,
@@ -279,7 +279,7 @@ def test_xplor_cutoff_is_c1_switch():
     import jax
     import jax.numpy as jnp
 
-    from phonjax.nn.radial import xplor_cutoff
+    from phonjax.models.nequip.nn.radial import xplor_cutoff
 
     r_on, r_c = 4.5, 5.0
     f = lambda r: xplor_cutoff(r, r_on, r_c)  # noqa: E731
@@ -304,7 +304,7 @@ def test_fcnet_matches_e3nn_fully_connected_net():
     import torch
     from e3nn.nn import FullyConnectedNet
 
-    from phonjax.nn.radial import fcnet_apply
+    from phonjax.models.nequip.nn.radial import fcnet_apply
 
     torch.manual_seed(0)
     net = FullyConnectedNet([8, 16, 16, 7], torch.nn.functional.silu).double()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from phonjax.compare import (BandData, BandMismatchError, compare_bands, gamma_indices, path_distances,
-                             read_band_yaml, write_band_yaml)
+from phonjax.compare import BandMismatchError, compare_bands, gamma_indices
+from phonjax.io.band_yaml import BandData, path_distances, read_band_yaml, write_band_yaml
 from phonjax.dataset.dfpt import band_path
 from phonjax.structure import Crystal
 

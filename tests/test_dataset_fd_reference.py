@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phonjax.compare import BandData, compare_bands, gamma_indices, read_band_yaml
+from phonjax.compare import compare_bands, gamma_indices
+from phonjax.io.band_yaml import BandData, read_band_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LIF = ROOT / "examples" / "LiF"
@@ -51,7 +52,7 @@ def test_fd_phonopy_gonze_matches_dfpt(fd_phonopy):
 
 def test_fd_phonjax_gonze_matches_phonopy_and_dfpt(fd_phonopy):
     pytest.importorskip("phonjax.longrange.calibrate")
-    from phonjax.born import read_born
+    from phonjax.io.born import read_born
     from phonjax.dataset.fd import phonopy_fc_to_phonjax
     from phonjax.dataset import read_structure
     from phonjax.dynmat import correction_frequencies

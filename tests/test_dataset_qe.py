@@ -13,7 +13,8 @@ import pytest
 
 from phonjax import units
 from phonjax.dataset.pseudos import PseudoError, pseudos_for
-from phonjax.dataset.qe_io import (QEOutputError, SCFNotConvergedError, parse_pw_output, write_pw_input)
+from phonjax.dataset.qe_io import write_pw_input
+from phonjax.io.qe import QEOutputError, SCFNotConvergedError, parse_pw_output
 from phonjax.dataset.runner import QENotFoundError, run_qe
 from phonjax.structure import Crystal
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from phonjax import units
-from phonjax.compare import gamma_indices, read_band_yaml
+from phonjax.compare import gamma_indices
+from phonjax.io.band_yaml import read_band_yaml
 
 from dataset_helpers import lif_primitive, require_qe, tiny_pw
 
@@ -38,7 +39,7 @@ def _read_born(path: Path):
 def test_run_dfpt_tiny(tmp_path):
     require_qe("pw.x", "ph.x", "q2r.x", "matdyn.x")
     from phonjax.dataset import DfptConfig, run_dfpt
-    from phonjax.dataset.qe_io import parse_dyn_dielectric
+    from phonjax.io.qe import parse_dyn_dielectric
 
     cfg = DfptConfig(pw=tiny_pw(conv_thr=1e-12), relax=False, qgrid=(1, 1, 1), npoints=24, nprocs=1, npool=1,
                      prefix="t", tr2_ph=1e-14)

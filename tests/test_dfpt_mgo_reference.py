@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phonjax.compare import BandData, compare_bands, gamma_indices, read_band_yaml
+from phonjax.compare import compare_bands, gamma_indices
+from phonjax.io.band_yaml import BandData, read_band_yaml
 
 from test_dfpt import _read_born, lo_from_to
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phonjax.born import Born, DielectricError, NonNeutralChargesError, read_born
+from phonjax.born import Born, DielectricError, NonNeutralChargesError
+from phonjax.io.born import read_born
 from phonjax.longrange.dipole_labels import (DipoleLabelError, dipole_labels, infer_supercell_matrix,
                                              strained_primitive)
 from phonjax.longrange.supercell import ewald_supercell_fc
-from phonjax.predict import load_structure
+from phonjax.io.structure import read_structure as load_structure
 from phonjax.structure import make_supercell
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -148,8 +148,8 @@ def test_bad_input():
 
 
 def test_small_nequip_model_matches_hessian_and_fd():
-    model_mod = pytest.importorskip("phonjax.model")
-    from phonjax.nn.config import ModelConfig
+    model_mod = pytest.importorskip("phonjax.models.nequip.model")
+    from phonjax.models.nequip.nn.config import ModelConfig
 
     cfg = ModelConfig(type_names=("Li", "F"), r_max=3.2, feature_irreps_hidden=("4x0e+4x1o", "4x0e"),
                       radial_mlp_depth=(1, 1), radial_mlp_width=(8, 8), avg_num_neighbors=8.0,

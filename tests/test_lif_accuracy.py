@@ -24,8 +24,8 @@ def _load_script():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from phonjax.model import Model
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.nn.config import ModelConfig
 
     tmp = tmp_path_factory.mktemp("lif_report")
     cfg = ModelConfig(type_names=("Li", "F", "Mg", "O"), r_max=2.3, feature_irreps_hidden=("4x0e+4x1o", "4x0e"),

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import phonjax  # noqa: F401  (x64)
-from phonjax.born import Born, read_born
+from phonjax.born import Born
+from phonjax.io.born import read_born
 from phonjax.cli import main as cli_main
 from phonjax.compare import read_band_yaml
 from phonjax.force_constants import ForceConstants, force_constants
@@ -21,10 +22,10 @@ from phonjax.longrange import LongRange, LongRangeModeError, make_correction, re
 from phonjax.longrange.builders import na as na_builder
 from phonjax.longrange.dipole_labels import long_range_record
 from phonjax.longrange.policy import AUTO_MODES, auto_mode
-from phonjax.model import Model, load_model
-from phonjax.phonopy_io import from_phonopy
+from phonjax.models.nequip.model import Model, load_model
+from phonjax.io.phonopy import from_phonopy
 from phonjax.potentials import PairPotential
-from phonjax.predict import load_structure
+from phonjax.io.structure import read_structure as load_structure
 from phonjax.structure import Crystal, make_supercell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def lif():
 @pytest.fixture(scope="module")
 def model_dirs(lif, tmp_path_factory):
     """A random small NequIP model and a short-range (dipole-subtracted) variant, saved as model directories."""
-    from phonjax.train.nequip_adapter import nequip_arch_config
+    from phonjax.models.nequip.train_adapter import nequip_arch_config
     prim, born = lif
     m = Model.init(nequip_arch_config(("Li", "F"), **ARCH), seed=0)
     root = tmp_path_factory.mktemp("models")
@@ -111,7 +112,7 @@ def hexagonal():
 
 def _phonopy_gl_gamma(fc, q_direction):
     from phonopy.harmonic.dynamical_matrix import DynamicalMatrixGL
-    from phonjax.phonopy_io import to_phonopy
+    from phonjax.io.phonopy import to_phonopy
     ph = to_phonopy(fc, symmetry=False)
     b = fc.born
     dm = DynamicalMatrixGL(ph.supercell, ph.primitive, ph.force_constants,

@@ -18,7 +18,7 @@ from phonopy.harmonic.dynamical_matrix import DynamicalMatrix, DynamicalMatrixWa
 from phonopy.structure.symmetry import symmetrize_borns_and_epsilon  # noqa: E402
 
 from phonjax import units  # noqa: E402
-from phonjax.born import read_born  # noqa: E402
+from phonjax.io.born import read_born  # noqa: E402
 from phonjax.structure import Crystal, make_supercell, commensurate_qpoints  # noqa: E402
 from phonjax.longrange.strategies import make_correction  # noqa: E402
 from phonjax.longrange.ewald import fold_to_bz  # noqa: E402

@@ -7,8 +7,8 @@ from ase.build import bulk
 import phonjax  # noqa: F401
 from phonjax.force_constants import force_constants
 from phonjax.memory import (BASE_BYTES, MIN_EDGE_CHUNK, hvp_bytes_per_direction, parse_bytes, plan_hvp_memory)
-from phonjax.model import Model
-from phonjax.nn.config import ModelConfig
+from phonjax.models.nequip.model import Model
+from phonjax.models.nequip.nn.config import ModelConfig
 
 CFG = ModelConfig(type_names=("Li", "F"), r_max=3.2, feature_irreps_hidden=("4x0e+2x1o", "4x0e"),
                   radial_mlp_depth=(1, 1), radial_mlp_width=(8, 8), avg_num_neighbors=8.0,

@@ -12,8 +12,9 @@ from ase.build import bulk
 import phonjax  # noqa: F401
 from phonjax.calculator import Calculator
 from phonjax.graph import GraphError, build_graph, pad_positions
-from phonjax.model import (Model, ModelConfig, ModelLoadError, UnknownSpeciesError, UnsupportedFeature,
-                           _energy_forces_stress, graph_energies, load_model)
+from phonjax.models import load_model
+from phonjax.models.nequip.model import (Model, ModelConfig, ModelLoadError, UnknownSpeciesError, UnsupportedFeature,
+                                         _energy_forces_stress, graph_energies)
 from phonjax.structure import Crystal
 from phonjax.testing_equivariance import assert_equivariant
 
@@ -135,7 +136,7 @@ def test_edge_chunked_messages_equal_unchunked(model, chunk):
 
 
 def test_auto_edge_chunk_scales_with_model_width():
-    from phonjax.model import EDGE_CHUNK_SIZE, auto_edge_chunk
+    from phonjax.models.nequip.model import EDGE_CHUNK_SIZE, auto_edge_chunk
 
     assert auto_edge_chunk(CFG, 100) == 0  # tiny graph: one chunk
     small = auto_edge_chunk(CFG, 10**6)

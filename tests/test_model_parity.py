@@ -16,7 +16,7 @@ import phonjax  # noqa: F401,E402
 from model_fixtures import (OAM_L, PARITY, SMALL, build_torch_model, dilute_cell, lif_primitive,  # noqa: E402
                             lif_rattled_supercell, torch_reference, triclinic_multi)
 
-from convert.nequip import from_torch_module  # noqa: E402
+from phonjax.convert.nequip import from_torch_module  # noqa: E402
 
 TOL_E, TOL_F, TOL_S, TOL_H = 1e-10, 1e-10, 1e-10, 1e-9
 

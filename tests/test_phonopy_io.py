@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 import phonjax  # noqa: F401
-from phonjax.phonopy_io import (PhonopyIOError, from_phonopy, read_force_constants_hdf5, to_phonopy,
+from phonjax.io.phonopy import (PhonopyIOError, from_phonopy, read_force_constants_hdf5, to_phonopy,
                                 write_force_constants_hdf5)
 
 phonopy = pytest.importorskip("phonopy")
@@ -71,7 +71,7 @@ def test_params_yaml_with_born(nacl_phonopy, tmp_path):
 
 
 def test_band_yaml_written_in_phonopy_format(nacl_phonopy, tmp_path):
-    from phonjax.compare import read_band_yaml
+    from phonjax.io.band_yaml import read_band_yaml
     fc = from_phonopy(nacl_phonopy)
     bs = fc.band_structure("GXU,KGL", npoints=9)
     p = bs.write_yaml(tmp_path / "band.yaml")

@@ -25,14 +25,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_helpers import PairModel, label_with, write_extxyz  # noqa: E402
 
 from phonjax import units  # noqa: E402
-from phonjax.born import read_born  # noqa: E402
+from phonjax.io.born import read_born  # noqa: E402
 from phonjax.config import ConfigError, from_dict  # noqa: E402
 from phonjax.longrange.dipole_labels import KIND, long_range_record  # noqa: E402
-from phonjax.model import Model, load_model  # noqa: E402
-from phonjax.predict import load_structure, predict  # noqa: E402
+from phonjax.models import load_model  # noqa: E402
+from phonjax.models.nequip.model import Model  # noqa: E402
+from phonjax.io.structure import read_structure as load_structure  # noqa: E402
+from phonjax.predict import predict  # noqa: E402
 from phonjax.structure import make_supercell  # noqa: E402
 from phonjax.train.config import FinetuneConfig  # noqa: E402
-from phonjax.train.nequip_adapter import NequipTrainable, nequip_arch_config  # noqa: E402
+from phonjax.models.nequip.train_adapter import NequipTrainable, nequip_arch_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LIF = ROOT / "examples" / "LiF"

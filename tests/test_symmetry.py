@@ -74,8 +74,8 @@ def test_reduced_rows_equal_full_rows(name):
 def test_reduced_rows_with_a_random_nequip_model(name):
     """Issue 11's check on a random NequIP model: reduced and unreduced force constants and frequencies agree."""
     from phonjax.force_constants import force_constants
-    from phonjax.model import Model
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.model import Model
+    from phonjax.models.nequip.nn.config import ModelConfig
 
     atoms, n = structures()[name]
     species = tuple(sorted(set(atoms.get_chemical_symbols())))

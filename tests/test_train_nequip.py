@@ -3,7 +3,7 @@
 Checks: the converted model equals torch before training; the validation loss falls;
 interrupted + resumed run == uninterrupted (bitwise, float64); train/eval steps compile once; freezing
 (last layer only) leaves earlier layers and nequip-fixed shifts bit-identical; the saved finetuned model,
-reloaded with phonjax.model.load_model, predicts exactly what the in-memory finetuned model predicts, and
+reloaded with phonjax.models.load_model, predicts exactly what the in-memory finetuned model predicts, and
 what training saw (offsets folded into the shifts); bad input fails before training.
 Runtime ≈ 45 s CPU (≈ 80 s wall on a loaded 2-core machine). One-step/overfit checks: test_train_loop.py.
 """
@@ -22,13 +22,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_fixtures import build_torch_model, torch_reference  # noqa: E402
 from train_helpers import PairModel, label_with, rattled_lif, write_extxyz  # noqa: E402
 
-from phonjax.model import load_model  # noqa: E402
+from phonjax.models import load_model  # noqa: E402
 from phonjax.train.config import (DataConfig, FinetuneConfig, FreezeConfig, LossConfig,  # noqa: E402
                                   OptimConfig, TrainingConfig)
 from phonjax.train.data import DatasetError, compute_capacities, read_extxyz  # noqa: E402
 from phonjax.train.loop import finetune  # noqa: E402
 from phonjax.train.model_api import make_batch, predict  # noqa: E402
-from phonjax.train.nequip_adapter import NequipTrainable  # noqa: E402
+from phonjax.models.nequip.train_adapter import NequipTrainable  # noqa: E402
 
 TINY = dict(type_names=["Li", "F"], r_max=3.5, irreps_edge_sh="1x0e+1x1o", type_embed_num_features=4,
             feature_irreps_hidden=["4x0e+2x1o", "4x0e"], radial_mlp_depth=[1, 1], radial_mlp_width=[8, 8],
@@ -37,7 +37,7 @@ TINY = dict(type_names=["Li", "F"], r_max=3.5, irreps_edge_sh="1x0e+1x1o", type_
 
 @pytest.fixture(scope="module")
 def converted():
-    from convert.nequip import from_torch_module
+    from phonjax.convert.nequip import from_torch_module
     tm = build_torch_model(TINY, seed=3)
     return tm, from_torch_module(tm)
 
@@ -124,6 +124,6 @@ def test_bad_input_fails_before_training(converted, data, tmp_path):
     with pytest.raises(DatasetError, match=r"\['Na'\] unknown to the model"):
         finetune(y, overrides=["training.progress=false"], log=lambda s: None)
     assert not (tmp_path / "o").exists()
-    from phonjax.model import ModelLoadError
+    from phonjax.models.nequip.model import ModelLoadError
     with pytest.raises(ModelLoadError):
         finetune(y, overrides=[f"model={tmp_path / 'nowhere'}"], log=lambda s: None)

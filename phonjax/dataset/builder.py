@@ -16,7 +16,6 @@ pw.x output is cross-checked against ASE's independent espresso-out reader.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,17 +24,19 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from ..config import load_config, to_dict
+from ..io.structure import StructureInputError, read_structure
 from ..structure import Crystal, make_supercell
 from .pseudos import provenance, pseudos_for
-from .qe_io import PwSettings, QEOutputError, SCFNotConvergedError, parse_pw_output, write_pw_input
+from ..io.qe import QEOutputError, SCFNotConvergedError, parse_pw_output
+from .qe_io import PwSettings, write_pw_input
 from .rattle import rattled_sample
 from .report import dataset_summary, sample_dir_name, short_message
 from .runner import (QERunError, atomic_write_json, atomic_write_text, find_executable, load_result, run_qe,
                      run_samples)
 
 
-class DatasetInputError(ValueError):
-    """The dataset's input structure cannot be obtained (missing file, Materials Project unavailable)."""
+#: The dataset's input structure cannot be obtained (missing file, Materials Project unavailable).
+DatasetInputError = StructureInputError
 
 
 @dataclass(frozen=True)
@@ -106,43 +107,6 @@ def load_dataset_config(path, overrides=None) -> DatasetConfig:
 
 
 # ------------------------------------------------------------------------------------------------- inputs
-def read_structure(spec: str | Path) -> Crystal:
-    """Crystal from a file (any ASE format; QE pw.x inputs detected by their namelists) or an 'mp-…' id."""
-    spec = str(spec)
-    if spec.startswith("mp-") and not Path(spec).exists():
-        return _from_materials_project(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise DatasetInputError(f"structure file not found: {path}")
-    from ase.io import read  # noqa: PLC0415
-    text = path.read_text(errors="replace")
-    fmt = "espresso-in" if "&system" in text.lower() else None
-    try:
-        atoms = read(str(path), format=fmt)
-    except Exception as e:  # noqa: BLE001 - ASE raises many types
-        raise DatasetInputError(f"cannot read a structure from {path}: {e}") from None
-    return Crystal.from_ase(atoms)
-
-
-def _from_materials_project(mp_id: str) -> Crystal:
-    key = os.environ.get("MP_API_KEY")
-    if not key:
-        raise DatasetInputError(f"{mp_id}: Materials Project needs an API key in MP_API_KEY (and network); "
-                                "or give a structure file (cif/POSCAR/pw.in)")
-    try:
-        from mp_api.client import MPRester  # noqa: PLC0415
-        from pymatgen.io.ase import AseAtomsAdaptor  # noqa: PLC0415
-    except ImportError:
-        raise DatasetInputError(f"{mp_id}: the `mp-api` package is not installed (pip install mp-api); "
-                                "or give a structure file") from None
-    try:
-        with MPRester(key) as mpr:
-            struct = mpr.get_structure_by_material_id(mp_id, final=True)
-    except Exception as e:  # noqa: BLE001 - network/API errors become one clear message
-        raise DatasetInputError(f"{mp_id}: Materials Project query failed ({type(e).__name__}: {e})") from None
-    return Crystal.from_ase(AseAtomsAdaptor.get_atoms(struct))
-
-
 def _ase_crosscheck(out_path: Path, res, where: str) -> None:
     """Compare our parse with ASE's espresso-out reader (independent unit conversion)."""
     from ase.io import read  # noqa: PLC0415

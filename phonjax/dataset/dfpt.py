@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 from ase.data import chemical_symbols
 
-from ..compare import BandData, path_distances, write_band_yaml
-from .. import units
+from ..bands import band_path as phonjax_band_path
 from ..config import load_config
+from ..io.band_yaml import BandData, path_distances, write_band_yaml
+from ..io.born import born_text
+from ..io.structure import read_structure, write_poscar
 from ..structure import Crystal
-from .qe_io import (PwSettings, parse_dyn_dielectric, parse_matdyn_freq, parse_pw_output, write_matdyn_input,
-                    write_ph_input, write_pw_input, write_q2r_input)
+from ..io.qe import parse_dyn_dielectric, parse_matdyn_freq, parse_pw_output
+from .qe_io import PwSettings, write_matdyn_input, write_ph_input, write_pw_input, write_q2r_input
 from .pseudos import provenance, pseudos_for
 from .runner import atomic_write_json, atomic_write_text, find_executable, run_qe
 
@@ -78,62 +80,19 @@ def load_dfpt_config(path, overrides=None) -> DfptConfig:
 
 # ------------------------------------------------------------------------------------------------ helpers
 def band_path(crystal: Crystal, path: str = "auto", npoints: int = 130):
-    """q-points along ``path`` (ASE special-point letters of ``crystal``'s lattice, in reduced coordinates
-    of its reciprocal basis, no 2π). Points are shared out in proportion to segment lengths; each segment
-    includes both end points (phonopy's layout). Returns (qpoints (nq,3), segment_nqpoint, labels)."""
-    crystal = Crystal.coerce(crystal)
-    bp = crystal.to_ase().cell.bandpath(npoints=0)
-    special = bp.special_points
-    if path == "auto":
-        path = bp.path
-    segs = []
-    for piece in path.split(","):
-        names = list(piece.strip())
-        unknown = [n for n in names if n not in special]
-        if unknown:
-            raise ValueError(f"special point(s) {unknown} not defined for this lattice; known: {sorted(special)}")
-        segs += [(a, b) for a, b in zip(names[:-1], names[1:])]
-    if not segs:
-        raise ValueError(f"band path {path!r} has no segment")
-    recip = np.linalg.inv(crystal.cell).T
-    lengths = np.array([np.linalg.norm((special[b] - special[a]) @ recip) for a, b in segs])
-    if npoints < 2 * len(segs):
-        raise ValueError(f"npoints={npoints} is too few for {len(segs)} path segments (need ≥ 2 each)")
-    counts = np.maximum(2, np.round(npoints * lengths / lengths.sum()).astype(int))
-    while counts.sum() > npoints:  # remove points from the longest segments first, keeping ≥ 2 each
-        counts[np.argmax(np.where(counts > 2, counts, -1))] -= 1
-    counts[np.argmax(counts)] += npoints - counts.sum()
-    qs = [np.linspace(special[a], special[b], n) for (a, b), n in zip(segs, counts)]
-    lab = tuple(("GAMMA" if a == "G" else a, "GAMMA" if b == "G" else b) for a, b in segs)
-    return np.concatenate(qs), tuple(int(c) for c in counts), lab
-
-
-def born_text(epsilon: np.ndarray, zstar: np.ndarray) -> str:
-    """phonopy BORN text: unit factor (e²/4πε₀ in eV·Å), ε∞ (9 numbers), Z*[E, u] of *every* atom (9 each).
-    No comment lines: phonopy's parser reads line 1 as the factor and line 2 as ε∞."""
-    lines = [f"{units.COULOMB_EV_A}"]
-    lines.append(" ".join(f"{x:.8f}" for x in np.asarray(epsilon).ravel()))
-    lines += [" ".join(f"{x:.8f}" for x in np.asarray(z).ravel()) for z in zstar]
-    return "\n".join(lines) + "\n"
+    """matdyn's view of :func:`phonjax.bands.band_path` with ``total=npoints``: ``path`` in ASE special-point
+    letters (',' = break, "auto" = the lattice's default path), points shared in proportion to segment lengths,
+    both ends of each segment included. Returns (qpoints (nq,3) reduced, no 2π, segment_nqpoint, labels with
+    Γ written "GAMMA" as in QE/phonopy band.yaml files)."""
+    bp = phonjax_band_path(crystal, None if path == "auto" else path, total=npoints)
+    lab = tuple(tuple("GAMMA" if x == "Γ" else x for x in pair) for pair in bp["segment_labels"])
+    return bp["qpoints"], bp["segment_nqpoint"], lab
 
 
 def impose_neutrality(zstar: np.ndarray) -> np.ndarray:
     """Z* − mean over atoms (the acoustic sum rule Σ_s Z*_s = 0)."""
     z = np.asarray(zstar, dtype=np.float64)
     return z - z.mean(axis=0, keepdims=True)
-
-
-def write_poscar(path: Path, crystal: Crystal, comment: str) -> None:
-    """VASP 5 POSCAR (direct coordinates) with ``comment`` as its first line; species grouped as given."""
-    syms = [chemical_symbols[int(z)] for z in crystal.numbers]
-    order = sorted(range(len(syms)), key=lambda i: list(dict.fromkeys(syms)).index(syms[i]))
-    species = list(dict.fromkeys(syms))
-    lines = [comment.replace("\n", " "), "1.0"]
-    lines += ["  " + " ".join(f"{x:21.15f}" for x in row) for row in crystal.cell]
-    lines += ["  " + " ".join(species), "  " + " ".join(str(syms.count(s)) for s in species), "Direct"]
-    frac = crystal.scaled_positions
-    lines += ["  " + " ".join(f"{x:19.15f}" for x in frac[i]) for i in order]
-    Path(path).write_text("\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
@@ -145,10 +104,7 @@ def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
     """
     for exe in ("pw.x", "ph.x", "q2r.x", "matdyn.x"):
         find_executable(exe)
-    if isinstance(structure, (str, Path)):
-        from .builder import read_structure  # noqa: PLC0415
-        structure = read_structure(structure)
-    crystal = Crystal.coerce(structure)
+    crystal = read_structure(structure)
     out = Path(out_dir)
     qe_dir = out / "qe"
     qe_dir.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 from ase.data import chemical_symbols
 
+from ..io.qe import QEOutputError, parse_pw_output
+from ..io.structure import AtomMatchError, match_atoms
 from ..structure import Crystal, Supercell, make_supercell
 from .pseudos import pseudos_for
-from .qe_io import PwSettings, QEOutputError, parse_pw_output, write_pw_input
+from .qe_io import PwSettings, write_pw_input
 from .runner import QERunError, find_executable, load_result, run_qe, run_samples
 
 
@@ -39,15 +41,10 @@ def _phonopy_to_phonjax_map(ph_super, sc: Crystal) -> np.ndarray:
     cell = np.asarray(sc.cell)
     if not np.allclose(np.asarray(ph_super.cell), cell, atol=1e-6):
         raise ValueError("phonopy and phonjax supercell lattices differ (supercell matrix convention)")
-    fj = sc.scaled_positions
-    fp = np.asarray(ph_super.scaled_positions)
-    d = fp[:, None, :] - fj[None, :, :]
-    d -= np.round(d)
-    dist = np.linalg.norm(d @ cell, axis=-1)
-    perm = np.argmin(dist, axis=1)
-    if np.max(dist[np.arange(len(perm)), perm]) > 1e-5 or len(set(perm.tolist())) != len(perm):
-        raise ValueError("cannot map phonopy's supercell atoms onto phonjax's")
-    return perm
+    try:
+        return match_atoms(np.asarray(ph_super.scaled_positions) @ cell, sc.positions, cell)
+    except AtomMatchError as e:
+        raise ValueError(f"cannot map phonopy's supercell atoms onto phonjax's ({e})") from None
 
 
 def phonopy_fc_to_phonjax(ph, crystal: Crystal, supercell_matrix) -> tuple[np.ndarray, Supercell]:

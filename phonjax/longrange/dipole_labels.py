@@ -262,9 +262,9 @@ def is_short_range(metadata) -> bool:
 
 def born_from_record(record: dict, crystal, model_dir=None) -> Born:
     """The model's Born data for ``crystal``: the model directory's Born file read for this cell (symmetry
-    expansion / position mapping as :func:`phonjax.born.read_born`), else the recorded arrays when
+    expansion / position mapping as :func:`phonjax.io.born.read_born`), else the recorded arrays when
     ``crystal`` has the reference primitive's atoms in the same order."""
-    from phonjax.born import read_born
+    from phonjax.io.born import read_born
     crystal = Crystal.coerce(crystal)
     name = record.get("born_file")
     if model_dir is not None and name and (Path(model_dir) / name).is_file():

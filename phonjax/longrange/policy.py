@@ -9,7 +9,7 @@ provenance             made by                                            auto, 
                        of an ML model / energy function
 ``short-range-model``  the same, of a model trained on dipole-subtracted  ``ewald``       ``none``
                        labels (``metadata["long_range"]``)
-``external``           phonopy / DFT files (:mod:`phonjax.phonopy_io`),   ``gonze``       ``none``
+``external``           phonopy / DFT files (:mod:`phonjax.io.phonopy`),   ``gonze``       ``none``
                        or a ForceConstants built by hand (the default)
 =====================  =================================================  ==============  ===========
 

@@ -109,7 +109,7 @@ def _load_inputs(cfg: FinetuneConfig, model: TrainableModel | None, log: Callabl
     """(model, short_range, fc_ref): the starting model (re-initialised for init: random), the Born data of
     data.short_range and the force-constant reference of loss.fc (None when not configured)."""
     if model is None:
-        from phonjax.train.nequip_adapter import load_trainable
+        from phonjax.models import load_trainable  # the model directory's family's adapter
         model = load_trainable(cfg.model)
     if cfg.training.init == "random":  # control run: same architecture, fresh parameters
         if not hasattr(model, "reinitialized"):

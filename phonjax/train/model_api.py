@@ -1,7 +1,7 @@
 """What training needs from an energy model, and predictions (E, F, σ) on a padded batch.
 
 The minimal interface (:class:`TrainableModel`) is implemented for phonjax NequIP models by
-:mod:`phonjax.train.nequip_adapter`; tests may implement it with analytic potentials.
+:mod:`phonjax.models.nequip.train_adapter`; tests may implement it with analytic potentials.
 
     type_names                       tuple of element symbols, index = model type
     initial_params()                 model parameter pytree to start from

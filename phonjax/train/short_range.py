@@ -21,7 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from phonjax.born import Born, read_born
+from phonjax.born import Born
+from phonjax.io.born import read_born
 from phonjax.longrange.dipole_labels import DipoleLabels, dipole_fc_in_cell, dipole_labels, long_range_record
 from phonjax.structure import Crystal, supercell_matrix
 from phonjax.train.data import Dataset, DatasetError, Frame
@@ -50,11 +51,11 @@ class ShortRangeSetup:
 
 def load_short_range(cfg) -> ShortRangeSetup:
     """From a :class:`~phonjax.train.config.ShortRangeConfig` (paths relative to the working directory)."""
-    from phonjax.predict import load_structure
+    from phonjax.io.structure import read_structure
     ref = Path(cfg.reference)
     if not ref.is_file():
         raise DatasetError(f"data.short_range.reference: structure file not found: {ref}")
-    prim = load_structure(ref)
+    prim = read_structure(ref)
     born = read_born(cfg.born, prim)
     M = None
     if cfg.supercell is not None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convert._common import ConversionError, safe_torch_load, sha256_file
-from convert._common import irreps_str as _irr
+from phonjax.convert._common import ConversionError, safe_torch_load, sha256_file
+from phonjax.convert._common import irreps_str as _irr
 
-from phonjax.nn.config import UnsupportedFeature
+from phonjax.models.nequip.nn.config import UnsupportedFeature
 
 #: e3nn-torch normalize2mom(SiLU) (Monte Carlo, seed 0); checked against the loaded modules.
 C_SILU = 1.6791767923989418
@@ -245,7 +245,7 @@ def architecture(model, config: dict) -> dict:
 
 
 def _parse(s):
-    from phonjax.nn import irreps as I
+    from phonjax.models.nequip.nn import irreps as I
 
     return I.parse_irreps(s)
 

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from convert._common import ConversionError
-from convert.sevennet_read import load_torch_model
+from phonjax.convert._common import ConversionError
+from phonjax.convert.sevennet_read import load_torch_model
 
 def _exact_w3j_multiple(buf, where: str):
     """Exact float64 value of a float32-rounded constant k·w3j(l1, l2, l3) (k = ±1 or ±√(2l+1)) that e3nn's

@@ -1,11 +1,11 @@
 """torch nequip → phonjax: `.nequip.zip` packages, Lightning `.ckpt` files and in-memory models.
 
-``convert_nequip(src, out)`` reads the model, maps its architecture to a :class:`phonjax.model.ModelConfig`
+``convert_nequip(src, out)`` reads the model, maps its architecture to a :class:`phonjax.models.nequip.model.ModelConfig`
 (read from the loaded *modules*, not from a config file, so finetuned/packaged models work), maps every
 weight by name, checks the converted model against torch on a small structure, and writes a phonjax model
 directory atomically (temporary sibling + rename: nothing half-written in OUT on failure).
 
-Unsupported architecture features raise :class:`phonjax.model.UnsupportedFeature` naming the feature.
+Unsupported architecture features raise :class:`phonjax.models.nequip.model.UnsupportedFeature` naming the feature.
 Loading (:mod:`convert.nequip_load`): checkpoints are read weights-only and may name only nequip's model
 builders; a package runs its own bundled code when torch loads it — convert packages from trusted sources only.
 torch is imported only in this package.
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from convert._common import ConversionError, check_output_dir, compare_energy_forces, sha256_file
-from convert._common import irreps_str as _irr
-from convert.nequip_load import is_package, load_ckpt, load_package, unwrap
+from phonjax.convert._common import ConversionError, check_output_dir, compare_energy_forces, sha256_file
+from phonjax.convert._common import irreps_str as _irr
+from phonjax.convert.nequip_load import is_package, load_ckpt, load_package, unwrap
 
-from phonjax.model import Model, ModelConfig, UnsupportedFeature
-from phonjax.nn import irreps as I
+from phonjax.models.nequip.model import Model, ModelConfig, UnsupportedFeature
+from phonjax.models.nequip.nn import irreps as I
 
 
 EXPECTED_PREFIX = ("type_embed", "spharm", "edge_norm", "bessel_encode", "factor")

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from ase.data import atomic_numbers as _ATOMIC_NUMBERS
 
-from phonjax.nn import irreps as I
-from phonjax.nn.config import ModelConfig
-from phonjax.nn.radial import bessel_basis, fcnet_apply, mlp_apply, polynomial_cutoff, xplor_cutoff
-from phonjax.nn.zbl import zbl_edge_energy
+from phonjax.models.nequip.nn import irreps as I
+from phonjax.models.nequip.nn.config import ModelConfig
+from phonjax.models.nequip.nn.radial import bessel_basis, fcnet_apply, mlp_apply, polynomial_cutoff, xplor_cutoff
+from phonjax.models.nequip.nn.zbl import zbl_edge_energy
 
 
 def _normal(key, shape, dtype):

@@ -11,7 +11,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from phonjax.nn.irreps import ACT_NORM, HIGHEST
+from phonjax.models.nequip.nn.irreps import ACT_NORM, HIGHEST
 
 
 def polynomial_cutoff(x, p: float):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from phonjax.nn.radial import polynomial_cutoff
+from phonjax.models.nequip.nn.radial import polynomial_cutoff
 
 PZBL, A0 = 0.23, 0.46850
 C = (0.02817, 0.28022, 0.50986, 0.18175)

@@ -1,4 +1,5 @@
-"""Model = architecture config + parameters: energies, forces, stress; save/load (orbax).
+"""The NequIP family's model (:mod:`phonjax.models`): architecture config + parameters: energies, forces,
+stress; save/load (orbax).
 
 Energy functions are pure and jit-compiled once per (config, graph capacities):
 
@@ -9,7 +10,7 @@ Energy functions are pure and jit-compiled once per (config, graph capacities):
 * :meth:`Model.energy_forces_stress` (atoms) → (E eV, F (n, 3) eV/Å, stress (3, 3) eV/Å³), stress in ASE's
   sign convention σ = (1/V) ∂E/∂ε for a symmetric strain ε of positions and cell.
 
-A model directory holds ``config.yaml`` (architecture), ``metadata.json`` (provenance: source file hash,
+A model directory holds ``config.yaml`` (``family: nequip`` and the architecture), ``metadata.json`` (provenance: source file hash,
 nequip version, type names, conversion date, weights used) and ``params/`` (orbax checkpoint).
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -31,19 +32,18 @@ from ase.data import chemical_symbols
 
 from phonjax.config import from_dict, to_dict
 from phonjax.graph import Graph, build_graph, edge_vectors, pad_positions
-from phonjax.nn.config import ModelConfig, UnsupportedFeature  # noqa: F401  (re-export)
-from phonjax.nn.nequip import NequIP, init_params
+from phonjax.models.nequip.nn.config import ModelConfig, UnsupportedFeature  # noqa: F401  (re-export)
+from phonjax.models import ModelLoadError
+from phonjax.models.nequip import FAMILY
+from phonjax.models.nequip.nn.nequip import NequIP, init_params
 
-__all__ = ["Model", "ModelConfig", "load_model", "graph_energies", "UnknownSpeciesError", "ModelLoadError",
-           "UnsupportedFeature"]
+__all__ = ["Model", "ModelConfig", "load_nequip", "graph_energies", "UnknownSpeciesError", "ModelLoadError",
+           "UnsupportedFeature", "FAMILY"]
+
 
 
 class UnknownSpeciesError(ValueError):
     """A structure contains chemical species the model has no type for."""
-
-
-class ModelLoadError(ValueError):
-    """A model directory is missing, incomplete or corrupt."""
 
 
 # -- pure energy functions ------------------------------------------------------------------------
@@ -95,9 +95,8 @@ class BoundEnergy:
 
 
 #: Edges per message chunk for a SevenNet-0-sized model (widest tensor-product output 3136 floats per edge,
-#: 5 layers); graphs with more edges are chunked by :func:`auto_edge_chunk`. Measured (LiF, SevenNet-0, float32,
-#: 2 HVPs, 2 cores): 5×5×5 (250 atoms, ~14k edges) 10.5 GiB / 26 s unchunked vs 2.1 GiB / 18 s in chunks of
-#: 4096; 3×3×3 3.5 vs 1.5 GiB at equal time; force constants equal to 4e-7 eV/Å² (float32 sum order).
+#: 5 layers); graphs with more edges are chunked by :func:`auto_edge_chunk` (memory and time: README, "Large
+#: supercells").
 EDGE_CHUNK_SIZE = 4096
 _EDGE_CHUNK_REFERENCE = 3136 * 5
 
@@ -106,7 +105,7 @@ def auto_edge_chunk(config: ModelConfig, n_edges: int) -> int:
     """Edges per rematerialised message chunk for a graph with ``n_edges`` edges: 0 (no chunking) when the
     graph fits in one chunk, else :data:`EDGE_CHUNK_SIZE` scaled by the model's per-edge width (widest
     tensor-product output × layers) relative to SevenNet-0's, at least 256."""
-    from phonjax.nn import irreps as I
+    from phonjax.models.nequip.nn import irreps as I
 
     widest = max(I.dim(I.uvu_mid(L["irreps_in"], config.sh_irreps, L["conv_out"])) for L in config.layer_irreps())
     chunk = max(256, int(EDGE_CHUNK_SIZE * _EDGE_CHUNK_REFERENCE / max(widest * config.num_layers, 1)))
@@ -116,11 +115,18 @@ def auto_edge_chunk(config: ModelConfig, n_edges: int) -> int:
 # -- the model ------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class Model:
-    """A NequIP model: architecture ``config``, parameter pytree ``params``, provenance ``metadata``."""
+    """A NequIP model: architecture ``config``, parameter pytree ``params``, provenance ``metadata``.
+    Implements :class:`phonjax.models.PhononModel` (``family``, ``r_max``, ``receptive_field``, ``bind``)."""
 
     config: ModelConfig
     params: Any
     metadata: dict = field(default_factory=dict)
+    family: ClassVar[str] = FAMILY
+
+    @property
+    def receptive_field(self) -> float:
+        """Å: ``num_layers`` message-passing hops of ``r_max`` — how far an atom's energy sees."""
+        return float(self.config.num_layers) * float(self.config.r_max)
 
     @property
     def type_names(self) -> tuple[str, ...]:
@@ -144,7 +150,7 @@ class Model:
 
     def describe(self) -> str:
         c = self.config
-        from phonjax.nn.config import VARIANTS
+        from phonjax.models.nequip.nn.config import VARIANTS
 
         variants = [f"{k}={getattr(c, k)}" for k, ok in VARIANTS.items() if getattr(c, k) != ok[0]]
         family = self.metadata.get("model_name") or ("NequIP-family" if variants else "NequIP")
@@ -224,7 +230,8 @@ class Model:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
-            (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+            cfg = {"family": FAMILY, **to_dict(self.config)}
+            (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
             meta = dict(self.metadata)
             meta.setdefault("type_names", list(self.type_names))
             meta.setdefault("saved", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -242,8 +249,9 @@ class Model:
         return out
 
 
-def load_model(directory) -> Model:
-    """Load a phonjax model directory written by :meth:`Model.save` (or ``phonjax convert``)."""
+def load_nequip(directory) -> Model:
+    """Load a NequIP-family model directory written by :meth:`Model.save` (or ``phonjax convert``); reached
+    through :func:`phonjax.models.load_model`. A ``config.yaml`` without ``family`` is a NequIP one."""
     import orbax.checkpoint as ocp
     import yaml
 
@@ -254,7 +262,11 @@ def load_model(directory) -> Model:
         if not (d / name).exists():
             raise ModelLoadError(f"{d} is not a phonjax model directory (missing {name})")
     try:
-        config = from_dict(ModelConfig, yaml.safe_load((d / "config.yaml").read_text()), "config.yaml")
+        raw = yaml.safe_load((d / "config.yaml").read_text())
+        family = raw.pop("family", FAMILY) if isinstance(raw, dict) else FAMILY
+        if family != FAMILY:
+            raise ValueError(f"family {family!r} is not {FAMILY!r}")
+        config = from_dict(ModelConfig, raw, "config.yaml")
     except (ValueError, TypeError, yaml.YAMLError) as e:
         raise ModelLoadError(f"{d / 'config.yaml'}: {e}") from None
     meta = {}

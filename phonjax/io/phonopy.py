@@ -1,10 +1,11 @@
-"""Interoperability with phonopy: ``from_phonopy`` / ``to_phonopy``, ``force_constants.hdf5`` and ``band.yaml``.
+"""Interoperability with phonopy: ``from_phonopy`` / ``to_phonopy`` and ``force_constants.hdf5``
+(phonopy's ``band.yaml``: :mod:`phonjax.io.band_yaml`).
 
 Mapping: phonopy's primitive cell becomes our primitive :class:`~phonjax.structure.Crystal` (same atoms, same
 order, phonopy's masses); its supercell becomes ``make_supercell(primitive, M)`` with the integer matrix
 M = round(supercell.cell @ inv(primitive.cell)) (phonopy's supercell may be built from a conventional cell with
 a primitive_matrix; M is then a general 3×3 matrix). Atoms are matched by position modulo the supercell
-lattice; a home-cell atom whose phonopy representative sits one primitive lattice vector away is handled by
+lattice (:func:`phonjax.io.structure.match_atoms`); a home-cell atom whose phonopy representative sits one primitive lattice vector away is handled by
 translating the whole row (force constants depend on relative positions only). phonopy's supercell matrix is the
 transpose of ours (phonopy: columns of the lattice matrix; we: rows).
 """
@@ -14,29 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
-from phonjax.force_constants import ForceConstants, ForceConstantsError
+from phonjax.force_constants import ForceConstants
+from phonjax.io.structure import AtomMatchError, match_atoms
 from phonjax.structure import Crystal, Supercell, make_supercell
 
 __all__ = ["from_phonopy", "to_phonopy", "write_force_constants_hdf5", "read_force_constants_hdf5",
-           "write_band_yaml", "PhonopyIOError"]
+           "PhonopyIOError"]
 
 
 class PhonopyIOError(ValueError):
     """A phonopy object/file cannot be mapped onto phonjax's force constants."""
 
 
-def _match(query: np.ndarray, positions: np.ndarray, cell: np.ndarray, tol: float = 1e-4) -> np.ndarray:
-    """Index into ``positions`` of each ``query`` point modulo the lattice ``cell`` (Cartesian, Å)."""
-    inv = np.linalg.inv(cell)
-    d = (query[:, None, :] - positions[None, :, :]) @ inv  # (nq, np, 3) fractional
-    d -= np.round(d)
-    dist = np.linalg.norm(d @ cell, axis=-1)
-    idx = np.argmin(dist, axis=1)
-    if np.any(dist[np.arange(len(query)), idx] > tol):
-        raise PhonopyIOError("atoms of the two supercells do not coincide (positions differ beyond 1e-4 Å)")
-    if len(set(idx.tolist())) != len(idx):
-        raise PhonopyIOError("atom mapping between the supercells is not one-to-one")
-    return idx
+def _match(query: np.ndarray, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Index into ``positions`` of each ``query`` point modulo the lattice ``cell`` (Cartesian, Å), one-to-one."""
+    try:
+        return match_atoms(query, positions, cell)
+    except AtomMatchError as e:
+        raise PhonopyIOError(f"atoms of the two supercells do not coincide ({e})") from None
 
 
 def _row_maps(sc: Supercell, ph_sc_pos: np.ndarray, ph_sc_numbers: np.ndarray, ph_p2s: np.ndarray):
@@ -181,20 +177,3 @@ def read_force_constants_hdf5(path, primitive, supercell_matrix, *, born=None) -
     phonon = to_phonopy(fcobj0, with_nac=False, symmetry=False)
     phonon.force_constants = _read(str(path))
     return from_phonopy(phonon, born=born, is_nac=False)
-
-
-def write_band_yaml(band, path, *, primitive: Crystal | None = None) -> Path:
-    """phonopy-style ``band.yaml`` of a :class:`phonjax.bands.BandStructure` (via :func:`phonjax.compare.
-    write_band_yaml`, which :func:`phonjax.compare.read_band_yaml` and phonopy's yaml loader read back)."""
-    from phonjax.compare import BandData, write_band_yaml as _write
-
-    prim = primitive if primitive is not None else band.primitive
-    data = BandData(np.asarray(band.qpoints), np.asarray(band.distances), np.asarray(band.frequencies),
-                    tuple(int(x) for x in band.segment_nqpoint), tuple(tuple(x) for x in band.segment_labels),
-                    None if prim is None else prim.cell, () if prim is None else tuple(prim.symbols),
-                    None if prim is None else prim.scaled_positions, None if prim is None else prim.masses,
-                    "phonjax")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write(path, data)
-    return path

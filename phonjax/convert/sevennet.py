@@ -3,7 +3,7 @@
 ``convert_sevennet(checkpoint=None, out)`` loads a SevenNet checkpoint (default: SevenNet-0 11Jul2024,
 shipped inside the installed ``sevenn`` wheel), reads its architecture from the *built torch modules*
 (sevenn's own builder, so its backward-compatibility patches of old checkpoints are applied), maps every
-weight onto the phonjax NequIP model (SevenNet variants of :class:`phonjax.model.ModelConfig`), checks the
+weight onto the phonjax NequIP model (SevenNet variants of :class:`phonjax.models.nequip.model.ModelConfig`), checks the
 result against torch on a small structure and writes a phonjax model directory (``Model.save``).
 
 SevenNet-0's forward pass, numerically (sevenn 0.13 / e3nn 0.6, all facts read from the code):
@@ -44,20 +44,20 @@ from pathlib import Path
 
 import numpy as np
 
-from convert._common import ConversionError, check_output_dir, compare_energy_forces
-from convert._common import irreps_str as _irr
-from convert.sevennet_read import (C_SILU, SEVENNET_0_RELPATH, SEVENNET_0_SHA256, SevenNetCheckpoint,  # noqa: F401
+from phonjax.convert._common import ConversionError, check_output_dir, compare_energy_forces
+from phonjax.convert._common import irreps_str as _irr
+from phonjax.convert.sevennet_read import (C_SILU, SEVENNET_0_RELPATH, SEVENNET_0_SHA256, SevenNetCheckpoint,  # noqa: F401
                                    architecture, default_checkpoint, load_torch_model, read_checkpoint)
-from convert.sevennet_torch import torch_energy_forces_stress, torch_model_as
+from phonjax.convert.sevennet_torch import torch_energy_forces_stress, torch_model_as
 
-from phonjax.nn.config import UnsupportedFeature
+from phonjax.models.nequip.nn.config import UnsupportedFeature
 
 
 def uvu_torch_to_phonjax_columns(conv_module) -> np.ndarray:
     """Column permutation ``perm`` of a sevenn convolution's per-edge weights such that
     ``w_phonjax = w_torch[:, perm]``: torch lays the weights out per instruction *sorted by output slot*
     (sevenn ≥ 0.11), phonjax (like nequip) per instruction in creation order (i_in, j_sh, l_out)."""
-    from phonjax.nn import irreps as I
+    from phonjax.models.nequip.nn import irreps as I
 
     kw = conv_module.convolution_kwargs
     irr_in = I.parse_irreps(_irr(kw["irreps_in1"]))
@@ -86,7 +86,7 @@ def uvu_torch_to_phonjax_columns(conv_module) -> np.ndarray:
 # -- mapping onto phonjax ----------------------------------------------------------------------------
 def model_config(arch: dict, dtype: str = "float32"):
     """The phonjax :class:`ModelConfig` (SevenNet variants) of an architecture dict."""
-    from phonjax.nn.config import ModelConfig
+    from phonjax.models.nequip.nn.config import ModelConfig
 
     n = arch["num_layers"]
     radial = arch["radial_dims"]
@@ -98,7 +98,7 @@ def model_config(arch: dict, dtype: str = "float32"):
     if len(set(avg)) != 1:
         raise UnsupportedFeature(f"per-layer avg_num_neigh {avg}")
     r_in, r_hidden, r_out = arch["readout_dims"]
-    from phonjax.nn import irreps as I
+    from phonjax.models.nequip.nn import irreps as I
 
     hid = I.parse_irreps(arch["hidden_irreps"][-1])
     if r_in != sum(m for m, _, _ in hid):
@@ -135,7 +135,7 @@ def map_params(ck: SevenNetCheckpoint, config) -> dict:
     """
     import jax
 
-    from phonjax.nn.nequip import init_params
+    from phonjax.models.nequip.nn.nequip import init_params
 
     W = ck.weights
     dt = np.dtype(config.dtype)
@@ -189,7 +189,7 @@ def from_checkpoint(ck: SevenNetCheckpoint, dtype: str = "float32"):
     import jax.numpy as jnp
     import jax
 
-    from phonjax.model import Model
+    from phonjax.models.nequip.model import Model
 
     config = model_config(ck.arch, dtype)
     params = jax.tree_util.tree_map(jnp.asarray, map_params(ck, config))
@@ -227,7 +227,7 @@ def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overw
         meta["self_check"] = errs
     meta.update(conversion_date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 conversion_seconds=round(time.perf_counter() - t0, 2))
-    from phonjax.model import Model
+    from phonjax.models.nequip.model import Model
 
     model = Model(model.config, model.params, meta)
     model.save(outp, overwrite=overwrite)

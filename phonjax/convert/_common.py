@@ -45,7 +45,7 @@ def sha256_file(path: Path) -> str:
 
 def irreps_str(x) -> str:
     """Canonical phonjax irreps string of an e3nn ``Irreps`` (or anything whose str() parses)."""
-    from phonjax.nn import irreps as I
+    from phonjax.models.nequip.nn import irreps as I
 
     return I.irreps_str(I.parse_irreps(str(x)))
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, replace
 
 from phonjax import units
-from phonjax.nn import irreps as I
+from phonjax.models.nequip.nn import irreps as I
 
 
 class UnsupportedFeature(ValueError):
@@ -49,7 +49,7 @@ class ModelConfig:
     zbl: add nequip's ZBL pair term; zbl_species: chemical symbol of every type (default type_names);
       zbl_polynomial_cutoff_p: its own cutoff exponent (nequip ≥ 0.17: 6; ≤ 0.16: the Bessel p).
 
-    Variant fields (nequip defaults; the other values reproduce SevenNet, see convert/sevennet.py):
+    Variant fields (nequip defaults; the other values reproduce SevenNet, see phonjax/convert/sevennet.py):
     embedding "learned" (nequip: table (T, F), node attrs = features) | "one_hot_linear" (SevenNet: one-hot
       (T) → o3.Linear(Tx0e → Fx0e), node attrs = the one-hot vector);
     self_connection "fctp" (nequip: FCTP(h, attrs)) | "linear" (SevenNet: o3.Linear(h → gate input));

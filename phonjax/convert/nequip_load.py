@@ -12,9 +12,9 @@ import re
 import zipfile
 from pathlib import Path
 
-from convert._common import ConversionError, safe_torch_load
+from phonjax.convert._common import ConversionError, safe_torch_load
 
-from phonjax.model import UnsupportedFeature
+from phonjax.models.nequip.model import UnsupportedFeature
 
 #: Hydra ``_target_``s a checkpoint's model config may name (exact strings): nequip's NequIP GNN builders and
 #: the pair potentials their ``pair_potential`` option instantiates. Everything else is refused unrun.

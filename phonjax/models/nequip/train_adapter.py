@@ -1,7 +1,7 @@
-"""phonjax NequIP models (:mod:`phonjax.model`) as :class:`phonjax.train.model_api.TrainableModel`.
+"""phonjax NequIP models (:mod:`phonjax.models.nequip.model`) as :class:`phonjax.train.model_api.TrainableModel`.
 
 Uses the model's padded batched graphs (:func:`phonjax.graph.build_graph`) and its pure batched energy
-function :func:`phonjax.model.graph_energies`. On export the per-type energy offsets learnt in training
+function :func:`phonjax.models.nequip.model.graph_energies`. On export the per-type energy offsets learnt in training
 are folded into ``per_type_energy_scale_shift/shifts`` (E_i = shift[t] + scale[t]·e_i, so adding δ_t to
 the shift adds Σ_i δ_{t_i} to the energy), and the model is written with :meth:`Model.save`.
 
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phonjax.graph import build_graph, graph_sizes
-from phonjax.model import Model, ModelConfig, graph_energies, load_model
+from phonjax.models.nequip.model import Model, ModelConfig, graph_energies, load_nequip
 from phonjax.train.data import Capacities, Frame
 
 
@@ -74,7 +74,7 @@ class NequipTrainable:
 
 def load_trainable(path) -> NequipTrainable:
     """Adapter for the phonjax model directory ``path`` (error if it is not one)."""
-    return NequipTrainable(load_model(path))
+    return NequipTrainable(load_nequip(path))
 
 
 def nequip_arch_config(type_names, *, r_max: float, l_max: int = 1, parity: bool = True, num_layers: int = 4,

@@ -6,7 +6,7 @@ runner.py runs executables with resumable per-sample directories. Error metrics:
 """
 from .builder import (DatasetConfig, DatasetInputError, DatasetResult, build_dataset, load_dataset_config,
                       read_structure)
-from .dfpt import DfptConfig, DfptResult, band_path, born_text, load_dfpt_config, run_dfpt
+from .dfpt import DfptConfig, DfptResult, band_path, born_text, load_dfpt_config, run_born, run_dfpt
 from .fd import FDResult, fd_force_constants, phonopy_fc_to_phonjax
 from .pseudos import PseudoError
 from .qe_io import PwSettings, QEOutputError, SCFNotConvergedError, parse_pw_output
@@ -14,6 +14,6 @@ from .runner import QENotFoundError, QERunError, qe_available
 
 __all__ = ["DatasetConfig", "DatasetInputError", "DatasetResult", "build_dataset", "load_dataset_config",
            "read_structure", "DfptConfig", "DfptResult", "band_path", "born_text", "load_dfpt_config",
-           "run_dfpt", "PseudoError", "PwSettings", "QEOutputError", "SCFNotConvergedError", "parse_pw_output",
+           "run_dfpt", "run_born", "PseudoError", "PwSettings", "QEOutputError", "SCFNotConvergedError", "parse_pw_output",
            "QENotFoundError", "QERunError", "qe_available", "FDResult", "fd_force_constants",
            "phonopy_fc_to_phonjax"]

@@ -324,14 +324,15 @@ def parse_dyn_dielectric(text: str) -> tuple[np.ndarray, np.ndarray]:
     return eps, zs
 
 
-def parse_ph_dielectric_stdout(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """ε∞ and Z* (with the acoustic sum rule applied by ph.x) from ph.x standard output."""
+def parse_ph_dielectric_stdout(text: str, asr: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """ε∞ and Z* (with the acoustic sum rule applied by ph.x; ``asr=False``: as computed, so that the
+    sum-rule violation can be reported) from ph.x standard output."""
     if "Dielectric constant in cartesian axis" not in text:
         raise QEOutputError("ph.x output has no dielectric constant (epsil=.false. or run failed)")
     blk = text.split("Dielectric constant in cartesian axis", 1)[1]
     eps = np.array([_floats(r) for r in re.findall(r"\(([^)]*)\)", blk)[:3]])
     key = "Effective charges (d Force / dE) in cartesian axis with asr applied"
-    if key not in text:
+    if key not in text or not asr:
         key = "Effective charges (d Force / dE) in cartesian axis"
     if key not in text:
         raise QEOutputError("ph.x output has no effective charges")

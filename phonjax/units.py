@@ -21,3 +21,10 @@ RY_PER_BOHR_TO_EV_PER_A = RYDBERG_EV / BOHR_A
 EV_PER_A3_TO_GPA = 160.21766208
 KBAR_TO_GPA = 0.1
 TWO_PI = 2 * math.pi
+
+# Thermodynamics. phonopy's values (CODATA 2006, phonopy.physical_units) so that thermal properties compare
+# with phonopy's one to one; CODATA 2018 differs by 6e-7 relative in each.
+#: Boltzmann constant in eV/K.
+KB_EV_K = 8.617338256808316e-05
+#: 1 eV per particle in kJ/mol (e·N_A/1000).
+EV_TO_KJ_MOL = 96.4853905398362

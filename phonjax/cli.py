@@ -152,7 +152,20 @@ def _dfpt(args) -> None:
 
     cfg = load_dfpt_config(args.config, overrides=args.set)
     result = run_dfpt(args.structure, cfg, args.out)
-    print(result)
+    print(f"DFPT reference written to {args.out}/ (band.yaml, BORN, dfpt.json); ε∞ diagonal "
+          f"{' '.join(f'{x:.3f}' for x in result.epsilon.diagonal())}, optical Γ (THz) "
+          f"{' '.join(f'{x:.2f}' for x in result.gamma_optical.ravel())}")
+
+
+def _born(args) -> None:
+    from phonjax.dataset import load_dfpt_config, run_born
+
+    cfg = load_dfpt_config(args.config, overrides=args.set)
+    d = run_born(args.structure, cfg, args.out)
+    zdiag = ", ".join(" ".join(f"{x:+.3f}" for x in z.diagonal()) for z in d.zstar)
+    print(f"BORN written to {args.out}/BORN: ε∞ diagonal {' '.join(f'{x:.3f}' for x in d.epsilon.diagonal())}; "
+          f"Z* diagonals {zdiag}; neutrality violation {d.violation:.4f} e; "
+          f"{sum(d.seconds.values()):.0f} s")
 
 
 def _finetune(args) -> None:
@@ -231,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/dfpt"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
     p.set_defaults(func=_dfpt)
+
+    p = sub.add_parser("born", help="ε∞ and Z* alone (Γ-only QE DFPT: epsil, zeu) → phonopy BORN file")
+    p.add_argument("structure", type=Path)
+    p.add_argument("--config", type=Path, default=Path("configs/dfpt_lif.yaml"),
+                   help="a dfpt config (pw settings, relax, epsil_kpts); q-grid settings are ignored")
+    p.add_argument("--out", type=Path, default=Path("out/born"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_born)
 
     p = sub.add_parser("finetune", help="finetune a phonjax model on an extxyz dataset")
     p.add_argument("config", type=Path)

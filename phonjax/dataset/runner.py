@@ -12,6 +12,7 @@ A killed run leaves at most ``<name>.out.partial``; the next run starts the samp
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -92,22 +93,54 @@ class RunRecord:
     returncode: int = 0
 
 
+def _input_sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def finished_run(workdir: str | Path, name: str, input_text: str) -> RunRecord | None:
+    """The record of an earlier successful run of exactly ``input_text`` as ``name`` in ``workdir`` (its
+    ``<name>.done.json`` marker names the input's sha256 and the wall time), or None."""
+    workdir = Path(workdir)
+    marker, out = workdir / f"{name}.done.json", workdir / f"{name}.out"
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if info.get("input_sha256") != _input_sha(input_text) or not out.exists():
+        return None
+    return RunRecord(workdir / f"{name}.in", out, float(info.get("seconds", 0.0)), 0)
+
+
 def run_qe(executable: str, input_text: str, workdir: str | Path, name: str, *, nprocs: int = 1,
            npool: int | None = None, timeout: float | None = None, nice: int = 0,
-           extra_args: tuple[str, ...] = (), check: bool = True) -> RunRecord:
+           extra_args: tuple[str, ...] = (), check: bool = True, resume: bool = False,
+           recover_text: str | None = None) -> RunRecord:
     """Run ``executable`` (e.g. 'pw.x') on ``input_text`` in ``workdir``; inputs and outputs are kept.
 
     ``nprocs`` > 1 launches through mpirun; ``npool`` adds ``-nk``. The output file appears only when the
     process ended (written as ``<name>.out.partial`` meanwhile). Non-zero exit → QERunError when
     ``check`` (else the caller inspects ``returncode``, e.g. to report an unconverged SCF precisely).
+    A successful run leaves ``<name>.done.json`` (input sha256, seconds). With ``resume`` a run already done
+    with the same input is not repeated, and a run that was killed (``<name>.out.partial`` left) restarts
+    from ``recover_text`` when given (ph.x ``recover=.true.``: the finished irreducible q are kept).
     """
     exe = find_executable(executable)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        done = finished_run(workdir, name, input_text)
+        if done is not None:
+            return done
     inp = workdir / f"{name}.in"
     out = workdir / f"{name}.out"
     partial = workdir / f"{name}.out.partial"
     err = workdir / f"{name}.err"
+    marker = workdir / f"{name}.done.json"
+    marker.unlink(missing_ok=True)
+    sha = _input_sha(input_text)
+    if resume and recover_text is not None and partial.exists():
+        os.replace(partial, workdir / f"{name}.out.killed")
+        input_text = recover_text
     atomic_write_text(inp, input_text)
     cmd = [exe, "-in", inp.name, *extra_args]
     if npool and npool > 1:
@@ -129,6 +162,8 @@ def run_qe(executable: str, input_text: str, workdir: str | Path, name: str, *, 
         tail = "".join(out.read_text(errors="replace").splitlines(keepends=True)[-5:])
         raise QERunError(f"{executable} exited with status {proc.returncode} in {workdir} "
                          f"(see {out.name}, {err.name}): {' '.join(tail.split())[-300:]}")
+    if proc.returncode == 0:
+        atomic_write_json(marker, {"input_sha256": sha, "seconds": dt})
     return RunRecord(inp, out, dt, proc.returncode)
 
 

@@ -222,10 +222,11 @@ def parse_dyn_dielectric(text: str) -> tuple[np.ndarray, np.ndarray]:
     return _checked(eps, zs)
 
 
-def parse_ph_dielectric(text: str) -> tuple[np.ndarray, np.ndarray]:
+def parse_ph_dielectric(text: str, asr: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """ε∞ (3,3) and Z* (n, 3, 3) [atom, E_dir, u_dir] from ph.x standard output (``epsil``/``zeu``): the last
     'Dielectric constant in cartesian axis' block and the last 'Effective charges (d Force / dE) in cartesian
-    axis' block — the one 'with asr applied' when ph.x prints both (rows Ex, Ey, Ez = field direction)."""
+    axis' block — the one 'with asr applied' when ph.x prints both (rows Ex, Ey, Ez = field direction);
+    ``asr=False``: the first such block, as computed (so that a sum-rule violation can be reported)."""
     if _PH_EPS not in text:
         raise QEOutputError("ph.x output has no dielectric constant (epsil=.false. or run failed)")
     lines = text.splitlines()
@@ -233,7 +234,7 @@ def parse_ph_dielectric(text: str) -> tuple[np.ndarray, np.ndarray]:
     eps = np.array([_nums(ln) for ln in lines[i + 1:i + 6] if re.search(r"\(", ln)][:3])
     if not any(_PH_ZEU in ln for ln in lines):
         raise QEOutputError("ph.x output has no 'Effective charges (d Force / dE)' block (run ph.x with zeu/epsil)")
-    k = _last_line(lines, _PH_ZEU) + 1
+    k = (_last_line(lines, _PH_ZEU) if asr else min(k for k, ln in enumerate(lines) if _PH_ZEU in ln)) + 1
     zs = []
     while k < len(lines):
         ln = lines[k]

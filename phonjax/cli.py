@@ -187,6 +187,32 @@ def _compare(args) -> None:
         print(f"wrote {args.plot}")
 
 
+def _add_qe_commands(sub) -> None:
+    """The Quantum ESPRESSO subcommands: dataset, dfpt, born."""
+    p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable; exit status 1 when "
+                                       "samples failed)")
+    p.add_argument("config", type=Path)
+    p.add_argument("--workers", type=_int_at_least(1), default=1)
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
+    p.set_defaults(func=_dataset)
+
+    p = sub.add_parser("dfpt", help="QE DFPT reference: Z*, ε∞ (BORN) and band.yaml")
+    p.add_argument("structure", type=Path)
+    p.add_argument("--config", type=Path, default=Path("configs/dfpt_lif.yaml"))
+    p.add_argument("--out", type=Path, default=Path("out/dfpt"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
+    p.set_defaults(func=_dfpt)
+
+    p = sub.add_parser("born", help="ε∞ and Z* alone (Γ-only QE DFPT: epsil, zeu) → phonopy BORN file")
+    p.add_argument("structure", type=Path)
+    p.add_argument("--config", type=Path, default=Path("configs/dfpt_lif.yaml"),
+                   help="a dfpt config (pw settings, relax, epsil_kpts); q-grid settings are ignored")
+    p.add_argument("--out", type=Path, default=Path("out/born"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
+    p.set_defaults(func=_born)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="phonjax", description="Phonons from NequIP-family potentials in JAX")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -230,28 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output directory")
     p.set_defaults(func=_convert)
 
-    p = sub.add_parser("dataset", help="QE dataset of rattled supercells (resumable; exit status 1 when "
-                                       "samples failed)")
-    p.add_argument("config", type=Path)
-    p.add_argument("--workers", type=_int_at_least(1), default=1)
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
-    p.set_defaults(func=_dataset)
-
-    p = sub.add_parser("dfpt", help="QE DFPT reference: Z*, ε∞ (BORN) and band.yaml")
-    p.add_argument("structure", type=Path)
-    p.add_argument("--config", type=Path, default=Path("configs/dfpt_lif.yaml"))
-    p.add_argument("--out", type=Path, default=Path("out/dfpt"))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
-    p.set_defaults(func=_dfpt)
-
-    p = sub.add_parser("born", help="ε∞ and Z* alone (Γ-only QE DFPT: epsil, zeu) → phonopy BORN file")
-    p.add_argument("structure", type=Path)
-    p.add_argument("--config", type=Path, default=Path("configs/dfpt_lif.yaml"),
-                   help="a dfpt config (pw settings, relax, epsil_kpts); q-grid settings are ignored")
-    p.add_argument("--out", type=Path, default=Path("out/born"))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=_born)
+    _add_qe_commands(sub)
 
     p = sub.add_parser("finetune", help="finetune a phonjax model on an extxyz dataset")
     p.add_argument("config", type=Path)

@@ -22,7 +22,8 @@ from phonjax.longrange import LongRange, LongRangeModeError, make_correction, re
 from phonjax.longrange.builders import na as na_builder
 from phonjax.longrange.dipole_labels import long_range_record
 from phonjax.longrange.policy import AUTO_MODES, auto_mode
-from phonjax.models.nequip.model import Model, load_model
+from phonjax.models import load_model
+from phonjax.models.nequip.model import Model
 from phonjax.io.phonopy import from_phonopy
 from phonjax.potentials import PairPotential
 from phonjax.io.structure import read_structure as load_structure

@@ -22,20 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phonjax.buckets import Q_BUCKET_MAX_POW2, q_bucket
 from phonjax.structure import Supercell
 
 __all__ = ["WSImages", "ws_images", "bucket", "fourier_fc", "pad_q", "cq_kernel", "cq_chunk"]
 
-#: q-list buckets: powers of two from 16 (then multiples of 4096).
-_MIN_BUCKET = 16
-
-
-def bucket(n: int) -> int:
-    """Padded length for n q-points: the next power of two ≥ max(n, 16) up to 4096, then multiples of 4096."""
-    n = max(int(n), 1)
-    if n <= 4096:
-        return max(_MIN_BUCKET, 1 << (n - 1).bit_length())
-    return -(-n // 4096) * 4096
+#: q lists are padded by the one policy of :mod:`phonjax.buckets`.
+bucket = q_bucket
 
 
 def pad_q(q: np.ndarray) -> np.ndarray:
@@ -111,7 +104,7 @@ def cq_chunk(nb: int, n: int, L: int, m: int) -> int:
     per_q = n * L * n * m * 16 * 2
     c = max(1, CHUNK_BYTES // max(per_q, 1))
     c = 1 << (c.bit_length() - 1)  # power of two ≤ budget, divides the bucket sizes
-    return int(min(nb, c, 4096))  # buckets are powers of two ≤ 4096 or multiples of 4096
+    return int(min(nb, c, Q_BUCKET_MAX_POW2))  # buckets are powers of two ≤ 4096 or multiples of 4096
 
 
 def fourier_fc(fc, supercell: Supercell, qpoints, *, images: WSImages | None = None) -> np.ndarray:

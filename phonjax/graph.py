@@ -21,6 +21,8 @@ from typing import NamedTuple, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from phonjax.buckets import capacity_bucket
+
 
 class GraphError(ValueError):
     """A structure cannot be turned into a graph (atoms too close, bad cell, capacities too small)."""
@@ -63,14 +65,8 @@ class Graph(NamedTuple):
         return int(self.edge_mask.shape[0])
 
 
-def bucket(n: int, minimum: int = 16) -> int:
-    """Round ``n`` up to a bucketed capacity: ≥ n, at most 12.5 % larger, from a sparse geometric set
-    (multiples of 2^(⌊log2 n⌋ − 3)), so that small changes of n usually keep the same capacity."""
-    n = max(int(n), 1)
-    if n <= minimum:
-        return minimum
-    step = 2 ** max(int(math.floor(math.log2(n))) - 3, 0)
-    return int(-(-n // step) * step)
+#: graph capacities are padded by the one policy of :mod:`phonjax.buckets`.
+bucket = capacity_bucket
 
 
 def neighbor_list(positions, cell, r_max: float, pbc=True):

@@ -32,6 +32,8 @@ import itertools
 import math
 
 import numpy as np
+
+from phonjax.buckets import q_bucket
 import jax
 import jax.numpy as jnp
 
@@ -100,9 +102,8 @@ def bz_representatives(q_red, cell, *, tol: float = 1e-9):
     return reps, owner
 
 
-def pad_bucket(n: int) -> int:
-    """Static size bucket for n q-points (powers of two, at least 8) so kernels compile once per bucket."""
-    return max(8, 1 << (max(n, 1) - 1).bit_length())
+#: q lists are padded by the one policy of :mod:`phonjax.buckets` (as C(q)'s).
+pad_bucket = q_bucket
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,6 @@ Conventions (nequip's): ``receivers`` = edge_index[0] = the centre atom (message
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Sequence
 
 import jax.numpy as jnp

@@ -1,0 +1,27 @@
+"""The one padding policy: every padded kernel takes its sizes from phonjax.buckets."""
+from __future__ import annotations
+
+import numpy as np
+
+from phonjax import buckets
+
+
+def test_every_padded_kernel_uses_the_one_policy():
+    from phonjax import fourier, graph
+    from phonjax.longrange import ewald
+    assert fourier.bucket is buckets.q_bucket and ewald.pad_bucket is buckets.q_bucket
+    assert graph.bucket is buckets.capacity_bucket
+
+
+def test_q_bucket_and_capacity_bucket_properties():
+    for n in list(range(1, 300)) + [4095, 4096, 4097, 10000]:
+        b = buckets.q_bucket(n)
+        assert b >= max(n, buckets.Q_BUCKET_MIN)
+        if b <= buckets.Q_BUCKET_MAX_POW2:
+            assert b & (b - 1) == 0                     # a power of two: power-of-two chunks divide it
+        else:
+            assert b % buckets.Q_BUCKET_MAX_POW2 == 0
+    caps = np.array([buckets.capacity_bucket(n) for n in range(17, 5000)])
+    ns = np.arange(17, 5000)
+    assert np.all(caps >= ns) and np.all(caps <= 1.125 * ns)
+    assert len(set(caps.tolist())) < len(ns) / 5          # sparse: neighbouring sizes share a capacity

@@ -36,11 +36,8 @@ def check_output_dir(out, overwrite: bool) -> Path:
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file (provenance of converted weights)."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def irreps_str(x) -> str:

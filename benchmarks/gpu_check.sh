@@ -68,7 +68,7 @@ say "python: $INFO"
 say "tests (-m 'not qe and not torch and not slow', timeout ${TEST_TIMEOUT}s)"
 TEST_LOG=$(mktemp /tmp/phonjax-gpu-tests.XXXX.log)
 if [ ${#QUICK[@]} -eq 0 ]; then
-  timeout "$TEST_TIMEOUT" "$PY" -m pytest -q -p no:cacheprovider -m "not qe and not torch and not slow" tests \
+  timeout "$TEST_TIMEOUT" "$PY" -m pytest -v -rfE -p no:cacheprovider -m "not qe and not torch and not slow" tests \
       >"$TEST_LOG" 2>&1
   TEST_RC=$?
 else
@@ -77,7 +77,8 @@ else
 fi
 [ "$TEST_RC" = 124 ] && echo "(timed out after ${TEST_TIMEOUT}s)" >>"$TEST_LOG"
 grep -E "^(FAILED|ERROR)" "$TEST_LOG" | head -20
-TEST_SUMMARY=$(grep -E "passed|failed|error|timed out" "$TEST_LOG" | tail -1)
+TEST_SUMMARY=$(grep -E "^=+ .*(passed|failed|error)|timed out" "$TEST_LOG" | tail -1)
+grep -E " (FAILED|ERROR)" "$TEST_LOG" | head -5  # -v names each test as it ends: a timed-out run still shows which failed
 say "tests rc=$TEST_RC: $TEST_SUMMARY"
 cp "$TEST_LOG" "${OUT_JSON%.json}.tests.log" 2>/dev/null || true
 

@@ -144,7 +144,7 @@ def test_zero_q_direction_is_refused(hexagonal, tmp_path):
         LongRange("gonze", q_direction=(0.0, 0.0, 0.0))
     r = subprocess.run([sys.executable, "-m", "phonjax.cli", "bands", "--phonopy", str(NACL / "phonopy_disp.yaml"),
                         "--q-direction", "0", "0", "0", "--out", str(tmp_path)], capture_output=True, text=True,
-                       cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"},
+                       cwd=ROOT, env={"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"},
                        timeout=300)
     assert r.returncode != 0
     err = r.stderr.strip().splitlines()

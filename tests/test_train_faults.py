@@ -45,7 +45,7 @@ def data(tmp_path_factory):
 
 
 def _start(data: Path, out: Path, cache: Path) -> tuple[subprocess.Popen, queue.Queue]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_COMPILATION_CACHE_DIR=str(cache),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p), JAX_COMPILATION_CACHE_DIR=str(cache),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     proc = subprocess.Popen([sys.executable, str(CHILD), str(data), str(out), str(MAX_EPOCHS)], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -3,6 +3,7 @@ reduced basis (checked against phonopy's DynamicalMatrixGL on a hexagonal cell w
 direction refused, a new strategy = one builder + one registration, ForceConstants a plain record."""
 from __future__ import annotations
 
+import os
 import dataclasses
 from pathlib import Path
 import shutil

@@ -53,15 +53,21 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def metadata(extra: dict | None = None) -> dict:
-    """Machine, versions, device and load (the 1-minute load average; the CPU is shared)."""
+def package_versions(names) -> dict:
+    """{name: installed version} of the named distributions that are installed."""
     import importlib.metadata as im
     vers = {}
-    for p in ("jax", "jaxlib", "flax", "e3nn-jax", "torch", "nequip", "phonopy", "numpy", "ase"):
+    for p in names:
         try:
             vers[p] = im.version(p)
         except im.PackageNotFoundError:
             pass
+    return vers
+
+
+def metadata(extra: dict | None = None) -> dict:
+    """Machine, versions, device and load (the 1-minute load average; the CPU is shared)."""
+    vers = package_versions(("jax", "jaxlib", "flax", "e3nn-jax", "torch", "nequip", "phonopy", "numpy", "ase"))
     try:
         import torch
         torch_threads = torch.get_num_threads()

@@ -93,17 +93,13 @@ def memory() -> dict:
 
 
 def meta() -> dict:
-    import importlib.metadata as im
     import platform
 
     import jax
+    from _common import package_versions
 
-    vers = {}
-    for p in ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "e3nn-jax", "numpy", "ase", "phonopy"):
-        try:
-            vers[p] = im.version(p)
-        except im.PackageNotFoundError:
-            pass
+    vers = package_versions(("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "e3nn-jax", "numpy",
+                             "ase", "phonopy"))
     devs = jax.devices()
     return {"python": platform.python_version(), "versions": vers, "backend": jax.default_backend(),
             "devices": [str(d) for d in devs], "device_kind": getattr(devs[0], "device_kind", ""),

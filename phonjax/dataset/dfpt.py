@@ -27,7 +27,7 @@ from ..structure import Crystal
 from ..io.qe import parse_dyn_dielectric, parse_matdyn_freq, parse_pw_output
 from .qe_io import PwSettings, write_matdyn_input, write_ph_input, write_pw_input, write_q2r_input
 from .pseudos import provenance, pseudos_for
-from .dielectric import Dielectric, impose_neutrality, neutral, patch_dyn_dielectric, run_dielectric  # noqa: F401
+from .dielectric import Dielectric, neutral, patch_dyn_dielectric, run_dielectric
 from .runner import atomic_write_json, atomic_write_text, find_executable, run_qe
 
 

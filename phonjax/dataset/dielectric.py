@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..born import Born
 from ..structure import Crystal
 from ..io.qe import parse_ph_dielectric
 from .qe_io import PwSettings, write_ph_input, write_pw_input
@@ -40,12 +41,6 @@ class Dielectric:
     seconds: dict
 
 
-def impose_neutrality(zstar: np.ndarray) -> np.ndarray:
-    """Z* − mean over atoms (the acoustic sum rule Σ_s Z*_s = 0)."""
-    z = np.asarray(zstar, dtype=np.float64)
-    return z - z.mean(axis=0, keepdims=True)
-
-
 def neutral(epsilon, zstar_raw, seconds=None, *, source: str = "DFPT") -> Dielectric:
     """A Dielectric with neutrality imposed; warns when the violation exceeds NEUTRALITY_WARN_E."""
     z = np.asarray(zstar_raw, dtype=np.float64)
@@ -54,8 +49,9 @@ def neutral(epsilon, zstar_raw, seconds=None, *, source: str = "DFPT") -> Dielec
         warnings.warn(f"{source}: the Born charges violate charge neutrality by {violation:.3f} e (imposed by "
                       f"subtracting the mean); a large violation means an unconverged k-grid or cutoff "
                       f"(a denser `epsil_kpts` helps)", stacklevel=2)
-    return Dielectric(np.asarray(epsilon, dtype=np.float64), impose_neutrality(z), z, violation,
-                      dict(seconds or {}))
+    # the charge sum rule as everywhere in phonjax (Born.from_arrays), with no limit: DFPT output is reported, not refused
+    imposed = Born.from_arrays(z, epsilon, max_correction=np.inf, symmetrize_epsilon=False).zstar
+    return Dielectric(np.asarray(epsilon, dtype=np.float64), imposed, z, violation, dict(seconds or {}))
 
 
 def run_dielectric(crystal: Crystal, pw: PwSettings, *, pseudo_dir, pseudo_files: dict, qe_dir, name: str,

@@ -237,13 +237,14 @@ def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budg
 
 def _hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, progress) -> np.ndarray:
     """(n_dir, n_super, 3) products H·V. Without ``progress``: one kernel call (``chunk_size``: lax.map inside it).
-    With ``progress(done, total)``: a host loop over equal-shape batches of ``chunk_size`` directions (default
-    :func:`phonjax.progress.hvp_chunk`; the last batch zero-padded), one compilation, a callback after each."""
+    With ``progress(done, total)``: the same batches of ``chunk_size`` directions (all at once when None) as a
+    host loop of equal-shape calls (the last batch zero-padded), one compilation, a callback after each. The
+    directions of a batch are vmapped and share one forward pass, so batches are never made smaller than the
+    memory allows just to report progress (see :mod:`phonjax.progress`'s heartbeat)."""
+    Vp, c = pad_directions(V, chunk_size)
     if progress is None:
-        Vp, c = pad_directions(V, chunk_size)
         return np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
-    from phonjax.progress import hvp_chunk
-    Vp, c = pad_directions(V, hvp_chunk(len(V)) if chunk_size is None else chunk_size)
+    c = len(Vp) if c is None else c
     progress(0, len(V))
     out = []
     for k in range(0, len(Vp), c):

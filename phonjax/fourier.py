@@ -9,8 +9,15 @@ WS(i, s): the supercell lattice translations T_m making |r_s + T_m − r_i| shor
 phonopy's ``symprec``), so that force constants of a finite supercell interpolate without artefacts.
 C(q) is not mass-weighted (eV/Å²); arrays (nq, n, 3, n, 3) complex128.
 
-The transform is one jitted kernel vmapped over q; q lists are padded to buckets (:func:`bucket`) so a list of
-another length in the same bucket does not recompile, nor does a second structure with the same shapes.
+Evaluation: every image vector is an integer lattice vector R (primitive basis) plus τ_j − τ_i, so
+
+    C(q)[i, a, j, b] = exp(2πi q·(τ_j − τ_i)) · Σ_R F[R, i, a, j, b] · exp(2πi q·R),
+
+with F (nR, n, 3, n, 3) real = the image-weighted force constants gathered per R (:func:`lattice_blocks`). One
+jitted kernel computes cos/sin(2π q·R) for a chunk of q and two real matrix products (q × R)·(R × 9n²): the
+per-image complex exponentials and the (i, s, m) gather of a direct sum are gone. q lists are padded to buckets
+(:func:`bucket`) and R lists to :func:`phonjax.buckets.capacity_bucket` sizes, so a list of another length in
+the same bucket does not recompile, nor does a second structure with the same shapes.
 """
 from __future__ import annotations
 
@@ -22,10 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phonjax.buckets import Q_BUCKET_MAX_POW2, q_bucket
+from phonjax.buckets import Q_BUCKET_MAX_POW2, capacity_bucket, q_bucket
 from phonjax.structure import Supercell
 
-__all__ = ["WSImages", "ws_images", "bucket", "fourier_fc", "pad_q", "cq_kernel", "cq_chunk"]
+__all__ = ["WSImages", "ws_images", "bucket", "fourier_fc", "pad_q", "cq_kernel", "cq_chunk", "lattice_blocks",
+           "padded_lattice"]
 
 #: q lists are padded by the one policy of :mod:`phonjax.buckets`.
 bucket = q_bucket
@@ -43,11 +51,17 @@ class WSImages:
 
     frac: (n, ns, m, 3) vectors r_s + T − r_i in primitive fractional coordinates (zero padded).
     weight: (n, ns, m) 1/multiplicity for real images, 0 for padding.  multiplicity: (n, ns) int.
+    lattice: (nR, 3) the distinct integer lattice vectors R = frac − (τ_j − τ_i) (primitive basis, float).
+    index: (n, ns, m) int, the row of ``lattice`` of each image (0 for padding, whose weight is 0).
+    dtau: (n, n, 3) τ_j − τ_i in primitive fractional coordinates.
     """
 
     frac: np.ndarray
     weight: np.ndarray
     multiplicity: np.ndarray
+    lattice: np.ndarray
+    index: np.ndarray
+    dtau: np.ndarray
 
 
 def _reduced_basis(L: np.ndarray) -> np.ndarray:
@@ -79,29 +93,60 @@ def ws_images(supercell: Supercell, *, tol: float = 1e-5) -> WSImages:
     vec = np.take_along_axis(v, order[..., None], axis=2)
     k = np.take_along_axis(keep, order, axis=2)
     frac = np.where(k[..., None], vec @ np.linalg.inv(prim.cell), 0.0)
-    return WSImages(frac, k / mult[..., None], mult)
+    tau = prim.positions @ np.linalg.inv(prim.cell)
+    dtau = tau[None, :, :] - tau[:, None, :]  # (i, j, 3)
+    R = np.rint(frac - dtau[:, supercell.s2p][:, :, None, :])
+    R = np.where(k[..., None], R, 0.0)
+    lattice, index = np.unique(R.reshape(-1, 3), axis=0, return_inverse=True)
+    return WSImages(frac, k / mult[..., None], mult, lattice, index.reshape(k.shape), dtau)
 
 
-#: bytes of phase factors one q-chunk of the C(q) kernel may hold (complex128)
+#: bytes of phase factors one q-chunk of the C(q) kernel may hold (cos and sin, float64)
 CHUNK_BYTES = 256 * 2 ** 20
 
 
+def lattice_blocks(fc, supercell: Supercell, images: WSImages) -> np.ndarray:
+    """F (nR_pad, 9n²) float64: Σ over the images with lattice vector R of weight · fc[i, s] placed at
+    [R, (i, a, s2p(s), b)], zero rows padding nR to a :func:`capacity_bucket` size."""
+    n = supercell.primitive.n_atoms
+    fc = np.asarray(fc, dtype=np.float64)
+    nr = capacity_bucket(len(images.lattice))
+    F = np.zeros((nr, n, 3, n, 3))
+    i, s, _ = np.nonzero(images.weight)
+    r = images.index[images.weight > 0]
+    w = images.weight[images.weight > 0]
+    np.add.at(F, (r, i, slice(None), supercell.s2p[s], slice(None)), w[:, None, None] * fc[i, s])
+    return F.reshape(nr, 9 * n * n)
+
+
+def padded_lattice(images: WSImages) -> np.ndarray:
+    """(nR_pad, 3) lattice vectors, zero padded as :func:`lattice_blocks`'s rows."""
+    L = np.zeros((capacity_bucket(len(images.lattice)), 3))
+    L[:len(images.lattice)] = images.lattice
+    return L
+
+
 @partial(jax.jit, static_argnames=("chunk",))
-def cq_kernel(fc_blocks, frac, weight, q, chunk: int):
-    """fc_blocks (n, L, n, 3, 3) [i, cell, j]; frac/weight (n, L, n, m[, 3]); q (nq, 3) → (nq, n, 3, n, 3).
-    q is processed in ``lax.map`` chunks of ``chunk`` vmapped points (bounded memory)."""
-    def one(qv):
-        ph = jnp.sum(weight * jnp.exp(2j * jnp.pi * (frac @ qv)), axis=-1)  # (n, L, n)
-        return jnp.einsum("ilj,iljab->iajb", ph, fc_blocks)
+def cq_kernel(F, lattice, dtau, q, chunk: int):
+    """F (nR, 9n²) real, lattice (nR, 3), dtau (n, n, 3), q (nq, 3) → C(q) (nq, n, 3, n, 3) complex (see the
+    module docstring). q is processed in ``lax.map`` chunks of ``chunk`` points (bounded memory)."""
+    n = dtau.shape[0]
+
+    def block(qc):
+        x = (2 * jnp.pi) * (qc @ lattice.T)  # (c, nR)
+        c = (jnp.cos(x) @ F + 1j * (jnp.sin(x) @ F)).reshape(-1, n, 3, n, 3)
+        ph = jnp.exp((2j * jnp.pi) * jnp.einsum("qc,ijc->qij", qc, dtau))
+        return c * ph[:, :, None, :, None]
     nq = q.shape[0]
     if chunk >= nq:
-        return jax.vmap(one)(q)
-    out = jax.lax.map(jax.vmap(one), q.reshape(nq // chunk, chunk, 3))
+        return block(q)
+    out = jax.lax.map(block, q.reshape(nq // chunk, chunk, 3))
     return out.reshape((nq,) + out.shape[2:])
 
 
-def cq_chunk(nb: int, n: int, L: int, m: int) -> int:
-    per_q = n * L * n * m * 16 * 2
+def cq_chunk(nb: int, n_lattice: int, n: int) -> int:
+    """q-points per chunk of :func:`cq_kernel` for a bucket of nb q and n_lattice (padded) R vectors."""
+    per_q = 8 * (2 * n_lattice + 2 * 9 * n * n)
     c = max(1, CHUNK_BYTES // max(per_q, 1))
     c = 1 << (c.bit_length() - 1)  # power of two ≤ budget, divides the bucket sizes
     return int(min(nb, c, Q_BUCKET_MAX_POW2))  # buckets are powers of two ≤ 4096 or multiples of 4096
@@ -117,12 +162,8 @@ def fourier_fc(fc, supercell: Supercell, qpoints, *, images: WSImages | None = N
     if not np.all(np.isfinite(q)):
         raise ValueError("q-points contain non-finite values")
     im = ws_images(supercell) if images is None else images
-    m = im.frac.shape[2]
-    # supercell atoms are cell-major: s = l * n + j
-    blocks = fc.reshape(n, L, n, 3, 3)
-    frac = im.frac.reshape(n, L, n, m, 3)
-    w = im.weight.reshape(n, L, n, m)
+    F = lattice_blocks(fc, supercell, im)
     qp = pad_q(q)
-    out = cq_kernel(jnp.asarray(blocks), jnp.asarray(frac), jnp.asarray(w), jnp.asarray(qp),
-                     cq_chunk(len(qp), n, L, m))
+    out = cq_kernel(jnp.asarray(F), jnp.asarray(padded_lattice(im)), jnp.asarray(im.dtau), jnp.asarray(qp),
+                    cq_chunk(len(qp), len(F), n))
     return np.asarray(out)[:len(q)]

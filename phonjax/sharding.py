@@ -38,7 +38,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from phonjax import dynmat
-from phonjax.fourier import bucket, cq_chunk, cq_kernel, ws_images
+from phonjax.fourier import bucket, cq_chunk, cq_kernel, lattice_blocks, padded_lattice, ws_images
 
 __all__ = ["ShardingError", "device_mesh", "sharded_frequencies", "sharded_force_constants_batch"]
 
@@ -98,8 +98,7 @@ def sharded_frequencies(fcobj, qpoints, *, mesh: Mesh | None = None, lr: str = "
     fc_sr = fcobj.fc if correction is None else correction.short_range_fc
     im = ws_images(sc)
     delta = dynmat.asr_delta(fcobj, correction, images=im) if asr else None
-    n, L = sc.primitive.n_atoms, sc.n_cells
-    m = im.frac.shape[2]
+    n = sc.primitive.n_atoms
     per = bucket(-(-nq // ndev))
     total = per * ndev
     qp = np.zeros((total, 3))
@@ -121,11 +120,10 @@ def sharded_frequencies(fcobj, qpoints, *, mesh: Mesh | None = None, lr: str = "
     lr_arr = jax.make_array_from_callback((total, n, 3, n, 3), qs, lr_block, dtype=jnp.complex128)
     d = np.zeros((3 * n, 3 * n), np.complex128) if delta is None else np.asarray(delta, np.complex128)
     ism = np.repeat(1.0 / np.sqrt(np.asarray(fcobj.primitive.masses, np.float64)), 3)
-    blocks = np.asarray(fc_sr, np.float64).reshape(n, L, n, 3, 3)
-    frac = im.frac.reshape(n, L, n, m, 3)
-    w = im.weight.reshape(n, L, n, m)
-    w_, v_ = _q_kernel(mesh, axis, cq_chunk(per, n, L, m))(jnp.asarray(blocks), jnp.asarray(frac), jnp.asarray(w),
-                                                           q_arr, lr_arr, jnp.asarray(d), jnp.asarray(ism))
+    F = lattice_blocks(fc_sr, sc, im)
+    w_, v_ = _q_kernel(mesh, axis, cq_chunk(per, len(F), n))(jnp.asarray(F), jnp.asarray(padded_lattice(im)),
+                                                             jnp.asarray(im.dtau), q_arr, lr_arr, jnp.asarray(d),
+                                                             jnp.asarray(ism))
     f = dynmat.convert_units(dynmat.thz_from_eigenvalues(_gather(w_)[:nq]), unit)
     if return_eigenvectors:
         return f, _gather(v_)[:nq]
@@ -139,8 +137,8 @@ def _q_kernel(mesh: Mesh, axis: str, chunk: int):
     """jit(shard_map(C_sr(q) + C_dd(q) → eigh)) for one mesh and chunk size (cached: no recompilation)."""
     key = (mesh, axis, chunk)
     if key not in _Q_KERNELS:
-        def local(blocks, frac, w, q, lr, delta, ism):
-            cq = cq_kernel(blocks, frac, w, q, chunk) + lr  # (per, n, 3, n, 3)
+        def local(F, lattice, dtau, q, lr, delta, ism):
+            cq = cq_kernel(F, lattice, dtau, q, chunk) + lr  # (per, n, 3, n, 3)
             nb, n = cq.shape[0], cq.shape[1]
             w, v = dynmat.eig_kernel(cq.reshape(nb, 3 * n, 3 * n), delta, ism)
             return w, v

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from phonjax import units
 from phonjax.born import Born, BornError
+from phonjax.longrange.ewald_recip import recip_sum, recip_tables
 from phonjax.structure import Crystal
 
 __all__ = ["EwaldParameters", "ewald_parameters", "phonopy_recip_parameters", "dipole_dipole",
@@ -200,21 +201,16 @@ def phonopy_recip_parameters(crystal: Crystal, born: Born, *, num_g_points: int 
 # ---------------------------------------------------------------------------------------------------------
 # jit kernels
 # ---------------------------------------------------------------------------------------------------------
-def _recip_one(q_cart, qdir, has_dir, g, tau, z, eps, lam):
-    """Σ_G w(K) (K·Z_i) (K·Z_j)ᵀ e^{2πiG·(τi−τj)} for one q. Returns (n, 3, n, 3) complex (no prefactor)."""
-    K = g + q_cart[None, :]
-    knorm = jnp.linalg.norm(K, axis=1)
-    small = knorm < Q_ZERO_TOL
-    keps = jnp.einsum("ga,ab,gb->g", K, eps, K)
-    safe = jnp.where(small, 1.0, keps)
-    w = jnp.where(small, 0.0, jnp.exp(-safe / (4 * lam ** 2)) / safe)
-    deps = qdir @ eps @ qdir
-    w = jnp.where(small & has_dir, 1.0 / jnp.where(has_dir, deps, 1.0), w)
-    K = jnp.where(small[:, None], qdir[None, :], K)
-    kz = jnp.einsum("gm,ima->gia", K, z)  # (K·Z_i)_a
-    ph = jnp.exp(2j * jnp.pi * (g @ tau.T))  # (nG, n)
-    A = kz * ph[:, :, None]
-    return jnp.einsum("g,gia,gjb->iajb", w, A, jnp.conj(A))
+@jax.jit
+def _cdd_batch(tabs, rec_t, pref, lam, real, diag, q_red, qdir, has_dir):
+    """C_dd (nq, n, 3, n, 3) for reduced q (nq, 3): pref × reciprocal sum (+ real-space sum when ``real`` =
+    (dfrac, P)) + δ_ij diag[i] (−Σ_k C(0)_ik, or the limiting term). Module level: one compilation per shape
+    for every crystal and Born data."""
+    c = pref * recip_sum(tabs, q_red @ rec_t, qdir, has_dir, lam, Q_ZERO_TOL)
+    if real is not None:
+        c = c + jax.vmap(_real_one, in_axes=(0, None, None))(q_red, *real)
+    n = diag.shape[0]
+    return c + jnp.einsum("ij,iab->iajb", jnp.eye(n), diag)[None]
 
 
 def _real_one(q_red, dfrac, P):
@@ -299,10 +295,6 @@ def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract
     pref = born.nac_prefactor(crystal.volume)
     lam = params.lam
     lam_g = 2 * math.pi * lam
-    g = jnp.asarray(params.g_vectors)
-    tau = jnp.asarray(crystal.positions)
-    z = jnp.asarray(born.zstar)
-    eps = jnp.asarray(born.epsilon)
     rec_t = np.linalg.inv(crystal.cell).T
     with_real = params.with_real_space and len(params.r_vectors) > 0
     if with_real:
@@ -318,21 +310,14 @@ def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract
     else:
         dfrac = P = None
         lim_blocks = np.zeros((n, 3, 3))
-    lim_blocks = jnp.asarray(lim_blocks)
-    eye = jnp.eye(n)
+    tabs = recip_tables(params.g_vectors, crystal.positions, born.zstar, born.epsilon).arrays()
+    real = (dfrac, P) if with_real else None
+    rec = jnp.asarray(rec_t)
 
-    def one(q_red, qdir, has_dir, q0):
-        q_cart = q_red @ jnp.asarray(rec_t)
-        c = pref * _recip_one(q_cart, qdir, has_dir, g, tau, z, eps, lam)
-        if with_real:
-            c = c + _real_one(q_red, dfrac, P)
-        if subtract_q0:
-            c = c - jnp.einsum("ij,iab->iajb", eye, q0)
-        else:
-            c = c + jnp.einsum("ij,iab->iajb", eye, lim_blocks)
-        return c
+    def fn(q_red, qdir, has_dir, q0):
+        diag = -q0 if subtract_q0 else lim_blocks
+        return _cdd_batch(tabs, rec, pref, lam, real, jnp.asarray(diag), q_red, qdir, has_dir)
 
-    fn = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
     zero_q0 = np.zeros((n, 3, 3), dtype=np.complex128)
     if subtract_q0:
         c0 = np.asarray(fn(jnp.zeros((pad_bucket(1), 3)), jnp.zeros(3), jnp.asarray(False), jnp.asarray(zero_q0)))[0]

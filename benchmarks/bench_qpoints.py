@@ -2,10 +2,14 @@
 constants vs supercell size.
 
 1. Throughput: phonopy's NaCl example (FORCE_SETS + BORN, 2×2×2 conventional supercell, 64 atoms) loaded into
-   phonopy and into phonjax (``from_phonopy``); frequencies on ``--nq`` random q-points with the Gonze
-   dipole-dipole correction in both (phonopy's default NAC method). Warm medians (phonjax compiles once per
-   q bucket; compile reported separately); agreement max |Δν| (THz) checked on the same q.
-   Optionally also ``phonjax.sharding.sharded_frequencies`` over all local devices.
+   phonopy and into phonjax (``from_phonopy``); C(q) + Gonze–Lee C_dd(q) + ASR + eigh on ``--nq`` random q-points
+   and on a ``--mesh`` Γ-centred mesh, both brought to their shortest representatives (phonopy's truncated G sum
+   is not periodic: at an unreduced q its own result differs from its value at the equivalent reduced q by up
+   to ~6e-6 THz; phonjax reduces internally). phonjax two ways: ``dynmat.phonons`` with the correction built
+   once (as phonopy's dynamical matrix holds its NAC data) and ``ForceConstants.frequencies`` (builds the
+   correction per call); phonopy ``run_qpoints``, and ``run_mesh`` with its mesh symmetry as a user runs it.
+   Warm medians in the same process (compile reported separately), a per-stage profile of phonjax, and the
+   agreement max |Δν| (THz) on the same q. Optionally also ``phonjax.sharding.sharded_frequencies``.
 2. Memory: for each LiF N×N×N supercell, a fresh subprocess computes home-cell force constants (small random
    NequIP or the LJ pair potential) and reports its peak RSS (and device peak bytes when the backend has them),
    with the RSS after imports/model set-up as the baseline.
@@ -62,36 +66,87 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def throughput(nqs, repeats: int, sharded: bool) -> list:
+def _stage_profile(fc, corr, q, repeats: int) -> dict:
+    """Warm median seconds of each stage of dynmat.phonons for q (where the time goes)."""
+    import jax.numpy as jnp
+    from phonjax import dynmat
+    from phonjax.fourier import fourier_fc, ws_images
+    from phonjax.longrange.ewald import bz_representatives
+    im = ws_images(fc.supercell)
+    cq = fourier_fc(corr.short_range_fc, fc.supercell, q, images=im) + corr.long_range(q, None)
+    delta = dynmat.asr_delta(fc, corr, images=im)
+    n3 = cq.shape[1] * 3
+    pad = dynmat.bucket(len(q))
+    c = jnp.asarray(np.concatenate([cq.reshape(len(q), n3, n3), np.zeros((pad - len(q), n3, n3))]))
+    ism = jnp.ones(n3)
+    stages = {"C_sr(q) Fourier": lambda: fourier_fc(corr.short_range_fc, fc.supercell, q, images=im),
+              "C_dd(q) (incl. BZ folding)": lambda: corr.long_range(q, None),
+              "  of which BZ folding": lambda: bz_representatives(q, fc.primitive.cell),
+              "ASR delta": lambda: dynmat.asr_delta(fc, corr, images=im),
+              "eigh (jitted kernel only)": lambda: jax.block_until_ready(dynmat.eig_kernel(c, jnp.asarray(delta),
+                                                                                         ism)),
+              "eigen_frequencies (pad + eigh + THz)": lambda: dynmat.eigen_frequencies(cq, fc.primitive.masses,
+                                                                                       delta)}
+    return {k: timed(f, repeats)["median_s"] for k, f in stages.items()}
+
+
+def _qsets(fc, nqs, mesh):
+    from phonjax.longrange.ewald import bz_representatives
+    from phonjax.thermal import mesh_qpoints
+    out = []
+    for nq in nqs:
+        out.append((f"random {nq}", np.random.default_rng(nq).uniform(-0.5, 0.5, (nq, 3))))
+    if mesh:
+        out.append((f"mesh {mesh}x{mesh}x{mesh}", mesh_qpoints((mesh,) * 3)))
+    res = []
+    for name, q in out:
+        reps, owner = bz_representatives(q, fc.primitive.cell)
+        first = np.searchsorted(owner, np.arange(len(q)))  # one shortest representative per q
+        res.append((name, reps[first]))
+    return res
+
+
+def throughput(nqs, repeats: int, sharded: bool, mesh: int | None = None) -> list:
     import phonopy
+    from phonjax import dynmat
     from phonjax.io.phonopy import from_phonopy
+    from phonjax.longrange import LongRange
     ph = phonopy.load(EXAMPLES / "phonopy_disp.yaml", force_sets_filename=EXAMPLES / "FORCE_SETS",
                       born_filename=EXAMPLES / "BORN", log_level=0)
     ph.produce_force_constants()
     fc = from_phonopy(ph)
+    corr = LongRange("gonze").correction(fc)
     rows = []
-    for nq in nqs:
-        q = np.random.default_rng(nq).uniform(-0.5, 0.5, (nq, 3))
-        row = {"nq": nq, "n_prim": fc.primitive.n_atoms, "n_atoms_supercell": int(fc.supercell.crystal.n_atoms)}
-        r = timed(lambda: fc.frequencies(q, lr="gonze"), repeats)
+    for name, q in _qsets(fc, nqs, mesh):
+        nq = len(q)
+        row = {"qset": name, "nq": nq, "n_prim": fc.primitive.n_atoms,
+               "n_atoms_supercell": int(fc.supercell.crystal.n_atoms)}
+        r = timed(lambda: dynmat.phonons(fc, q, corr), repeats)
         row["phonjax_s"], row["phonjax_compile_s"] = r["median_s"], r["compile_s_est"]
         fj = r["out"]
+        row["phonjax_api_s"] = timed(lambda: fc.frequencies(q, lr="gonze"), repeats)["median_s"]
 
         def run_ph():
             ph.run_qpoints(q)
             return ph.get_qpoints_dict()["frequencies"]
-        r = timed(run_ph, max(1, repeats // 2), warmup=0)
+        r = timed(run_ph, repeats, warmup=1)
         row["phonopy_s"] = r["median_s"]
         row["max_dfreq_THz"] = float(np.abs(np.asarray(r["out"]) - fj).max())
+        if name.startswith("mesh"):
+            row["phonopy_run_mesh_symmetry_s"] = timed(lambda: ph.run_mesh([mesh] * 3), repeats)["median_s"]
+            row["phonopy_run_mesh_irreducible_q"] = int(len(ph.mesh.qpoints))
         row["phonjax_q_per_s"] = nq / row["phonjax_s"]
         row["phonopy_q_per_s"] = nq / row["phonopy_s"]
         row["speedup"] = row["phonopy_s"] / row["phonjax_s"]
+        row["speedup_api"] = row["phonopy_s"] / row["phonjax_api_s"]
+        row["phonjax_stages_s"] = _stage_profile(fc, corr, q, repeats)
         if sharded:
             from phonjax.sharding import sharded_frequencies
             r = timed(lambda: sharded_frequencies(fc, q, lr="gonze"), repeats)
             row["sharded_s"], row["sharded_devices"] = r["median_s"], jax.device_count()
             row["sharded_max_dfreq_THz"] = float(np.abs(r["out"] - fj).max())
-        print(row, flush=True)
+        print({k: v for k, v in row.items() if k != "phonjax_stages_s"}, flush=True)
+        print("  stages:", {k: round(v * 1e3, 1) for k, v in row["phonjax_stages_s"].items()}, "ms", flush=True)
         rows.append(row)
     return rows
 
@@ -115,7 +170,8 @@ def memory(sizes, energy: str, symmetry: bool, chunk) -> list:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nq", type=int, nargs="*", default=[1000, 10000])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--mesh", type=int, default=20, help="also an N×N×N Γ-centred mesh (0: none)")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--sharded", action="store_true", help="also phonjax.sharding over all devices")
     ap.add_argument("--mem-sizes", type=int, nargs="*", default=[3, 5, 7])
     ap.add_argument("--mem-energy", choices=("small", "pair"), default="small")
@@ -132,7 +188,7 @@ def main(argv=None):
         if not EXAMPLES.is_dir():
             print(f"skipping throughput: {EXAMPLES} not found")
         else:
-            rows += [dict(kind="throughput", **r) for r in throughput(args.nq, args.repeats, args.sharded)]
+            rows += [dict(kind="throughput", **r) for r in throughput(args.nq, args.repeats, args.sharded, args.mesh)]
             write_json(out, meta, rows)
     t = time.perf_counter()
     rows += [dict(kind="memory", **r) for r in memory(args.mem_sizes, args.mem_energy, args.mem_symmetry,
@@ -145,9 +201,10 @@ def main(argv=None):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     tp = [r for r in rows if r["kind"] == "throughput"]
     if tp:
-        a1.loglog([r["nq"] for r in tp], [r["phonjax_q_per_s"] for r in tp], "o-", label="phonjax (jit, warm)")
-        a1.loglog([r["nq"] for r in tp], [r["phonopy_q_per_s"] for r in tp], "k^-", label="phonopy")
-        a1.set_xlabel("q-points")
+        x = np.arange(len(tp))
+        a1.bar(x - 0.2, [r["phonjax_q_per_s"] for r in tp], 0.4, label="phonjax (correction built once, warm)")
+        a1.bar(x + 0.2, [r["phonopy_q_per_s"] for r in tp], 0.4, color="k", label="phonopy run_qpoints")
+        a1.set_xticks(x, [r["qset"] for r in tp])
         a1.set_ylabel("q-points / s (C + C_dd + eigh)")
         a1.legend()
         a1.set_title("NaCl 2×2×2 conv., Gonze NAC", fontsize=8)

@@ -147,6 +147,8 @@ def cq_kernel(F, lattice, dtau, q, chunk: int):
 def cq_chunk(nb: int, n_lattice: int, n: int) -> int:
     """q-points per chunk of :func:`cq_kernel` for a bucket of nb q and n_lattice (padded) R vectors."""
     per_q = 8 * (2 * n_lattice + 2 * 9 * n * n)
+    if nb * per_q <= CHUNK_BYTES:  # all at once: a lax.map loop costs more than it saves when memory allows
+        return int(nb)
     c = max(1, CHUNK_BYTES // max(per_q, 1))
     c = 1 << (c.bit_length() - 1)  # power of two ≤ budget, divides the bucket sizes
     return int(min(nb, c, Q_BUCKET_MAX_POW2))  # buckets are powers of two ≤ 4096 or multiples of 4096

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 from phonjax import units
 from phonjax.born import Born, BornError
-from phonjax.longrange.ewald_recip import recip_sum, recip_tables
+from phonjax.longrange.ewald_recip import add_na_terms, recip_sum, recip_tables
 from phonjax.structure import Crystal
 
 __all__ = ["EwaldParameters", "ewald_parameters", "phonopy_recip_parameters", "dipole_dipole",
@@ -86,19 +86,30 @@ def fold_to_bz(q_red, cell) -> np.ndarray:
     return q - np.rint(q - out)  # exact: q minus an integer vector
 
 
+_SHIFTS = np.array(list(itertools.product(range(-2, 2), repeat=3)), dtype=np.float64)
+
+
+@jax.jit
+def _candidate_norms(frac, rec_t, shifts):
+    """|(frac + shift) @ rec_t| for every q (nq, 3) and shift (ns, 3) → (nq, ns)."""
+    cand = frac[:, None, :] + shifts[None, :, :]
+    return jnp.linalg.norm(cand @ rec_t, axis=-1)
+
+
 def bz_representatives(q_red, cell, *, tol: float = 1e-9):
     """All shortest representatives of each q (ties on the zone boundary included).
 
-    Returns (reps (m, 3) reduced, owner (m,) index of the input q each representative belongs to)."""
+    Returns (reps (m, 3) reduced, owner (m,) index of the input q each representative belongs to, ascending)."""
     q = np.asarray(q_red, dtype=np.float64).reshape(-1, 3)
     base = np.floor(q + 1e-12)
     rec_t = np.linalg.inv(np.asarray(cell)).T
-    shifts = np.array(list(itertools.product(range(-2, 2), repeat=3)), dtype=np.float64)
-    cand = (q - base)[:, None, :] + shifts[None, :, :]
-    norm = np.linalg.norm(cand @ rec_t, axis=-1)
+    nb = pad_bucket(len(q))
+    frac = np.zeros((nb, 3))
+    frac[:len(q)] = q - base
+    norm = np.asarray(_candidate_norms(jnp.asarray(frac), jnp.asarray(rec_t), jnp.asarray(_SHIFTS)))[:len(q)]
     tie = norm <= norm.min(axis=1, keepdims=True) + tol
     owner, k = np.nonzero(tie)
-    reps = cand[owner, k]
+    reps = (q - base)[owner] + _SHIFTS[k]
     reps = q[owner] - np.rint(q[owner] - reps)
     return reps, owner
 
@@ -202,15 +213,17 @@ def phonopy_recip_parameters(crystal: Crystal, born: Born, *, num_g_points: int 
 # jit kernels
 # ---------------------------------------------------------------------------------------------------------
 @jax.jit
-def _cdd_batch(tabs, rec_t, pref, lam, real, diag, q_red, qdir, has_dir):
-    """C_dd (nq, n, 3, n, 3) for reduced q (nq, 3): pref × reciprocal sum (+ real-space sum when ``real`` =
-    (dfrac, P)) + δ_ij diag[i] (−Σ_k C(0)_ik, or the limiting term). Module level: one compilation per shape
-    for every crystal and Born data."""
-    c = pref * recip_sum(tabs, q_red @ rec_t, qdir, has_dir, lam, Q_ZERO_TOL)
+def _cdd_batch(tabs, rec_t, pref, lam, real, diag, q_red):
+    """(C_dd (nq, n, 3, n, 3), min_G |q+G|² (nq,)) for reduced q (nq, 3): pref × reciprocal sum (+ real-space
+    sum when ``real`` = (dfrac, P)) + δ_ij diag[i] (−Σ_k C(0)_ik, or the limiting term), without the
+    non-analytic term at q = 0 (added on the host). Module level: one compilation per shape for every crystal
+    and Born data."""
+    r, kmin = recip_sum(tabs, q_red @ rec_t, lam, Q_ZERO_TOL)
+    c = pref * r
     if real is not None:
         c = c + jax.vmap(_real_one, in_axes=(0, None, None))(q_red, *real)
     n = diag.shape[0]
-    return c + jnp.einsum("ij,iab->iajb", jnp.eye(n), diag)[None]
+    return c + jnp.einsum("ij,iab->iajb", jnp.eye(n), diag)[None], kmin
 
 
 def _real_one(q_red, dfrac, P):
@@ -272,6 +285,8 @@ class DipoleKernel:
         tau = self.crystal.positions
         ph = np.exp(2j * np.pi * np.einsum("qc,ijc->qij", g0, tau[None, :, :] - tau[:, None, :]))
         raw = raw * ph[:, :, None, :, None]
+        if len(owner) == len(q_in):  # no zone-boundary ties: one representative per q, in order
+            return raw
         out = np.zeros((len(q_in),) + raw.shape[1:], dtype=np.complex128)
         np.add.at(out, owner, raw)
         return out / np.bincount(owner, minlength=len(q_in))[:, None, None, None, None]
@@ -281,9 +296,7 @@ class DipoleKernel:
         nb = pad_bucket(nq)
         qp = np.zeros((nb, 3))
         qp[:nq] = q
-        has = qd is not None
-        qd_arr = np.zeros(3) if qd is None else qd / np.linalg.norm(qd)
-        return np.asarray(self._fn(jnp.asarray(qp), jnp.asarray(qd_arr), jnp.asarray(has), jnp.asarray(self._q0)))[:nq]
+        return self._fn(qp, None if qd is None else qd / np.linalg.norm(qd), self._q0)[:nq]
 
 
 def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract_q0: bool = True) -> DipoleKernel:
@@ -310,17 +323,21 @@ def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract
     else:
         dfrac = P = None
         lim_blocks = np.zeros((n, 3, 3))
-    tabs = recip_tables(params.g_vectors, crystal.positions, born.zstar, born.epsilon).arrays()
+    tables = recip_tables(params.g_vectors, crystal.positions, born.zstar, born.epsilon)
+    tabs = tables.arrays()
     real = (dfrac, P) if with_real else None
     rec = jnp.asarray(rec_t)
 
-    def fn(q_red, qdir, has_dir, q0):
+    def fn(q_red, qdir, q0):
+        """q_red (nb, 3) padded reduced q, qdir unit Cartesian (3,) or None → (nb, n, 3, n, 3) NumPy."""
         diag = -q0 if subtract_q0 else lim_blocks
-        return _cdd_batch(tabs, rec, pref, lam, real, jnp.asarray(diag), q_red, qdir, has_dir)
+        c, kmin = _cdd_batch(tabs, rec, pref, lam, real, jnp.asarray(diag), jnp.asarray(q_red))
+        return add_na_terms(np.asarray(c), np.asarray(kmin), tables, np.asarray(q_red) @ rec_t, qdir, pref,
+                            Q_ZERO_TOL)
 
     zero_q0 = np.zeros((n, 3, 3), dtype=np.complex128)
     if subtract_q0:
-        c0 = np.asarray(fn(jnp.zeros((pad_bucket(1), 3)), jnp.zeros(3), jnp.asarray(False), jnp.asarray(zero_q0)))[0]
+        c0 = fn(np.zeros((pad_bucket(1), 3)), None, zero_q0)[0]
         q0 = c0.sum(axis=2)  # Σ_k C(0)[i, a, k, b] → (i, a, b)
         q0 = 0.5 * (q0 + np.conj(np.swapaxes(q0, 1, 2)))  # Hermitian part, as phonopy
     else:

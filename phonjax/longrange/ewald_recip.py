@@ -14,21 +14,21 @@ expanded the same way (exact in exact arithmetic; in float64 its absolute error 
 the |K| < :data:`~phonjax.longrange.ewald.Q_ZERO_TOL` threshold that drops or replaces a term).
 
 Terms with |K| below the threshold are dropped; with a direction q̂ (Cartesian, unit) they are replaced by the
-non-analytic term (q̂·Z_i)_a (q̂·Z_j)_b P_gij / (q̂·ε·q̂). No prefactor (factor·4π/V) is applied here.
+non-analytic term (q̂·Z_i)_a (q̂·Z_j)_b P_gij / (q̂·ε·q̂) — added on the host for the few q-points that have such a
+term (:func:`recip_sum`), so that the batched kernel stays a plain weighted product. No prefactor (factor·4π/V)
+is applied here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["RecipTables", "recip_tables", "recip_sum", "RECIP_CHUNK"]
+__all__ = ["RecipTables", "recip_tables", "recip_sum", "recip_chunk", "add_na_terms", "RECIP_BYTES"]
 
-#: q-points per step of the reciprocal sum (bounds the (chunk × nG) weight matrix).
-RECIP_CHUNK = 4096
+#: bytes of the (q × G) weight matrix one step of the reciprocal sum may hold; more q run in ``lax.map`` steps.
+RECIP_BYTES = 256 * 2 ** 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,33 +82,61 @@ def _assemble(m, qz, n):
             + qz[:, :, :, None, None] * qz[:, None, None, :, :] * t3[:, :, None, :, None])
 
 
-@partial(jax.jit, static_argnames=("zero_tol",))
-def _recip_block(tabs, q_cart, qdir, has_dir, lam, zero_tol: float):
-    g, geg, eg, gg, table, phase, z, eps = tabs
-    n = z.shape[0]
+def _weights(g, geg, eg, gg, eps, q_cart, lam, zero_tol):
+    """(w (nq, nG), |K|² (nq, nG)): the Gaussian-screened 1/(K·ε·K) of every term, 0 where |K| < zero_tol."""
     kk = gg[None, :] + 2 * q_cart @ g.T + jnp.sum(q_cart * q_cart, axis=1)[:, None]  # |K|² (nq, nG)
     keps = geg[None, :] + 2 * q_cart @ eg.T + jnp.einsum("qa,ab,qb->q", q_cart, eps, q_cart)[:, None]
     small = kk < zero_tol ** 2
     safe = jnp.where(small, 1.0, keps)
-    w = jnp.where(small, 0.0, jnp.exp(-safe / (4 * lam ** 2)) / safe)
+    return jnp.where(small, 0.0, jnp.exp(-safe / (4 * lam ** 2)) / safe), kk
+
+
+def _block(tabs, q_cart, lam, zero_tol):
+    g, geg, eg, gg, table, phase, z, eps = tabs
+    w, kk = _weights(g, geg, eg, gg, eps, q_cart, lam, zero_tol)
     qz = jnp.einsum("qm,ima->qia", q_cart, z)
-    out = _assemble(w @ table, qz, n)
-    # the q = 0 term with a direction: the non-analytic term in place of the dropped one
-    gstar = jnp.argmin(kk, axis=1)
-    hit = small[jnp.arange(len(q_cart)), gstar] & has_dir
-    dz = jnp.einsum("m,ima->ia", qdir, z)
-    na = dz[:, :, None, None] * dz[None, None, :, :] / jnp.where(has_dir, qdir @ eps @ qdir, 1.0)
-    return out + jnp.where(hit[:, None, None, None, None],
-                           phase[gstar][:, :, None, :, None] * na[None], 0.0)
+    return _assemble(w @ table, qz, z.shape[0]), jnp.min(kk, axis=1)
 
 
-def recip_sum(tabs: tuple, q_cart, qdir, has_dir, lam, zero_tol: float):
-    """R(q) (nq, n, 3, n, 3) complex (no prefactor) for Cartesian q (nq, 3) (traceable); tabs:
-    :meth:`RecipTables.arrays`; qdir (3,) unit Cartesian direction used where has_dir; processed in chunks of
-    :data:`RECIP_CHUNK` q-points."""
-    nq = q_cart.shape[0]
-    if nq <= RECIP_CHUNK or nq % RECIP_CHUNK:
-        return _recip_block(tabs, q_cart, qdir, has_dir, lam, zero_tol)
-    out = jax.lax.map(lambda qc: _recip_block(tabs, qc, qdir, has_dir, lam, zero_tol),
-                      q_cart.reshape(nq // RECIP_CHUNK, RECIP_CHUNK, 3))
-    return out.reshape((nq,) + out.shape[2:])
+def _na_terms(tables: RecipTables, q_cart: np.ndarray, qdir: np.ndarray, zero_tol: float) -> np.ndarray:
+    """(nq, n, 3, n, 3): the non-analytic term of direction qdir (unit, Cartesian) in place of each q's dropped
+    |K| < zero_tol term (host; called for the few q that have one)."""
+    kk = np.sum((tables.g[None, :, :] + q_cart[:, None, :]) ** 2, axis=-1)
+    gstar = np.argmin(kk, axis=1)
+    dz = np.einsum("m,ima->ia", qdir, tables.z)
+    na = dz[:, :, None, None] * dz[None, None, :, :] / (qdir @ tables.eps @ qdir)
+    out = tables.phase[gstar][:, :, None, :, None] * na[None]
+    return np.where((kk[np.arange(len(q_cart)), gstar] < zero_tol ** 2)[:, None, None, None, None], out, 0.0)
+
+
+def recip_chunk(nq: int, n_g: int) -> int:
+    """q-points per step for nq (a :mod:`phonjax.buckets` size) and n_g G vectors: all when the weight matrix
+    fits :data:`RECIP_BYTES`, else the largest power of two that fits (it divides the bucket sizes)."""
+    if nq * n_g * 16 <= RECIP_BYTES:
+        return int(nq)
+    c = max(1, RECIP_BYTES // (16 * max(n_g, 1)))
+    return int(min(1 << (c.bit_length() - 1), 4096))
+
+
+def recip_sum(tabs: tuple, q_cart, lam, zero_tol: float):
+    """(R(q) (nq, n, 3, n, 3) complex without prefactor and without the non-analytic term, min_G |K|² (nq,))
+    for Cartesian q (nq, 3) (traceable); tabs: :meth:`RecipTables.arrays`."""
+    nq, n_g = q_cart.shape[0], tabs[0].shape[0]
+    c = recip_chunk(nq, n_g)
+    if c >= nq or nq % c:
+        return _block(tabs, q_cart, lam, zero_tol)
+    out, kmin = jax.lax.map(lambda qc: _block(tabs, qc, lam, zero_tol), q_cart.reshape(nq // c, c, 3))
+    return out.reshape((nq,) + out.shape[2:]), kmin.reshape(nq)
+
+
+def add_na_terms(c: np.ndarray, kmin: np.ndarray, tables: RecipTables, q_cart: np.ndarray, qdir, pref: float,
+                 zero_tol: float) -> np.ndarray:
+    """c (nq, n, 3, n, 3) + pref × the non-analytic terms of direction qdir (None: none) at the q whose
+    min |K|² is below zero_tol²."""
+    if qdir is None:
+        return c
+    k = np.flatnonzero(np.asarray(kmin) < zero_tol ** 2)
+    if len(k):
+        c = np.array(c)
+        c[k] += pref * _na_terms(tables, np.asarray(q_cart)[k], np.asarray(qdir, dtype=np.float64), zero_tol)
+    return c

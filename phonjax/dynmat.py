@@ -16,7 +16,12 @@ range; build it once with :meth:`phonjax.longrange.LongRange.correction`):
    anti-Hermitian part of S_i, zero for symmetric force constants) is removed by the projector P C P with
    P = 1 − T Tᵀ / n (T: rigid translations), added as a q-independent correction δ.
 3. D = ½(C + C†) / √(m_i m_j) (eV/Å²/amu), jitted ``eigh`` vmapped over q (q padded to buckets);
-   ν = sign(λ) √|λ| × VASP_TO_THZ (THz; imaginary modes negative), or cm⁻¹ / meV.
+   ν = sign(λ) √|λ| × VASP_TO_THZ (THz; imaginary modes negative), or cm⁻¹ / meV. When only frequencies are
+   wanted and JAX runs on the CPU, LAPACK's eigenvalues-only solver (NumPy ``eigvalsh``) is used instead: XLA's
+   CPU ``eigh`` always computes eigenvectors, which costs 2× for 6×6 matrices and far more for larger cells (its
+   divide-and-conquer back-transformation). On the CPU the frequencies always come from that solver, also
+   when eigenvectors are requested (they then come from the jitted kernel), so that they do not depend on
+   whether eigenvectors were asked for; on an accelerator the jitted kernel serves both.
 
 Nothing is cached on the force constants: callers that evaluate many q-lists keep the Correction (and, if they
 like, the Wigner–Seitz images) and pass them in.
@@ -161,12 +166,18 @@ def eigen_frequencies(cq, masses, delta=None, *, return_eigenvectors: bool = Fal
     cq = np.asarray(cq)
     nq, n = cq.shape[0], cq.shape[1]
     c = cq.reshape(nq, 3 * n, 3 * n)
+    cpu = jax.default_backend() == "cpu"
+    if cpu:  # eigenvalues from LAPACK's eigenvalues-only solver (module docstring, step 3)
+        cd = c if delta is None else c + np.asarray(delta)[None]
+        f = thz_from_eigenvalues(np.linalg.eigvalsh(mass_weighted(cd, masses)))
+        if not return_eigenvectors:
+            return f
     nb = bucket(nq)
     c = np.concatenate([c, np.zeros((nb - nq, 3 * n, 3 * n), dtype=c.dtype)]).astype(np.complex128)
     d = np.zeros((3 * n, 3 * n), dtype=np.complex128) if delta is None else np.asarray(delta, np.complex128)
     ism = np.repeat(1.0 / np.sqrt(np.asarray(masses, dtype=np.float64)), 3)
     w, v = eig_kernel(jnp.asarray(c), jnp.asarray(d), jnp.asarray(ism))
-    f = thz_from_eigenvalues(np.asarray(w)[:nq])
+    f = f if cpu else thz_from_eigenvalues(np.asarray(w)[:nq])
     if return_eigenvectors:
         return f, np.asarray(v)[:nq]
     return f

@@ -121,31 +121,38 @@ def sharded_frequencies(fcobj, qpoints, *, mesh: Mesh | None = None, lr: str = "
     d = np.zeros((3 * n, 3 * n), np.complex128) if delta is None else np.asarray(delta, np.complex128)
     ism = np.repeat(1.0 / np.sqrt(np.asarray(fcobj.primitive.masses, np.float64)), 3)
     F = lattice_blocks(fc_sr, sc, im)
-    w_, v_ = _q_kernel(mesh, axis, cq_chunk(per, len(F), n))(jnp.asarray(F), jnp.asarray(padded_lattice(im)),
-                                                             jnp.asarray(im.dtau), q_arr, lr_arr, jnp.asarray(d),
-                                                             jnp.asarray(ism))
-    f = dynmat.convert_units(dynmat.thz_from_eigenvalues(_gather(w_)[:nq]), unit)
+    cpu = jax.default_backend() == "cpu"  # frequencies from the same eigenvalue solver as dynmat's
+    out = _q_kernel(mesh, axis, cq_chunk(per, len(F), n), cpu)(
+        jnp.asarray(F), jnp.asarray(padded_lattice(im)), jnp.asarray(im.dtau), q_arr, lr_arr, jnp.asarray(d),
+        jnp.asarray(ism))
+    if cpu:
+        f = dynmat.eigen_frequencies(_gather(out[2])[:nq], fcobj.primitive.masses, d)
+    else:
+        f = dynmat.thz_from_eigenvalues(_gather(out[0])[:nq])
+    f = dynmat.convert_units(f, unit)
     if return_eigenvectors:
-        return f, _gather(v_)[:nq]
+        return f, _gather(out[1])[:nq]
     return f
 
 
 _Q_KERNELS: dict = {}
 
 
-def _q_kernel(mesh: Mesh, axis: str, chunk: int):
-    """jit(shard_map(C_sr(q) + C_dd(q) → eigh)) for one mesh and chunk size (cached: no recompilation)."""
-    key = (mesh, axis, chunk)
+def _q_kernel(mesh: Mesh, axis: str, chunk: int, with_cq: bool):
+    """jit(shard_map(C_sr(q) + C_dd(q) → eigh)) for one mesh and chunk size (cached: no recompilation); with_cq:
+    also return C(q) (nq, n, 3, n, 3) for the host's eigenvalue solver (CPU)."""
+    key = (mesh, axis, chunk, with_cq)
     if key not in _Q_KERNELS:
         def local(F, lattice, dtau, q, lr, delta, ism):
             cq = cq_kernel(F, lattice, dtau, q, chunk) + lr  # (per, n, 3, n, 3)
             nb, n = cq.shape[0], cq.shape[1]
             w, v = dynmat.eig_kernel(cq.reshape(nb, 3 * n, 3 * n), delta, ism)
-            return w, v
+            return (w, v, cq) if with_cq else (w, v)
 
         rep = P()
+        outs = (P(axis),) * (3 if with_cq else 2)
         _Q_KERNELS[key] = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(rep, rep, rep, P(axis), P(axis), rep, rep),
-                                                out_specs=(P(axis), P(axis))))
+                                                out_specs=outs))
     return _Q_KERNELS[key]
 
 

@@ -132,9 +132,41 @@ def architecture(model, config: dict) -> dict:
     sh_irreps, embed_width, hidden_irreps (per layer, gate outputs), radial_dims (per layer),
     avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
     """
-    from ase.data import atomic_numbers
-
     mods = model._modules
+    n_layer = _check_config(config, mods)
+    _check_module_sequence(mods, n_layer)
+    names = _type_names(model, config)
+    ee = mods["edge_embedding"]
+    r_max, sh_irreps = _edge_embedding(ee, config)
+    embed_width = _embedding_width(mods["onehot_to_feature_x"].linear, len(names))
+    hidden, radial, denom = [], [], []
+    for t in range(n_layer):
+        conv = mods[f"{t}_convolution"]
+        radial.append(_radial_dims(conv.weight_nn))
+        denom.append(float(conv.denominator.detach().double().item()))
+        gate = mods[f"{t}_equivariant_gate"].gate
+        _check_gate(gate)
+        hidden.append(_irr(gate.irreps_out))
+        if any(i.connection_mode != "uvu" or not i.has_weight for i in conv.convolution.instructions):
+            raise UnsupportedFeature("convolution tensor product other than weighted uvu")
+    readout_dims = _readout_dims(mods["reduce_input_to_hidden"].linear, mods["reduce_hidden_to_energy"].linear)
+    rs = mods["rescale_atomic_energy"]
+    if type(rs).__name__ != "SpeciesWiseRescale":
+        raise UnsupportedFeature(f"energy rescale {type(rs).__name__} (only SpeciesWiseRescale)")
+    return dict(
+        type_names=tuple(names), r_max=r_max, r_on=float(ee.cutoff_function.r_on),
+        num_bessels=int(ee.basis_function.num_basis), sh_irreps=sh_irreps,
+        embed_width=embed_width, hidden_irreps=tuple(hidden), radial_dims=tuple(radial),
+        avg_num_neigh=tuple(denom), readout_dims=tuple(int(x) for x in readout_dims), num_layers=n_layer,
+        bessel_trainable=bool(ee.basis_function.coeffs.requires_grad),
+        shift_scale_trainable=bool(rs.shift.requires_grad),
+    )
+
+
+# -- architecture parts ----------------------------------------------------------------------------
+def _check_config(config: dict, mods) -> int:
+    """Number of convolution layers, after refusing the config options (and force output module) phonjax does
+    not reproduce."""
     g = config.get
     if g("_model_type", "E3_equivariant_model") != "E3_equivariant_model":
         raise UnsupportedFeature(f"SevenNet model type {g('_model_type')!r}")
@@ -156,7 +188,11 @@ def architecture(model, config: dict) -> dict:
     sc = [sc] * n_layer if isinstance(sc, str) else list(sc)
     if any(s != "linear" for s in sc):
         raise UnsupportedFeature(f"self_connection_type {sc} (only 'linear' is implemented)")
+    return n_layer
 
+
+def _check_module_sequence(mods, n_layer: int) -> None:
+    """The model's modules must be exactly SevenNet's E3 sequence with ``n_layer`` interaction blocks."""
     expected = ["edge_embedding", "onehot_idx_to_onehot", "onehot_to_feature_x"]
     for t in range(n_layer):
         expected += [f"{t}_{n}" for n in ("self_connection_intro", "self_interaction_1", "convolution",
@@ -166,7 +202,11 @@ def architecture(model, config: dict) -> dict:
     if list(mods) != expected:
         raise UnsupportedFeature(f"SevenNet module sequence {list(mods)} (expected {expected})")
 
-    # -- types
+
+def _type_names(model, config: dict) -> list[str]:
+    """Chemical symbols by sevenn's one-hot index (``model.type_map``: Z → index), checked against the config."""
+    from ase.data import atomic_numbers
+
     type_map = dict(model.type_map)
     species = list(config["chemical_species"])
     names = [None] * len(type_map)
@@ -177,9 +217,12 @@ def architecture(model, config: dict) -> dict:
     for s in names:
         if s not in atomic_numbers:
             raise ConversionError(f"type {s!r} is not a chemical symbol")
+    return names
 
-    # -- edges
-    ee = mods["edge_embedding"]
+
+def _edge_embedding(ee, config: dict) -> tuple[float, str]:
+    """(r_max in Å, spherical-harmonics irreps) of the edge embedding ``ee``: Bessel basis, XPLOR cutoff,
+    normalised component spherical harmonics of even parity per l."""
     if type(ee.basis_function).__name__ != "BesselBasis":
         raise UnsupportedFeature(f"radial basis {type(ee.basis_function).__name__}")
     if type(ee.cutoff_function).__name__ != "XPLORCutoff":
@@ -193,55 +236,49 @@ def architecture(model, config: dict) -> dict:
     sh_irreps = _irr(sph.irreps_out)
     if any(p != 1 for _, _, p in _parse(sh_irreps)):
         raise UnsupportedFeature(f"SH irreps {sh_irreps}")
+    return r_max, sh_irreps
 
-    # -- embedding
-    emb = mods["onehot_to_feature_x"].linear
-    if str(emb.irreps_in) != f"{len(names)}x0e":
-        raise ConversionError(f"embedding input {emb.irreps_in} for {len(names)} types")
+
+def _embedding_width(emb, n_types: int) -> int:
+    """Number of scalar features the one-hot → feature linear ``emb`` makes from ``n_types`` one-hot inputs."""
+    if str(emb.irreps_in) != f"{n_types}x0e":
+        raise ConversionError(f"embedding input {emb.irreps_in} for {n_types} types")
     embed_irreps = _parse(_irr(emb.irreps_out))
     if len(embed_irreps) != 1 or embed_irreps[0][1:] != (0, 1):
         raise UnsupportedFeature(f"embedding output {emb.irreps_out}")
+    return int(embed_irreps[0][0])
 
-    # -- layers
-    hidden, radial, denom = [], [], []
-    for t in range(n_layer):
-        conv = mods[f"{t}_convolution"]
-        fc = conv.weight_nn
-        for k in range(len(fc.hs) - 1):
-            layer = getattr(fc, f"layer{k}")
-            if (layer.var_in, layer.var_out) != (1, 1):
-                raise UnsupportedFeature("radial FullyConnectedNet with variance_in/out ≠ 1")
-            act = layer.act
-            if k < len(fc.hs) - 2:
-                if act is None or not _is_silu(getattr(act, "f", None)) or abs(act.cst - C_SILU) > 1e-15:
-                    raise UnsupportedFeature(f"radial activation {act} (only normalised SiLU)")
-            elif act is not None:
-                raise UnsupportedFeature("radial FullyConnectedNet with output activation")
-        radial.append(tuple(int(h) for h in fc.hs))
-        denom.append(float(conv.denominator.detach().double().item()))
-        gate = mods[f"{t}_equivariant_gate"].gate
-        for a in list(gate.act_scalars.acts) + list(gate.act_gates.acts):
-            if not _is_silu(getattr(a, "f", None)) or abs(a.cst - C_SILU) > 1e-15:
-                raise UnsupportedFeature(f"gate activation {a} (only normalised SiLU for even scalars)")
-        hidden.append(_irr(gate.irreps_out))
-        if any(i.connection_mode != "uvu" or not i.has_weight for i in conv.convolution.instructions):
-            raise UnsupportedFeature("convolution tensor product other than weighted uvu")
-    readout = (mods["reduce_input_to_hidden"].linear, mods["reduce_hidden_to_energy"].linear)
-    readout_dims = (_parse(_irr(readout[0].irreps_in))[0][0], _parse(_irr(readout[0].irreps_out))[0][0],
-                    _parse(_irr(readout[1].irreps_out))[0][0])
+
+def _radial_dims(fc) -> tuple[int, ...]:
+    """Layer widths of a convolution's radial FullyConnectedNet ``fc`` (variance 1, normalised SiLU between
+    layers, none after the last)."""
+    for k in range(len(fc.hs) - 1):
+        layer = getattr(fc, f"layer{k}")
+        if (layer.var_in, layer.var_out) != (1, 1):
+            raise UnsupportedFeature("radial FullyConnectedNet with variance_in/out ≠ 1")
+        act = layer.act
+        if k < len(fc.hs) - 2:
+            if act is None or not _is_silu(getattr(act, "f", None)) or abs(act.cst - C_SILU) > 1e-15:
+                raise UnsupportedFeature(f"radial activation {act} (only normalised SiLU)")
+        elif act is not None:
+            raise UnsupportedFeature("radial FullyConnectedNet with output activation")
+    return tuple(int(h) for h in fc.hs)
+
+
+def _check_gate(gate) -> None:
+    """Every activation of the equivariant gate must be normalised SiLU."""
+    for a in list(gate.act_scalars.acts) + list(gate.act_gates.acts):
+        if not _is_silu(getattr(a, "f", None)) or abs(a.cst - C_SILU) > 1e-15:
+            raise UnsupportedFeature(f"gate activation {a} (only normalised SiLU for even scalars)")
+
+
+def _readout_dims(to_hidden, to_energy) -> tuple:
+    """(input, hidden, output) multiplicities of the two readout linears; the output must be one scalar."""
+    readout_dims = (_parse(_irr(to_hidden.irreps_in))[0][0], _parse(_irr(to_hidden.irreps_out))[0][0],
+                    _parse(_irr(to_energy.irreps_out))[0][0])
     if readout_dims[2] != 1:
-        raise UnsupportedFeature(f"readout to {readout[1].irreps_out}")
-    rs = mods["rescale_atomic_energy"]
-    if type(rs).__name__ != "SpeciesWiseRescale":
-        raise UnsupportedFeature(f"energy rescale {type(rs).__name__} (only SpeciesWiseRescale)")
-    return dict(
-        type_names=tuple(names), r_max=r_max, r_on=float(ee.cutoff_function.r_on),
-        num_bessels=int(ee.basis_function.num_basis), sh_irreps=sh_irreps,
-        embed_width=int(embed_irreps[0][0]), hidden_irreps=tuple(hidden), radial_dims=tuple(radial),
-        avg_num_neigh=tuple(denom), readout_dims=tuple(int(x) for x in readout_dims), num_layers=n_layer,
-        bessel_trainable=bool(ee.basis_function.coeffs.requires_grad),
-        shift_scale_trainable=bool(rs.shift.requires_grad),
-    )
+        raise UnsupportedFeature(f"readout to {to_energy.irreps_out}")
+    return readout_dims
 
 
 def _parse(s):

@@ -25,6 +25,7 @@ from phonjax.born import Born  # noqa: E402
 from phonjax.io.born import read_born  # noqa: E402
 from phonjax.longrange import LongRange, make_correction, dipole_dipole, lambda_scan  # noqa: E402
 from phonjax.predict import predict, bands_from_phonopy  # noqa: E402
+from phonjax.predict_many import predict_many  # noqa: E402
 from phonjax.defaults import default_model  # noqa: E402
 from phonjax.compile_cache import enable_compile_cache  # noqa: E402
 
@@ -34,5 +35,5 @@ __all__ = [
     "ForceConstants", "force_constants", "force_constants_batch",
     "from_phonopy", "to_phonopy", "BandStructure", "band_path",
     "Born", "read_born", "LongRange", "make_correction", "dipole_dipole", "lambda_scan",
-    "predict", "bands_from_phonopy", "enable_compile_cache",
+    "predict", "predict_many", "bands_from_phonopy", "enable_compile_cache",
 ]

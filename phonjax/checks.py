@@ -6,6 +6,9 @@ one line) so the caller decides whether to warn, record it in summary.json, or s
 * :func:`born_neutrality_note` — the charge-neutrality correction applied to Born charges, when it is large.
 * :func:`polar_without_born` — a compound that likely has polar optical modes but no Born data.
 * :func:`check_reference` — a band.yaml that cannot serve as a reference (all zero, non-finite, wrong branches).
+
+:data:`USER_ERRORS`: the exception types a bad input raises (one line each), which the CLI turns into
+``phonjax: error: ...`` and a many-structure run records as that structure's failure.
 """
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from phonjax.structure import Crystal
 
 __all__ = ["InputNote", "PrimitiveReduction", "reduce_to_primitive", "NEUTRALITY_WARN_E", "born_neutrality_note",
            "neutrality_message", "polar_without_born", "polar_message", "check_reference",
-           "check_reference_file", "primitive_for_job", "born_notes"]
+           "check_reference_file", "primitive_for_job", "born_notes", "USER_ERRORS"]
+
+#: Exceptions that mean "bad input" (a one-line message), not a bug.
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError, RuntimeError)
 
 #: Per-atom charge-neutrality corrections of Born charges above this (e) are reported (warning + summary.json).
 NEUTRALITY_WARN_E = 1e-3

@@ -9,6 +9,7 @@ from pathlib import Path
 import warnings
 
 from phonjax.longrange.strategies import modes as _modes
+from phonjax.checks import USER_ERRORS
 from phonjax.predict import SUPERCELL_RULES
 
 
@@ -84,16 +85,31 @@ def _add_cache_option(p: argparse.ArgumentParser) -> None:
                         "~/.cache/phonjax/xla; PHONJAX_NO_COMPILE_CACHE=1 also disables it)")
 
 
-def _predict(args) -> None:
-    from phonjax.predict import predict
+#: file suffixes that may hold several frames (read fully to count them; other files are one structure)
+MULTI_FRAME = (".xyz", ".extxyz", ".traj", ".json", ".db")
 
-    result = predict(args.structure, model=args.model, supercell=_supercell(args.supercell), born=args.born,
-                     lr=args.lr, ewald_lambda=args.ewald_lambda, leak_region=args.leak_region,
-                     lo_projection=args.lo_projection, q_direction=args.q_direction, npoints=args.npoints,
-                     reference=args.reference, symmetry=not args.no_symmetry, out_dir=args.out,
-                     allow_small_supercell=args.allow_small_supercell, edge_chunk=args.edge_chunk,
-                     supercell_rule=args.supercell_rule, primitive=not args.no_primitive)
-    print(result.summary_text())
+
+def _predict(args) -> int | None:
+    from phonjax.predict import predict
+    from phonjax.predict_many import expand_structures, predict_many
+
+    options = dict(lr=args.lr, ewald_lambda=args.ewald_lambda, leak_region=args.leak_region,
+                   lo_projection=args.lo_projection, q_direction=args.q_direction, npoints=args.npoints,
+                   reference=args.reference, symmetry=not args.no_symmetry,
+                   allow_small_supercell=args.allow_small_supercell, edge_chunk=args.edge_chunk,
+                   supercell_rule=args.supercell_rule, primitive=not args.no_primitive)
+    one = len(args.structure) == 1 and not args.structure[0].is_dir()
+    items = None if one and args.structure[0].suffix.lower() not in MULTI_FRAME else expand_structures(args.structure)
+    if items is None or (one and len(items) == 1):
+        result = predict(args.structure[0], model=args.model, supercell=_supercell(args.supercell), born=args.born,
+                         out_dir=args.out, **options)
+        print(result.summary_text())
+        return None
+    res = predict_many(items, args.model, _supercell(args.supercell), born=args.born, out_dir=args.out, **options)
+    print(f"{len(res.records)} structures: {res.count('ok')} done, {res.count('skipped')} skipped (finished "
+          f"earlier), {res.count('failed')} failed; per-structure results in {res.out_dir}/<name>/, "
+          f"all in {res.out_dir}/summary.jsonl")
+    return 1 if res.count("failed") else None
 
 
 def _bands(args) -> None:
@@ -218,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="force constants by autodiff → dispersion of a structure")
-    p.add_argument("structure", type=Path, help="any structure file ASE reads (primitive cell preferred)")
+    p.add_argument("structure", type=Path, nargs="+",
+                   help="structure file(s) ASE reads (primitive cell preferred); several files, a directory or a "
+                        "multi-frame file run one job per structure into --out/<name>/ with --out/summary.jsonl "
+                        "(resumable: finished structures are skipped); --born may then be a directory of "
+                        "<name>.BORN files")
     p.add_argument("--model", type=Path, default=None, help="phonjax model directory (default: SevenNet-0 cache)")
     p.add_argument("--supercell", nargs="+", type=int, default=None, action=_SupercellAction,
                    help="N, N N N or 9 integers, over the cell as given (default: smallest N³ of the primitive "
@@ -308,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 from phonjax.compile_cache import enable_compile_cache
                 enable_compile_cache()
             rc = args.func(args)  # None, or a command's own status (dataset: 1 when samples failed)
-        except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+        except USER_ERRORS as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             print(f"phonjax: error: {_cli_words(msg, parser)}", file=sys.stderr)
             return 2

@@ -112,7 +112,9 @@ def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int
     return np.eye(3, dtype=np.int64) * n
 
 
-def _load_model(model, bar=None):
+def resolve_model(model, bar=None):
+    """The model of a job: a loaded model as given, a model directory loaded, None → the default (SevenNet-0,
+    converted on first use with a note and a progress stage on ``bar``)."""
     if model is None:
         try:
             from phonjax.defaults import default_model, default_model_dir
@@ -329,7 +331,7 @@ def _predict(structure, model, supercell, bar, spec, *, born, lr, npoints, refer
     name = Path(structure).name if isinstance(structure, (str, Path)) else "the structure"
     crystal, supercell, unitcell, extra = checks.primitive_for_job(crystal, supercell, name, primitive)
     checks.check_reference_file(reference, 3 * crystal.n_atoms)
-    m = _load_model(model, bar)
+    m = resolve_model(model, bar)
     if supercell is None:
         r = getattr(m, "r_max", None) or getattr(m, "cutoff", None)
         if r is None:

@@ -158,7 +158,7 @@ def _dataset(args) -> int:
     from phonjax.dataset import build_dataset, load_dataset_config
 
     cfg = load_dataset_config(args.config, overrides=args.set)
-    result = build_dataset(cfg, workers=args.workers, resume=not args.no_resume)
+    result = build_dataset(cfg, workers=args.workers, resume=not args.no_resume, scheduler=args.scheduler)
     print(result.summary())
     return 0 if result.ok else 1
 
@@ -209,6 +209,9 @@ def _add_qe_commands(sub) -> None:
                                        "samples failed)")
     p.add_argument("config", type=Path)
     p.add_argument("--workers", type=_int_at_least(1), default=1)
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the samples on this Dask scheduler (e.g. tcp://host:8786) instead of a local cluster; "
+                        "a dask-jobqueue cluster (SLURM, PBS, ...) is set in the config's scheduler: block")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
     p.set_defaults(func=_dataset)

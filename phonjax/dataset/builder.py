@@ -48,7 +48,9 @@ class DatasetConfig:
     position_sigma Å; strain_sigma dimensionless (see rattle.py). relax_pw: unit-cell vc-relax settings;
     pw: supercell SCF settings; isolated_box Å (box edges ×1, 1.05, 1.1 for the isolated atoms, spin-polarised,
     Γ, smearing, local-TF mixing; isolated_conv_thr Ry).
-    workers: concurrent pw.x runs; nprocs_per_worker: MPI ranks of each.
+    workers: concurrent pw.x runs; nprocs_per_worker: MPI ranks of each. scheduler: where samples run — None (a
+    local Dask cluster, ``workers`` threads), a Dask scheduler address, or a dask-jobqueue mapping
+    (:mod:`phonjax.dataset.cluster`).
     """
 
     structure: str
@@ -67,6 +69,7 @@ class DatasetConfig:
     isolated_conv_thr: float = 1e-5
     workers: int = 1
     nprocs_per_worker: int = 1
+    scheduler: str | dict | None = None
     timeout_s: float | None = None
     output: str = "dataset.extxyz"
 
@@ -148,8 +151,8 @@ def _symbols(c: Crystal) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- pipeline
 def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: bool = True,
-                  progress: bool = True, max_samples: int | None = None) -> DatasetResult:
-    """Run the dataset pipeline (see module docstring). ``workers`` overrides config.workers;
+                  progress: bool = True, max_samples: int | None = None, scheduler=None) -> DatasetResult:
+    """Run the dataset pipeline (see module docstring). ``workers`` / ``scheduler`` override the config's;
     ``max_samples`` stops after that many samples (the rest stay to be computed by a resumed run).
     """
     find_executable("pw.x")
@@ -196,7 +199,8 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
         finished = [i for i in range(n) if resume and load_result(sdir(i)) is not None]
         pending = [i for i in range(n) if i not in set(finished)][:max_samples]
         todo = sorted(finished + pending)
-    rep = run_samples(todo, sdir, sample, workers=workers or config.workers, resume=resume,
+    rep = run_samples(todo, sdir, sample, workers=workers or config.workers, scheduler=scheduler or config.scheduler,
+                      resume=resume,
                       desc="rattled SCF", progress=progress)
 
     # 4. export -----------------------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+from uuid import uuid4
 
 
 class QENotFoundError(ValueError):
@@ -188,13 +189,24 @@ class LoopReport:
     failed: dict
 
 
+def _write_result(compute, sample_dir, i: int, skip_finished: bool) -> int:
+    """One sample on a worker: compute, then the atomic ``result.json`` (the "finished" marker). A task that
+    Dask reruns after losing a worker whose completion report never arrived finds its marker and stops."""
+    if skip_finished and load_result(sample_dir(i)) is not None:
+        return i
+    atomic_write_json(Path(sample_dir(i)) / "result.json", compute(i))
+    return i
+
+
 def run_samples(indices: Iterable[int], sample_dir: Callable[[int], Path], compute: Callable[[int], dict],
                 *, workers: int = 1, resume: bool = True, desc: str = "samples",
-                progress: bool = True) -> LoopReport:
+                progress: bool = True, scheduler=None) -> LoopReport:
     """Run ``compute(i)`` for every index not finished yet; each result dict is written atomically to
     ``sample_dir(i)/result.json`` (the marker). Exceptions are recorded per sample, never lose others.
 
-    Samples run concurrently in ``workers`` threads (each QE run is its own process).
+    Samples run as Dask tasks (:mod:`phonjax.dataset.cluster`): ``scheduler`` None → ``workers`` threads of a
+    local cluster in this process (each QE run is its own process); an address or a jobqueue mapping → that
+    cluster (``compute`` and ``sample_dir`` are then pickled to its workers).
     """
     indices = list(indices)
     reused, todo = [], []
@@ -205,11 +217,6 @@ def run_samples(indices: Iterable[int], sample_dir: Callable[[int], Path], compu
             todo.append(i)
     computed, failed = [], {}
 
-    def one(i):
-        res = compute(i)
-        atomic_write_json(Path(sample_dir(i)) / "result.json", res)
-        return i
-
     bar = None
     if progress and todo:
         try:
@@ -217,9 +224,13 @@ def run_samples(indices: Iterable[int], sample_dir: Callable[[int], Path], compu
             bar = tqdm(total=len(indices), initial=len(reused), desc=desc, unit="sample")
         except ImportError:
             bar = None
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futs = {pool.submit(one, i): i for i in todo}
-        for f in as_completed(futs):
+    from distributed import as_completed  # Dask: imported only when samples run
+    from phonjax.dataset.cluster import dask_client
+
+    with dask_client(scheduler, workers) if todo else nullcontext() as client:
+        futs = {client.submit(_write_result, compute, sample_dir, i, resume, pure=False,
+                              key=f"{desc}-{i}-{uuid4().hex}"): i for i in todo}
+        for f in (as_completed(futs) if todo else ()):
             i = futs[f]
             try:
                 f.result()

@@ -75,6 +75,11 @@ class PredictResult:
             d["thermal"] = thermal_summary(self.thermal)
         return d
 
+    def _thermal_300(self) -> list:
+        if self.thermal is None or not np.any(np.abs(self.thermal.temperatures - 300.0) < 1e-9):
+            return []
+        return [self.thermal.at(300.0)]
+
     def summary_text(self) -> str:
         fc = self.force_constants
         lines = [f"phonjax: {len(fc.primitive.numbers)} atoms/cell ({''.join(fc.primitive.symbols)}), supercell "
@@ -83,6 +88,8 @@ class PredictResult:
                  f"max frequency {self.max_frequency:.4f} THz; min {self.min_frequency:.4f} THz; "
                  + (f"imaginary modes at {self.n_imaginary_q} of {len(self.band.qpoints)} path points"
                     if self.n_imaginary_q else "no imaginary modes on the path"),
+                 *([f"thermal (mesh {'×'.join(map(str, self.thermal.mesh))}) at 300 K: F {t['F']:.3f} kJ/mol, "
+                    f"S {t['S']:.3f} J/(K·mol), C_V {t['Cv']:.3f} J/(K·mol)" for t in self._thermal_300()]),
                  "timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())]
         if self.comparison is not None and hasattr(self.comparison, "summary"):
             lines.append(self.comparison.summary())

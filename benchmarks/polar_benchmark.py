@@ -36,22 +36,24 @@ MODE_OPTIONS = {"ewald-leak": {"leak_region": "sphere:5"}}
 
 
 def find_crystals(examples: Path, names=None) -> tuple[list, list]:
-    """([(name, dfpt dir, structure path)], [(name, reason)]) of examples/*/dfpt (``names``: only those)."""
+    """([(name, dfpt dir, structure path)], [(name, reason)]) of examples/<X>/ (``names``: only those); a crystal
+    without dfpt/band.yaml + BORN (a DFPT run not finished or not started) is skipped with the reason."""
     ok, skipped = [], []
-    for d in sorted(p for p in examples.glob("*/dfpt") if p.is_dir()):
-        name = d.parent.name
+    for x in sorted(p for p in examples.iterdir() if p.is_dir()):
+        name, d = x.name, x / "dfpt"
         if names and name not in names:
             continue
-        structure = d / "POSCAR" if (d / "POSCAR").is_file() else d.parent / "POSCAR"
+        structure = d / "POSCAR" if (d / "POSCAR").is_file() else x / "POSCAR"
         missing = [f for f in ("band.yaml", "BORN") if not (d / f).is_file()]
         if not structure.is_file():
             missing.append("POSCAR")
         if missing:
-            skipped.append((name, f"no {', '.join(missing)} in {d.relative_to(ROOT)} yet (DFPT not finished?)"))
+            skipped.append((name, f"no {', '.join(missing)} in {os.path.relpath(d, ROOT)} yet (DFPT "
+                                  f"{'running or unfinished' if d.is_dir() else 'not started'})"))
         else:
             ok.append((name, d, structure))
     for n in set(names or ()) - {c[0] for c in ok} - {s[0] for s in skipped}:
-        raise SystemExit(f"--crystal {n}: no examples/{n}/dfpt")
+        raise SystemExit(f"--crystal {n}: no {examples / n}")
     return ok, skipped
 
 
@@ -159,6 +161,7 @@ def parse_args(argv=None):
     ap.add_argument("--in-process", action="store_true", help="force constants in this process (no watcher)")
     ap.add_argument("--max-fc-seconds", type=float, default=2400.0)
     ap.add_argument("--max-rss-gib", type=float, default=10.0)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite polar.md from polar.json (no run)")
     return ap.parse_args(argv)
 
 
@@ -170,6 +173,9 @@ def main(argv=None) -> int:
     from _polar_report import write_figure, write_markdown
     from lif_accuracy import jsonable
 
+    if args.markdown_only:
+        (args.out / "polar.md").write_text(write_markdown(json.loads((args.out / "polar.json").read_text())))
+        return 0
     crystals, skipped = find_crystals(args.examples, args.crystal)
     if not crystals:
         raise SystemExit("no crystal with a DFPT reference (examples/<X>/dfpt/band.yaml + BORN)")
@@ -178,8 +184,10 @@ def main(argv=None) -> int:
                     in_process=args.in_process, retry_infeasible=False)
     modes = [m for m in args.modes.split(",") if m]
     results = {}
+    for name, why in skipped:
+        log(f"skipped {name}: {why}")
     for name, d, structure in crystals:
-        log(f"{name}: {structure.relative_to(ROOT)}")
+        log(f"{name}: {os.path.relpath(structure, ROOT)}")
         results[name] = run_crystal(name, d, structure, minfo=minfo, store=store, modes=modes, mesh=args.mesh,
                                     supercell=args.supercell, fd=not args.no_fd)
     refs = {k: v.pop("_ref") for k, v in results.items()}

@@ -16,7 +16,9 @@ NOTES = [
     "(10³–11³, 2000–2662 atoms), which is out of reach of this 2-core machine within the run; the LiF hump of "
     "issue 20 (it appears with 11³) is therefore not tested here. Today's practice uses the same supercell.",
     "- Timings are wall-clock on a machine shared with QE DFPT runs and the test suite (load average in brackets, "
-    "2 cores): they are upper bounds, not speed claims; a 'cached' time was measured when the cache was filled.",
+    "2 cores): they are upper bounds, not speed claims; a 'cached' time was measured when the cache was filled. "
+    "The phonjax time is one fresh child process's force_constants() call, JAX compilation included; the FD time "
+    "is sevenn's forces on phonopy's displaced supercells plus phonopy's force-constant step (torch, CPU).",
     "- `ewald`, `ewald-leak` and `recip` add a dipole sum the model already holds in its short-range part (a double "
     "count for ML force constants, see README): their Γ TO collapses (−100 %) and many mesh modes turn imaginary "
     "(left out of F, S, C_V, counted in the thermal table). `na` applies the non-analytic term at Γ only, so "

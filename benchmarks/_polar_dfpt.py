@@ -71,10 +71,24 @@ def grid_frequencies(dfpt_dir: Path, prim) -> tuple[np.ndarray, np.ndarray]:
             fs.append(np.sign(w2) * np.sqrt(np.abs(w2)) * units.VASP_TO_THZ)
             qs.append(np.asarray(prim.cell) @ q_cart / alat)
     q = np.array(qs)
-    nq = len(q)
+    _check_frame(files[0], prim, alat)
     grid = Path(dfpt_dir, "qe", files[0].name.rsplit("dyn", 1)[0] + "dyn0")
     if grid.is_file():
-        n = [int(x) for x in grid.read_text().split()[:3]]
-        if nq != int(np.prod(n)):
-            raise ValueError(f"{dfpt_dir}: {nq} q-points in the dyn files, the grid {n} has {int(np.prod(n))}")
+        n = np.array([int(x) for x in grid.read_text().split()[:3]])
+        if len(q) != int(np.prod(n)):
+            raise ValueError(f"{dfpt_dir}: {len(q)} q-points in the dyn files, the grid {n} has {int(np.prod(n))}")
+        if np.abs(q * n - np.round(q * n)).max() > 1e-5:
+            raise ValueError(f"{dfpt_dir}: q-points off the {n.tolist()} grid in the structure's reciprocal basis")
     return q, np.sort(np.array(fs), axis=1)
+
+
+def _check_frame(dyn: Path, prim, alat: float) -> None:
+    """The dyn file's atoms (Cartesian, alat units, after the species lines) are the structure's, same order
+    and axes (Å, within 1e-4 modulo lattice vectors); otherwise ValueError."""
+    lines = Path(dyn).read_text().splitlines()
+    ntyp, nat = (int(x) for x in lines[2].split()[:2])
+    k = 3 + (4 if lines[3].strip().startswith("Basis") else 0) + ntyp
+    tau = np.array([[float(x) for x in lines[k + i].split()[2:5]] for i in range(nat)]) * alat
+    frac = np.linalg.solve(np.asarray(prim.cell).T, (tau - np.asarray(prim.positions)).T).T
+    if nat != prim.n_atoms or np.abs(frac - np.round(frac)).max() > 1e-4:
+        raise ValueError(f"{dyn}: atoms differ from the structure's (order, positions or axes)")

@@ -111,6 +111,31 @@ def plot_dos(dos, path=None, *, ax=None, title: str | None = None):
     return fig
 
 
+def plot_thermal_properties(tp, path=None, *, title: str | None = None):
+    """F (kJ/mol), S and C_V (J/(K·mol)) vs T of a :class:`phonjax.thermal.ThermalProperties`, two panels.
+    Returns the figure; saved to ``path`` when given."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
+    a.plot(tp.temperatures, tp.free_energy, color="C0")
+    a.set_ylabel("F (kJ/mol)")
+    b.plot(tp.temperatures, tp.entropy, color="C1", label="S")
+    b.plot(tp.temperatures, tp.heat_capacity, color="C2", label="$C_V$")
+    b.set_ylabel("J/(K·mol)")
+    b.legend(loc="best", fontsize=8)
+    for ax in (a, b):
+        ax.set_xlabel("T (K)")
+        ax.set_xlim(tp.temperatures.min(), tp.temperatures.max())
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+
 def plot_band_comparison(pred, ref, path: str | Path | None = None, *, labels=("prediction", "DFPT"),
                          title: str | None = None):
     """Overlay two dispersions on the reference's path axis (band.yaml paths, BandData or BandStructure).

@@ -1,6 +1,6 @@
 """End-to-end jobs behind ``phonjax predict`` and ``phonjax bands``: structure + model → force constants →
-dispersion, or phonopy force constants → dispersion; both write their outputs (band.png, band.yaml,
-force_constants.hdf5, summary.json, summary.txt: :data:`phonjax.io.outputs.DEFAULT_WRITERS`) into ``out_dir``
+dispersion and thermal properties, or phonopy force constants → the same; both write their outputs (band.png,
+band.yaml, force_constants.hdf5, thermal.png, summary.json, summary.txt: :data:`phonjax.io.outputs.DEFAULT_WRITERS`) into ``out_dir``
 and return a :class:`PredictResult`.
 
 The long-range arguments become one :class:`~phonjax.longrange.LongRange` at the top of each job; ``lr='auto'``
@@ -35,8 +35,9 @@ class PredictResult:
     """force_constants: ForceConstants; band: BandStructure; files: written paths; timings: seconds per step;
     gamma_frequencies (3n,) THz (with q_direction when Born data is used); max_frequency THz; n_imaginary_q:
     path points with a mode below −IMAGINARY_THRESHOLD_THZ; min_frequency THz; comparison: metrics against the
-    reference (or None); reference: the reference dispersion (:class:`~phonjax.io.band_yaml.BandData`) or None.
-    ``files`` names every file the writers (:data:`phonjax.io.outputs.DEFAULT_WRITERS`) write."""
+    reference (or None); reference: the reference dispersion (:class:`~phonjax.io.band_yaml.BandData`) or None;
+    thermal: F, S, C_V vs T (:class:`~phonjax.thermal.ThermalProperties`, :func:`~phonjax.thermal.mesh_thermal`
+    on the default mesh with the bands' correction). ``files`` names every file the writers (:data:`phonjax.io.outputs.DEFAULT_WRITERS`) write."""
 
     force_constants: object
     band: object
@@ -52,6 +53,7 @@ class PredictResult:
     comparison: object = None
     extra: dict = field(default_factory=dict)
     reference: object = None
+    thermal: object = None
 
     def as_dict(self) -> dict:
         d = {"lr": self.lr, "supercell_matrix": self.supercell_matrix.tolist(),
@@ -68,7 +70,15 @@ class PredictResult:
                                     "perm_violation_before": rep.perm_before, "perm_violation_after": rep.perm_after}
         if self.comparison is not None and hasattr(self.comparison, "as_dict"):
             d["comparison"] = self.comparison.as_dict()
+        if self.thermal is not None:
+            from phonjax.thermal import thermal_summary
+            d["thermal"] = thermal_summary(self.thermal)
         return d
+
+    def _thermal_300(self) -> list:
+        if self.thermal is None or not np.any(np.abs(self.thermal.temperatures - 300.0) < 1e-9):
+            return []
+        return [self.thermal.at(300.0)]
 
     def summary_text(self) -> str:
         fc = self.force_constants
@@ -78,6 +88,8 @@ class PredictResult:
                  f"max frequency {self.max_frequency:.4f} THz; min {self.min_frequency:.4f} THz; "
                  + (f"imaginary modes at {self.n_imaginary_q} of {len(self.band.qpoints)} path points"
                     if self.n_imaginary_q else "no imaginary modes on the path"),
+                 *([f"thermal (mesh {'×'.join(map(str, self.thermal.mesh))}) at 300 K: F {t['F']:.3f} kJ/mol, "
+                    f"S {t['S']:.3f} J/(K·mol), C_V {t['Cv']:.3f} J/(K·mol)" for t in self._thermal_300()]),
                  "timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())]
         if self.comparison is not None and hasattr(self.comparison, "summary"):
             lines.append(self.comparison.summary())
@@ -245,6 +257,7 @@ def _finish(fc, spec, *, npoints, reference, out_dir, timings, progress, extra=N
     (Born data attached) with the resolved LongRange ``spec``; the Correction is built once here."""
     from phonjax.dynmat import phonons
     from phonjax.io.outputs import DEFAULT_WRITERS, FORCE_CONSTANTS, write_outputs
+    from phonjax.thermal import mesh_thermal
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,6 +273,10 @@ def _finish(fc, spec, *, npoints, reference, out_dir, timings, progress, extra=N
     qd = spec.q_direction if spec.q_direction is not None else ((1.0, 0.0, 0.0) if mode != "none" else None)
     gamma = phonons(fc, [[0.0, 0.0, 0.0]], corr, q_direction=qd)[0]
     timings["bands"] = time.perf_counter() - t
+    progress.stage("thermal")
+    t = time.perf_counter()
+    thermal = mesh_thermal(fc, corr)
+    timings["thermal"] = time.perf_counter() - t
     if corr is not None:  # record the correction's Λ (and recip-auto's fit) in summary.json
         extra["long_range_correction"] = {"mode": mode, "lambda": corr.lam,
                                           **{k: corr.info[k] for k in ("lambda_fit",) if k in corr.info}}
@@ -275,7 +292,7 @@ def _finish(fc, spec, *, npoints, reference, out_dir, timings, progress, extra=N
     f = band.frequencies
     res = PredictResult(fc, band, out, files, timings, gamma, float(f.max()), float(f.min()),
                         int(np.sum(f.min(axis=1) < -IMAGINARY_THRESHOLD_THZ)), mode, np.asarray(fc.supercell.matrix),
-                        comparison, extra, ref)
+                        comparison, extra, ref, thermal)
     for w in DEFAULT_WRITERS:  # summary.json reports the time the writers before it took
         timings["write"] = time.perf_counter() - t
         if w is not FORCE_CONSTANTS:

@@ -87,3 +87,53 @@ def thermal_properties(frequencies, temperatures, weights=None, *, cutoff: float
                              heat_capacity=cv * to_kj * 1000, zero_point_energy=zpe * to_kj,
                              n_excluded=int(np.sum(~keep)),
                              mesh=None if mesh is None else tuple(int(m) for m in mesh))
+
+
+#: Default q-mesh density of :func:`default_mesh`: n_i = ⌈MESH_LENGTH · |b_i|⌉ (Å; b_i without 2π).
+MESH_LENGTH = 25.0
+#: Default temperatures of ``phonjax predict``'s thermal table (K).
+DEFAULT_TEMPERATURES = np.arange(0.0, 1001.0, 10.0)
+
+
+def default_mesh(crystal, length: float = MESH_LENGTH) -> tuple[int, int, int]:
+    """Γ-centred mesh with ⌈length·|b_i|⌉ points along reciprocal vector b_i (1/Å, no 2π) of ``crystal``."""
+    rec = np.linalg.inv(np.asarray(crystal.cell, dtype=np.float64))       # columns: b_i (no 2π)
+    return tuple(max(1, int(np.ceil(length * np.linalg.norm(rec[:, i]) - 1e-9))) for i in range(3))
+
+
+def time_reversal_mesh(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """(q (nq', 3), weights (nq',)) of :func:`mesh_qpoints` with q and −q merged (exact for real force
+    constants: D(−q) = D(q)*, same frequencies); weights sum to n1·n2·n3."""
+    mesh = np.asarray(tuple(int(m) for m in np.broadcast_to(np.asarray(mesh), (3,))))
+    q = mesh_qpoints(mesh)
+    k = np.round(q * mesh).astype(np.int64) % mesh                           # integer grid index
+    idx = (k[:, 0] * mesh[1] + k[:, 1]) * mesh[2] + k[:, 2]
+    mk = (-k) % mesh
+    midx = (mk[:, 0] * mesh[1] + mk[:, 1]) * mesh[2] + mk[:, 2]
+    keep = idx <= midx
+    return q[keep], np.where(idx[keep] == midx[keep], 1.0, 2.0)
+
+
+def mesh_thermal(fc, correction=None, mesh=None, temperatures=DEFAULT_TEMPERATURES, *,
+                 cutoff: float = 1e-3) -> ThermalProperties:
+    """Thermal properties of force constants ``fc`` (:class:`~phonjax.force_constants.ForceConstants`) on a
+    Γ-centred ``mesh`` (default :func:`default_mesh` of the primitive cell) with a prebuilt long-range
+    ``correction`` (the one the bands use; None: none). Γ is taken without a direction of approach (no
+    non-analytic term, as phonopy's mesh); q and −q are merged (:func:`time_reversal_mesh`)."""
+    from phonjax.dynmat import phonons
+
+    mesh = default_mesh(fc.primitive) if mesh is None else tuple(int(m) for m in np.broadcast_to(mesh, (3,)))
+    q, w = time_reversal_mesh(mesh)
+    return thermal_properties(phonons(fc, q, correction), temperatures, w, cutoff=cutoff, mesh=mesh)
+
+
+def thermal_summary(tp: ThermalProperties, temperature: float = 300.0) -> dict:
+    """Compact table for summary.json: values at ``temperature`` (when computed) and the arrays; units in keys."""
+    d = {"mesh": None if tp.mesh is None else list(tp.mesh), "n_excluded_modes": tp.n_excluded,
+         "zero_point_energy_kJ_mol": tp.zero_point_energy, "units": {"T": "K", "F": "kJ/mol", "S": "J/(K·mol)",
+                                                                      "Cv": "J/(K·mol)", "per": "primitive cell"}}
+    if np.any(np.abs(tp.temperatures - temperature) < 1e-9):
+        d[f"at_{temperature:g}K"] = tp.at(temperature)
+    d.update({"T": tp.temperatures.tolist(), "F": [round(float(x), 6) for x in tp.free_energy],
+              "S": [round(float(x), 6) for x in tp.entropy], "Cv": [round(float(x), 6) for x in tp.heat_capacity]})
+    return d

@@ -38,3 +38,8 @@ def test_demo_lif_with_sevennet0(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lr"] == "recip-auto" and summary["n_atoms_supercell"] == 128
     assert (out / "band.png").stat().st_size > 10_000
+    th = summary["thermal"]                          # F, S, C_V vs T with the bands' correction (recip-auto)
+    from phonjax import units
+    r = units.KB_EV_K * units.EV_TO_KJ_MOL * 1000   # k_B per mole of cells, J/(K·mol)
+    assert 0 < th["at_300K"]["Cv"] < 6 * r and th["at_300K"]["S"] > 0 and th["n_excluded_modes"] == 3
+    assert (out / "thermal.png").stat().st_size > 5_000

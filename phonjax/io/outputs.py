@@ -38,6 +38,13 @@ def _band_png(res, path: Path) -> None:
     plot_band_structure(res.band, path, reference=res.reference, reference_label="reference", title=title)
 
 
+def _thermal_png(res, path: Path) -> None:
+    from phonjax.plot import plot_thermal_properties  # noqa: PLC0415
+    fc = res.force_constants
+    plot_thermal_properties(res.thermal, path, title=f"{''.join(fc.primitive.symbols)}  (lr={res.lr}, "
+                                                     f"mesh {'×'.join(str(m) for m in res.thermal.mesh)})")
+
+
 def _summary_json(res, path: Path) -> None:
     path.write_text(json.dumps(res.as_dict(), indent=2, default=str) + "\n")
 
@@ -55,6 +62,7 @@ DEFAULT_WRITERS = (
     FORCE_CONSTANTS,
     OutputWriter("band.yaml", _band_yaml),
     OutputWriter("band.png", _band_png),
+    OutputWriter("thermal.png", _thermal_png),
     OutputWriter("summary.json", _summary_json),
     OutputWriter("summary.txt", _summary_txt),
 )

@@ -12,7 +12,8 @@ tests/train_helpers.py (6 eight-atom + 4 sixteen-atom LiF cells, float64):
   (≈1e-16 relative per step); Adam's normalised updates carry it along for a few steps, far below 1e-10.
 * an end-to-end ``finetune`` on 4 devices equals the 1-device one (history, final state) to the same tolerance;
 * a 4-device run interrupted after 5 steps and resumed from its orbax checkpoint ends bit-for-bit equal to the
-  uninterrupted 4-device run (replicated state saved, restored onto the mesh; the same reduction order).
+  uninterrupted 4-device run (replicated state saved, restored onto the mesh; the same reduction order);
+* asking for more devices than JAX sees is one ConfigError line, before anything is written.
 
 Runtime ≈ 30–60 s on 2 shared cores (one compilation of the train and eval steps per mesh).
 """
@@ -116,6 +117,15 @@ SCRIPT = textwrap.dedent(r"""
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert [h["valid_loss"] for h in four.history] == [h["valid_loss"] for h in res.history]
     assert len(res.last_state["params"]["offsets"].sharding.device_set) == 4
+    # more devices than JAX sees: one clear line before any work
+    from phonjax.config import ConfigError
+    try:
+        finetune(cfg("bad", 8), model=PairModel(seed=0), log=quiet)
+    except ConfigError as e:
+        assert "parallel.devices = 8" in str(e) and "4 device(s)" in str(e) and "\n" not in str(e), e
+    else:
+        raise AssertionError("expected ConfigError")
+    assert not (tmp / "bad").exists()
     print(f"OK worst relative difference 1/2/4 devices {worst:.2e}")
 """)
 

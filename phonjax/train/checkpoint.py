@@ -5,6 +5,8 @@ float64 round trip) and a JSON ``meta`` dict (step, epoch, position in the epoch
 and plateau state, metric history). Restoring needs an *abstract* state of the same structure (the
 freshly initialised one), which also restores optax's named tuples. Resume is bit-for-bit: data order is
 a pure function of (seed, stage, epoch), so (step, epoch, batch index) determine what comes next.
+Data-parallel state (replicated over a device mesh) is saved as one host copy; the caller puts a restored
+state back onto its mesh (:meth:`phonjax.train.parallel.DataParallel.replicate`).
 
 Integrity: after orbax has finished a step, a sha256 manifest of its files is written atomically
 (:mod:`phonjax.train.integrity`); only then are older steps beyond ``keep`` deleted, so a process killed

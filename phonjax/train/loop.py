@@ -14,6 +14,10 @@ Determinism: batch order is a pure function of (seed, stage, epoch); the jitted 
 CPU; resuming restores params, optimiser state, EMA, RNG key, step, epoch, early-stopping/plateau state and
 history, so an interrupted + resumed run ends with bitwise the same parameters as an uninterrupted one.
 The train and eval steps are compiled once per stage (static padded shapes; see ``FinetuneResult.compilations``).
+
+Devices: every batch is split over the devices of ``cfg.parallel`` (default: all JAX sees) and the state is
+replicated (:mod:`phonjax.train.parallel`); checkpoints hold the replicated state once and are restored onto
+the mesh, so resuming is bit-for-bit on the same device count (other counts agree to rounding).
 """
 from __future__ import annotations
 

@@ -10,12 +10,14 @@ tests/train_helpers.py (6 eight-atom + 4 sixteen-atom LiF cells, float64):
   relative 1e-10. They are not bitwise equal because the gradient and the loss are sums over devices of
   per-device sums (``psum``), a different floating-point summation order than one device's single sum
   (≈1e-16 relative per step); Adam's normalised updates carry it along for a few steps, far below 1e-10.
+* with a force-constant loss term (random directions from the replicated RNG key): 4 steps on 1 and 4 devices
+  agree to the same tolerance;
 * an end-to-end ``finetune`` on 4 devices equals the 1-device one (history, final state) to the same tolerance;
 * a 4-device run interrupted after 5 steps and resumed from its orbax checkpoint ends bit-for-bit equal to the
   uninterrupted 4-device run (replicated state saved, restored onto the mesh; the same reduction order);
 * asking for more devices than JAX sees is one ConfigError line, before anything is written.
 
-Runtime ≈ 30–60 s on 2 shared cores (one compilation of the train and eval steps per mesh).
+Runtime ≈ 40–70 s on 2 shared cores (one compilation of the train and eval steps per mesh).
 """
 import os
 from pathlib import Path
@@ -90,6 +92,29 @@ SCRIPT = textwrap.dedent(r"""
             worst = max(worst, close(a, b, f"state {n}"))
         for k in base[2]:
             worst = max(worst, close(runs[n][2][k], base[2][k], f"eval {k} {n}"))
+
+    # ---- with the force-constant term (one structure, evaluated on the replicated parameters) -----------
+    from phonjax.train.model_api import make_batch
+    from phonjax.train.steps import FcTerm
+    f0 = frames[0]
+    fcb = make_batch(m, [f0], compute_capacities([m.frame_sizes(f0)], 1), False)
+    fc_ref = np.random.default_rng(5).normal(0, 1.0, (2, f0.n_atoms, 3, 3))
+    fct = FcTerm(fcb, jnp.asarray([0, 1]), jnp.asarray(fc_ref), f0.n_atoms, 0.5, 2)  # 2 random directions/step
+    fc_runs = {}
+    for n in (1, 4):
+        dp = data_parallel(ParallelConfig(devices=n))
+        caps = compute_capacities([m.frame_sizes(f) for f in frames], dp.per_device(3))
+        step, _ = build_steps(m, LossConfig(), opt, 0.9, True, fct, dp)
+        state = dp.replicate(init_state(opt, tp, 0))
+        losses = []
+        for bidx in batches[:4]:
+            state, terms = step(state, dp.batch(m, [frames[i] for i in bidx], caps), 1.0)
+            losses.append([float(terms["total"]), float(terms["fc"])])
+        fc_runs[n] = (np.array(losses), state)
+    assert np.all(fc_runs[1][0][:, 1] > 0)
+    worst = max(worst, close(fc_runs[4][0], fc_runs[1][0], "fc losses"))
+    for a, b in zip(jax.tree_util.tree_leaves(fc_runs[4][1]), jax.tree_util.tree_leaves(fc_runs[1][1])):
+        worst = max(worst, close(a, b, "fc state"))
 
     # ---- end to end: finetune on 4 devices == 1 device; resume on 4 devices is bitwise ----------------
     def cfg(out, n):

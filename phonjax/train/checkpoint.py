@@ -83,7 +83,8 @@ class Checkpointer:
         self._mngr.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
         self._mngr.wait_until_finished()
-        write_manifest(self.step_dir(step))
+        if jax.process_index() == 0:  # multi-host: one writer of the shared step directory's manifest
+            write_manifest(self.step_dir(step))
         # newer steps belong to a timeline abandoned by a resume from an older step; keep ``keep`` in all
         older = [s for s in self.steps() if s < step]
         for s in [s for s in self.steps() if s > step] + older[:max(0, len(older) + 1 - self.keep)]:

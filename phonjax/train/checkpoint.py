@@ -5,6 +5,8 @@ float64 round trip) and a JSON ``meta`` dict (step, epoch, position in the epoch
 and plateau state, metric history). Restoring needs an *abstract* state of the same structure (the
 freshly initialised one), which also restores optax's named tuples. Resume is bit-for-bit: data order is
 a pure function of (seed, stage, epoch), so (step, epoch, batch index) determine what comes next.
+Data-parallel state (replicated over a device mesh) is saved as one host copy; the caller puts a restored
+state back onto its mesh (:meth:`phonjax.train.parallel.DataParallel.replicate`).
 
 Integrity: after orbax has finished a step, a sha256 manifest of its files is written atomically
 (:mod:`phonjax.train.integrity`); only then are older steps beyond ``keep`` deleted, so a process killed
@@ -81,7 +83,8 @@ class Checkpointer:
         self._mngr.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
         self._mngr.wait_until_finished()
-        write_manifest(self.step_dir(step))
+        if jax.process_index() == 0:  # multi-host: one writer of the shared step directory's manifest
+            write_manifest(self.step_dir(step))
         # newer steps belong to a timeline abandoned by a resume from an older step; keep ``keep`` in all
         older = [s for s in self.steps() if s < step]
         for s in [s for s in self.steps() if s > step] + older[:max(0, len(older) + 1 - self.keep)]:

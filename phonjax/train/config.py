@@ -148,6 +148,23 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class ParallelConfig:
+    """Data-parallel training (:mod:`phonjax.train.parallel`): every batch of ``data.batch_size`` structures is
+    split over the devices, parameters and optimiser state are replicated, gradients summed over devices.
+
+    devices: how many of the devices JAX sees share each batch (null: all of them; 1: one device).
+    distributed: multi-host; call ``jax.distributed.initialize`` first (also done when the environment sets
+    ``JAX_COORDINATOR_ADDRESS``) with coordinator_address ("host:port"), num_processes and process_id (null:
+    detected by JAX from SLURM / Open MPI / Cloud TPU or ``JAX_COORDINATOR_ADDRESS``)."""
+
+    devices: int | None = None
+    distributed: bool = False
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """One step of step-wise finetuning: its own data files, optional epoch/lr/freeze overrides."""
 
@@ -172,6 +189,7 @@ class FinetuneConfig:
     optim: OptimConfig = OptimConfig()
     freeze: FreezeConfig = FreezeConfig()
     training: TrainingConfig = TrainingConfig()
+    parallel: ParallelConfig = ParallelConfig()
     stages: tuple[StageConfig, ...] = ()
 
     def __post_init__(self):
@@ -197,6 +215,8 @@ def validate_config(cfg: FinetuneConfig) -> None:
     for w in ("energy_weight", "forces_weight", "stress_weight"):
         if getattr(cfg.loss, w) < 0:
             raise ConfigError(f"loss.{w} must be ≥ 0")
+    if cfg.parallel.devices is not None and cfg.parallel.devices < 1:
+        raise ConfigError(f"parallel.devices must be ≥ 1 (or null: all devices), got {cfg.parallel.devices}")
     sr = cfg.data.short_range
     if sr is not None:
         if not sr.born or not sr.reference:

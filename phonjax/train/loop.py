@@ -14,6 +14,10 @@ Determinism: batch order is a pure function of (seed, stage, epoch); the jitted 
 CPU; resuming restores params, optimiser state, EMA, RNG key, step, epoch, early-stopping/plateau state and
 history, so an interrupted + resumed run ends with bitwise the same parameters as an uninterrupted one.
 The train and eval steps are compiled once per stage (static padded shapes; see ``FinetuneResult.compilations``).
+
+Devices: every batch is split over the devices of ``cfg.parallel`` (default: all JAX sees) and the state is
+replicated (:mod:`phonjax.train.parallel`); checkpoints hold the replicated state once and are restored onto
+the mesh, so resuming is bit-for-bit on the same device count (other counts agree to rounding).
 """
 from __future__ import annotations
 
@@ -33,9 +37,10 @@ from phonjax.train.checkpoint import Checkpointer, CheckpointError  # noqa: F401
 from phonjax.train.config import FinetuneConfig, StageConfig, load_finetune_config
 from phonjax.train.data import DatasetError, epoch_order
 from phonjax.train.fc_loss import load_fc_reference
-from phonjax.train.model_api import TrainableModel, make_batch
+from phonjax.train.model_api import TrainableModel
 from phonjax.train.offsets import energy_offsets, model_energies  # noqa: F401 - public names of the loop
 from phonjax.train.optim import PlateauScheduler
+from phonjax.train.parallel import data_parallel, initialize_distributed
 from phonjax.train.run_dir import atomic_write, check_fresh_start, clear_previous_run, write_metrics
 from phonjax.train.stage import Stage
 from phonjax.train.steps import build_steps, init_state  # noqa: F401 - public names of the loop
@@ -174,9 +179,15 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overw
     out = Path(cfg.out_dir)
     if not resume:
         check_fresh_start(out, overwrite=overwrite)
+    if initialize_distributed(cfg.parallel):  # multi-host: before any other JAX call
+        log(f"jax.distributed initialised: process {jax.process_index()} of {jax.process_count()}")
+    dp = data_parallel(cfg.parallel)
+    if dp.n_devices > 1:
+        log(f"data-parallel over {dp.n_devices} {dp.mesh.devices.flat[0].platform} devices "
+            f"(batch of {cfg.data.batch_size} split; parameters and optimiser state replicated)")
     model, short_range, fc_ref = _load_inputs(cfg, model, log)
     # build every stage's data first: all bad input fails before any training (or any file is removed)
-    runners = [Stage(model, cfg, st, k, fc_ref, log, short_range) for k, st in enumerate(_stages(cfg))]
+    runners = [Stage(model, cfg, st, k, fc_ref, log, dp, short_range) for k, st in enumerate(_stages(cfg))]
     if not resume:
         clear_previous_run(out, overwrite=overwrite, log=log)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,6 +239,7 @@ def _start_stage(run: _Run, k: int, stage: Stage, tparams, ckpt: Checkpointer, b
     state = stage.init_state(tparams, cfg.training.seed)
     if resume and ckpt.latest_step() is not None:
         state, meta = ckpt.restore(state, log=run.log)
+        state = stage.dp.replicate(state)  # saved from the replicated arrays; back onto the mesh
         run.history[:] = list(meta["history"])
         run.log(f"stage {stage.stage.name}: resumed at step {meta['step']} (epoch {meta['epoch']})")
         return state, meta, tparams
@@ -265,7 +277,7 @@ def _train_batches(run: _Run, k: int, stage: Stage, state, epoch: int, scale: fl
                 break
             # host work (neighbour lists, padding) of the next batch overlaps the device's current step:
             # nothing below waits for the device except the occasional progress-bar read of an old loss
-            batch = make_batch(run.model, [stage.train.frames[i] for i in bidx], stage.caps, stage.use_stress)
+            batch = stage.batch([stage.train.frames[i] for i in bidx])  # split over the devices
             state, terms = stage.train_step(state, batch, scale_arr)
             run.steps_this_call += 1
             losses.append(terms["total"])

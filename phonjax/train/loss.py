@@ -39,32 +39,49 @@ def _pointwise(err, kind: str, delta: float):
     return 2.0 * jnp.where(a <= delta, 0.5 * err * err, delta * (a - 0.5 * delta))
 
 
-def _masked_mean(values, mask):
+def _masked_sum(values, mask):
+    """Σ values over real items (mask broadcast over trailing axes) and their count."""
     m = mask.astype(values.dtype)
     while m.ndim < values.ndim:
         m = m[..., None]
-    count = jnp.sum(m * jnp.ones_like(values))
-    return jnp.sum(values * m) / jnp.maximum(count, 1.0)
+    return jnp.sum(values * m), jnp.sum(m * jnp.ones_like(values))
 
 
-def loss_terms(pred: Predictions, lab: Labels, cfg: LossConfig, use_stress: bool = True) -> dict:
-    """Weighted total loss and its parts (scalars): ``energy`` (per atom), ``forces``, ``stress``."""
+def loss_counts(lab: Labels) -> dict:
+    """Number of real items of each loss term (scalars): graphs, force components, stress components.
+    Additive over sub-batches, so a data-parallel step sums them over devices before :func:`combine`."""
+    e = lab.energy
+    return {"energy": _masked_sum(jnp.zeros_like(e), lab.graph_mask)[1],
+            "forces": _masked_sum(jnp.zeros_like(lab.forces), lab.node_mask)[1],
+            "stress": _masked_sum(jnp.zeros_like(lab.stress), lab.stress_mask)[1]}
+
+
+def loss_sums(pred: Predictions, lab: Labels, cfg: LossConfig) -> dict:
+    """Σ of the pointwise losses over real items (scalars): ``energy`` (per atom), ``forces``, ``stress``."""
     n = jnp.maximum(lab.n_atoms, 1.0)
-    e_err = (pred.energy - lab.energy) / n
-    f_err = pred.forces - lab.forces
-    out = {
-        "energy": _masked_mean(_pointwise(e_err, cfg.kind, cfg.huber_delta), lab.graph_mask),
-        "forces": _masked_mean(_pointwise(f_err, cfg.kind, cfg.huber_delta), lab.node_mask),
-    }
+    pw = lambda err: _pointwise(err, cfg.kind, cfg.huber_delta)  # noqa: E731
+    return {"energy": _masked_sum(pw((pred.energy - lab.energy) / n), lab.graph_mask)[0],
+            "forces": _masked_sum(pw(pred.forces - lab.forces), lab.node_mask)[0],
+            "stress": _masked_sum(pw(pred.stress - lab.stress), lab.stress_mask)[0]}
+
+
+def combine(sums: dict, counts: dict, cfg: LossConfig, use_stress: bool = True) -> dict:
+    """Weighted total loss and its parts (means = sums / counts). Linear in ``sums``: with the counts of a
+    whole batch, the terms of its sub-batches add up to the terms of the batch."""
+    out = {k: sums[k] / jnp.maximum(counts[k], 1.0) for k in ("energy", "forces")}
     total = cfg.energy_weight * out["energy"] + cfg.forces_weight * out["forces"]
     if use_stress and cfg.stress_weight > 0:
-        s_err = pred.stress - lab.stress
-        out["stress"] = _masked_mean(_pointwise(s_err, cfg.kind, cfg.huber_delta), lab.stress_mask)
+        out["stress"] = sums["stress"] / jnp.maximum(counts["stress"], 1.0)
         total = total + cfg.stress_weight * out["stress"]
     else:
         out["stress"] = jnp.zeros_like(total)
     out["total"] = total
     return out
+
+
+def loss_terms(pred: Predictions, lab: Labels, cfg: LossConfig, use_stress: bool = True) -> dict:
+    """Weighted total loss and its parts (scalars): ``energy`` (per atom), ``forces``, ``stress``."""
+    return combine(loss_sums(pred, lab, cfg), loss_counts(lab), cfg, use_stress)
 
 
 def error_sums(pred: Predictions, lab: Labels) -> dict:

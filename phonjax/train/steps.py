@@ -1,7 +1,8 @@
 """Jitted training/evaluation steps of the finetuning loop and the fresh training state.
 
 state = {params, opt_state, ema, rng, step}; tparams = {"model": model parameters, "offsets": (n_types,) eV}.
-The steps are pure functions of their inputs, compiled once per stage (static padded batch shapes).
+The steps are pure functions of their inputs, compiled once per stage (static padded batch shapes), and
+data-parallel over the mesh of a :class:`phonjax.train.parallel.DataParallel` (one device: a 1-device mesh).
 """
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec as P
 
 from phonjax.train.fc_loss import hvp_on_rows, random_directions, reference_hvp, unit_directions
-from phonjax.train.loss import error_sums, loss_terms
+from phonjax.train.loss import combine, error_sums, loss_counts, loss_sums
 from phonjax.train.model_api import Batch, TrainableModel, predict, total_energies
 from phonjax.train.optim import ema_update
+from phonjax.train.parallel import AXIS, DataParallel, data_parallel
 
 
 @dataclass(frozen=True)
@@ -30,28 +33,57 @@ class FcTerm:
 
 
 def build_steps(model: TrainableModel, loss_cfg, optimizer, ema_decay: float | None, use_stress: bool,
-                fc: FcTerm | None = None):
+                fc: FcTerm | None = None, dp: DataParallel | None = None):
     """Jitted ``train_step(state, batch, lr_scale) -> (state, terms)`` and
-    ``eval_step(tparams, batch) -> (terms, error_sums)``. state = {params, opt_state, ema, rng, step}."""
+    ``eval_step(tparams, batch) -> (terms, error_sums)``. state = {params, opt_state, ema, rng, step}.
 
-    def loss_fn(tp, batch, key):
+    ``batch`` is a global batch of ``dp`` (:meth:`DataParallel.batch`; default: a 1-device mesh of the
+    default device, whose global batch is a plain padded batch): each device computes the masked loss sums
+    and their gradient on its own sub-batch, scaled by the counts of real items of the whole batch, and one
+    ``psum`` over the mesh axis reduces gradients and loss terms. State and parameters are replicated. The
+    force-constant term (one structure) is evaluated on the replicated parameters outside the sharded part.
+    """
+    dp = dp or data_parallel(devices=jax.devices()[:1])
+    rep, split = dp.replicated, dp.split
+
+    def sharded(fn):
+        return jax.shard_map(fn, mesh=dp.mesh, in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False)
+
+    def _local_terms(tp, batch):
+        counts = jax.lax.psum(loss_counts(batch.labels), AXIS)  # the whole global batch's real items
         pred = predict(model, tp, batch, with_stress=use_stress)
-        terms = loss_terms(pred, batch.labels, loss_cfg, use_stress)
-        if fc is not None:
-            n_rows = fc.fc.shape[0]
-            dirs = (random_directions(key, fc.n_vectors, n_rows) if fc.n_vectors > 0
-                    else jnp.asarray(unit_directions(n_rows)))
+        return combine(loss_sums(pred, batch.labels, loss_cfg), counts, loss_cfg, use_stress), pred
 
-            def e_of_pos(pos):
-                return total_energies(model, tp, fc.batch, pos, fc.batch.cells)[0]
+    @sharded
+    def data_grads(tp, batch):
+        def local(p):
+            terms = _local_terms(p, batch)[0]
+            return terms["total"], terms
+        (_, terms), grads = jax.value_and_grad(local, has_aux=True)(tp)
+        return jax.lax.psum((grads, terms), AXIS)  # gradient reduction over devices
 
-            terms["fc"] = fc_loss_padded(e_of_pos, fc.batch.positions, fc.rows, fc.fc, dirs, fc.n_super)
-            terms["total"] = terms["total"] + fc.weight * terms["fc"]
-        return terms["total"], terms
+    @sharded
+    def data_eval(tp, batch):
+        terms, pred = _local_terms(tp, batch)
+        return jax.lax.psum((terms, error_sums(pred, batch.labels)), AXIS)
+
+    def fc_term(tp, key):
+        n_rows = fc.fc.shape[0]
+        dirs = (random_directions(key, fc.n_vectors, n_rows) if fc.n_vectors > 0
+                else jnp.asarray(unit_directions(n_rows)))
+
+        def e_of_pos(pos):
+            return total_energies(model, tp, fc.batch, pos, fc.batch.cells)[0]
+
+        return fc_loss_padded(e_of_pos, fc.batch.positions, fc.rows, fc.fc, dirs, fc.n_super)
 
     def train_step(state, batch, lr_scale):
         key, sub = jax.random.split(state["rng"])
-        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, sub)
+        grads, terms = data_grads(state["params"], batch)
+        if fc is not None:
+            terms["fc"], g_fc = jax.value_and_grad(fc_term)(state["params"], sub)
+            terms["total"] = terms["total"] + fc.weight * terms["fc"]
+            grads = jax.tree_util.tree_map(lambda g, h: g + fc.weight * h, grads, g_fc)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         updates = jax.tree_util.tree_map(lambda u: u * jnp.asarray(lr_scale, u.dtype), updates)
         params = optax.apply_updates(state["params"], updates)
@@ -59,12 +91,8 @@ def build_steps(model: TrainableModel, loss_cfg, optimizer, ema_decay: float | N
         return {"params": params, "opt_state": opt_state, "ema": ema, "rng": key,
                 "step": state["step"] + 1}, terms
 
-    def eval_step(tp, batch):
-        pred = predict(model, tp, batch, with_stress=use_stress)
-        terms = loss_terms(pred, batch.labels, loss_cfg, use_stress)
-        return terms, error_sums(pred, batch.labels)
-
-    return jax.jit(train_step), jax.jit(eval_step)
+    return (jax.jit(train_step, in_shardings=(rep, split, rep), out_shardings=rep),
+            jax.jit(data_eval, in_shardings=(rep, split), out_shardings=rep))
 
 
 def build_fc_eval(model: TrainableModel, fc: FcTerm):

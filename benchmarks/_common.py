@@ -160,3 +160,9 @@ class TorchSystem:
         out = [torch.autograd.grad(g[i, a], pos, retain_graph=k < len(rows) - 1)[0].detach().numpy()
                for k, (i, a) in enumerate(rows)]
         return np.stack(out)
+
+
+def epoch_throughput(history) -> tuple[float, float]:
+    """(seconds, structures) of a finetune history's epochs ≥ 2 (the first includes compilation)."""
+    rows = [h for h in history if h["epoch"] >= 2]
+    return sum(h["train_time_s"] for h in rows), sum(h["structures_per_s"] * h["train_time_s"] for h in rows)

@@ -42,7 +42,7 @@ if ARGS is not None and ARGS.platform == "cpu":  # before jax is imported (by _c
 
 import numpy as np  # noqa: E402
 
-from _common import RESULTS, metadata, write_json  # noqa: E402
+from _common import RESULTS, epoch_throughput, metadata, write_json  # noqa: E402
 from bench_training import ARCH, make_data  # noqa: E402
 
 import jax  # noqa: E402
@@ -65,8 +65,7 @@ def run(data: Path, work: Path, n: int, args) -> tuple[dict, list]:
     r = finetune(cfg, model=model, log=lambda s: None)
     wall = time.perf_counter() - t0
     rows = [h for h in r.history if h["epoch"] >= 2]
-    secs = sum(h["train_time_s"] for h in rows)
-    n_struct = sum(h["structures_per_s"] * h["train_time_s"] for h in rows)
+    secs, n_struct = epoch_throughput(r.history)
     first = next(h for h in r.history if h["epoch"] == 1)
     return ({"devices": n, "epochs_timed": len(rows), "structures_timed": round(n_struct), "seconds": secs,
              "structures_per_s": n_struct / secs, "first_epoch_s": first["train_time_s"], "wall_s_total": wall,

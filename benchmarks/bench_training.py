@@ -182,6 +182,7 @@ def run_phonjax(data: Path, work: Path, batch: int, epochs: int, dtype: str) -> 
     import phonjax  # noqa: F401
     from phonjax.train.config import DataConfig, FinetuneConfig, LossConfig, OptimConfig, TrainingConfig
     from phonjax.train.loop import finetune
+    from _common import epoch_throughput
     from phonjax.models.nequip.train_adapter import random_trainable
     model = random_trainable(type_names=("Li", "F"), dtype=dtype, seed=1, **ARCH)
     cfg = FinetuneConfig(model="random", out_dir=str(work / "phonjax"),
@@ -194,8 +195,7 @@ def run_phonjax(data: Path, work: Path, batch: int, epochs: int, dtype: str) -> 
     r = finetune(cfg, model=model, log=lambda s: None)
     wall = time.perf_counter() - t0
     rows = [h for h in r.history if h["epoch"] >= 2]
-    secs = sum(h["train_time_s"] for h in rows)
-    n_struct = sum(h["structures_per_s"] * h["train_time_s"] for h in rows)
+    secs, n_struct = epoch_throughput(r.history)
     n_atoms_per = count_atoms(data)
     return {"epochs_timed": len(rows), "seconds": secs, "wall_s_total": wall,
             "structures_per_s": n_struct / secs, "atoms_per_s": n_struct / secs * n_atoms_per,

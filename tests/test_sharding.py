@@ -5,15 +5,11 @@ The checks run in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device
 :meth:`ForceConstants.frequencies` / :func:`force_constants` (themselves tested against phonopy elsewhere).
 Runtime ≈ 20–40 s on 2 shared cores.
 """
-import os
-from pathlib import Path
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from forced_devices import run_with_devices
 
 SCRIPT = textwrap.dedent(r"""
     import numpy as np
@@ -89,11 +85,4 @@ SCRIPT = textwrap.dedent(r"""
 
 
 def test_sharded_equals_single_device():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
-    assert "OK" in p.stdout
+    last = run_with_devices(SCRIPT, 4, timeout=300)

@@ -19,13 +19,10 @@ tests/train_helpers.py (6 eight-atom + 4 sixteen-atom LiF cells, float64):
 
 Runtime ≈ 40–70 s on 2 shared cores (one compilation of the train and eval steps per mesh).
 """
-import os
 from pathlib import Path
-import subprocess
-import sys
 import textwrap
 
-ROOT = Path(__file__).resolve().parents[1]
+from forced_devices import run_with_devices
 
 SCRIPT = textwrap.dedent(r"""
     import sys, tempfile
@@ -156,12 +153,5 @@ SCRIPT = textwrap.dedent(r"""
 
 
 def test_data_parallel_equals_single_device():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
-    assert "OK" in p.stdout
-    print(p.stdout.strip().splitlines()[-1])
+    last = run_with_devices(SCRIPT, 4, timeout=600)
+    print(last)

@@ -189,13 +189,18 @@ class LoopReport:
     failed: dict
 
 
-def _write_result(compute, sample_dir, i: int, skip_finished: bool) -> int:
-    """One sample on a worker: compute, then the atomic ``result.json`` (the "finished" marker). A task that
-    Dask reruns after losing a worker whose completion report never arrived finds its marker and stops."""
+def _write_result(compute, sample_dir, i: int, skip_finished: bool) -> str | None:
+    """One sample on a worker: compute, then the atomic ``result.json`` (the "finished" marker); returns None,
+    or the sample's one-line error (returned, not raised: a failed sample is a result, not a task failure for
+    Dask to log with a traceback). A task that Dask reruns after losing a worker whose completion report never
+    arrived finds its marker and stops."""
     if skip_finished and load_result(sample_dir(i)) is not None:
-        return i
-    atomic_write_json(Path(sample_dir(i)) / "result.json", compute(i))
-    return i
+        return None
+    try:
+        atomic_write_json(Path(sample_dir(i)) / "result.json", compute(i))
+    except Exception as e:  # noqa: BLE001 - recorded and reported, other samples continue
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def run_samples(indices: Iterable[int], sample_dir: Callable[[int], Path], compute: Callable[[int], dict],
@@ -233,10 +238,13 @@ def run_samples(indices: Iterable[int], sample_dir: Callable[[int], Path], compu
         for f in (as_completed(futs) if todo else ()):
             i = futs[f]
             try:
-                f.result()
+                err = f.result()
+            except Exception as e:  # noqa: BLE001 - e.g. the task was lost more often than Dask allows
+                err = f"{type(e).__name__}: {e}"
+            if err is None:
                 computed.append(i)
-            except Exception as e:  # noqa: BLE001 - recorded and reported, other samples continue
-                failed[i] = f"{type(e).__name__}: {e}"
+            else:
+                failed[i] = err
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(failed=len(failed))

@@ -105,6 +105,8 @@ def _predict(args) -> int | None:
                          out_dir=args.out, **options)
         print(result.summary_text())
         return None
+    if not items:
+        raise ValueError("no structure files in " + ", ".join(map(str, args.structure)))
     res = predict_many(items, args.model, _supercell(args.supercell), born=args.born, out_dir=args.out, **options)
     print(f"{len(res.records)} structures: {res.count('ok')} done, {res.count('skipped')} skipped (finished "
           f"earlier), {res.count('failed')} failed; per-structure results in {res.out_dir}/<name>/, "

@@ -124,7 +124,8 @@ def predict_many(structures, model=None, supercell=None, *, born=None, out_dir="
         raise TypeError(f"predict_many got unknown option(s) {', '.join(bad)}")
     items = structures if structures and isinstance(structures[0], StructureInput) else expand_structures(structures)
     if not items:
-        raise ValueError("no structures given")
+        raise ValueError("no structure files in " + ", ".join(map(str, structures)) if structures
+                         else "no structures given")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m = resolve_model(model)

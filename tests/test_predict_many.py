@@ -83,3 +83,11 @@ def test_cli_several_structures(inputs, tmp_path):
     assert "2 structures: 1 done, 0 skipped (finished earlier), 1 failed" in r.stdout
     assert any(ln.startswith("phonjax: error: broken:") for ln in r.stderr.splitlines())
     assert (out / "LiF" / "band.yaml").is_file()
+
+
+def test_cli_empty_directory_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run([sys.executable, "-m", "phonjax.cli", "predict", str(tmp_path / "empty"), "--out",
+                        str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"phonjax: error: no structure files in {tmp_path / 'empty'}"

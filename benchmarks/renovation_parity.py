@@ -12,9 +12,9 @@ The Γ direction is fixed in Cartesian coordinates here and passed in whatever b
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 import tempfile
-import warnings
 
 import numpy as np
 
@@ -22,6 +22,8 @@ import phonjax  # noqa: F401  (x64)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "phonopy-examples"
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from phonopy_data import load_lif_unsymmetrized  # noqa: E402  (shared with the long-range tests)
 MODES = ("none", "na", "ewald", "ewald-leak", "recip", "gonze", "wang", "recip-auto")
 QS = np.array([[0.1, 0.0, 0.1], [0.25, 0.25, 0.25], [0.5, 0.0, 0.5], [0.5, 0.5, 0.5], [0.13, -0.21, 0.37],
                [0.0, 0.0, 0.0]])
@@ -39,25 +41,11 @@ def _qdir(prim, d_cart):
 
 
 def _load(name):
-    import phonopy
     from phonjax.io.phonopy import from_phonopy
     d = EXAMPLES / name
     if name != "LiF-nosym":
         return from_phonopy(d / "phonopy_disp.yaml")
-    from phonopy import Phonopy
-    from phonopy.file_IO import parse_BORN
-    from phonopy.structure.symmetry import symmetrize_borns_and_epsilon
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ph1 = phonopy.load(supercell_matrix=[2, 2, 2], primitive_matrix="P", unitcell_filename=d / "POSCAR-unitcell",
-                           force_sets_filename=d / "FORCE_SETS", is_nac=False, is_symmetry=False,
-                           symmetrize_fc=False, is_compact_fc=False)
-        ph = Phonopy(ph1.unitcell, supercell_matrix=[2, 2, 2], primitive_matrix="F")
-        ph.force_constants = ph1.force_constants
-        nac = parse_BORN(ph.unitcell, filename=d / "BORN", is_symmetry=False)
-        zb, eps = symmetrize_borns_and_epsilon(nac["born"], nac["dielectric"], ph.unitcell, primitive=ph.primitive)
-        ph.nac_params = {"born": zb, "dielectric": eps, "factor": nac["factor"]}
-    return from_phonopy(ph)
+    return from_phonopy(load_lif_unsymmetrized(d))
 
 
 def dft_entries(out: dict) -> None:

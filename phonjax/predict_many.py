@@ -41,7 +41,7 @@ class StructureInput:
 
 @dataclass(frozen=True)
 class ManyResult:
-    """out_dir; records: one dict per structure, as written to summary.jsonl; n_ok / n_failed / n_skipped."""
+    """out_dir; records: one dict per structure, as written to summary.jsonl; ``count(status)`` per status."""
 
     out_dir: Path
     records: tuple

@@ -9,7 +9,8 @@ pytest.importorskip("phonopy")
 fcmod = pytest.importorskip("phonjax.force_constants")
 pytest.importorskip("phonjax.dynmat")
 
-from test_longrange_phonopy import Case, _load_lif, _load_symmetric  # noqa: E402
+from phonopy_data import load_lif_unsymmetrized  # noqa: E402
+from test_longrange_phonopy import Case, _load_symmetric  # noqa: E402
 
 from phonjax.longrange.ewald import fold_to_bz  # noqa: E402
 
@@ -18,7 +19,7 @@ from phonjax.longrange.ewald import fold_to_bz  # noqa: E402
 def case(request, phonopy_examples):
     d = phonopy_examples / request.param
     if request.param == "LiF-nosym":
-        ph = _load_lif(d)
+        ph = load_lif_unsymmetrized(d)
         c = Case(ph, d / "BORN", unitcell=ph.unitcell)
     else:
         c = Case(_load_symmetric(d), d / "BORN")

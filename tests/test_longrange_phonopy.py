@@ -6,18 +6,14 @@ tests exercise phonjax.born + phonjax.longrange independently of the phonon engi
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
 phonopy = pytest.importorskip("phonopy")
-from phonopy import Phonopy  # noqa: E402
-from phonopy.file_IO import parse_BORN  # noqa: E402
 from phonopy.harmonic.dynamical_matrix import DynamicalMatrix, DynamicalMatrixWang  # noqa: E402
-from phonopy.structure.symmetry import symmetrize_borns_and_epsilon  # noqa: E402
 
 from phonjax import units  # noqa: E402
+from phonopy_data import load_lif_unsymmetrized  # noqa: E402
 from phonjax.io.born import read_born  # noqa: E402
 from phonjax.structure import Crystal, make_supercell, commensurate_qpoints  # noqa: E402
 from phonjax.longrange.strategies import make_correction  # noqa: E402
@@ -81,25 +77,11 @@ def _load_symmetric(d):
                         is_compact_fc=True)
 
 
-def _load_lif(d):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ph1 = phonopy.load(supercell_matrix=[2, 2, 2], primitive_matrix="P", unitcell_filename=d / "POSCAR-unitcell",
-                           force_sets_filename=d / "FORCE_SETS", is_nac=False, is_symmetry=False,
-                           symmetrize_fc=False, is_compact_fc=False)
-        ph = Phonopy(ph1.unitcell, supercell_matrix=[2, 2, 2], primitive_matrix="F")
-        ph.force_constants = ph1.force_constants
-        nac = parse_BORN(ph.unitcell, filename=d / "BORN", is_symmetry=False)
-        zb, eps = symmetrize_borns_and_epsilon(nac["born"], nac["dielectric"], ph.unitcell, primitive=ph.primitive)
-        ph.nac_params = {"born": zb, "dielectric": eps, "factor": nac["factor"]}
-    return ph
-
-
 @pytest.fixture(scope="module", params=["NaCl", "MgO", "LiF-nosym"])
 def case(request, phonopy_examples):
     d = phonopy_examples / request.param
     if request.param == "LiF-nosym":
-        ph = _load_lif(d)
+        ph = load_lif_unsymmetrized(d)
         c = Case(ph, d / "BORN", unitcell=ph.unitcell)
     else:
         c = Case(_load_symmetric(d), d / "BORN")

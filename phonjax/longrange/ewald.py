@@ -300,7 +300,8 @@ class DipoleKernel:
 
 
 def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract_q0: bool = True) -> DipoleKernel:
-    """Build the jitted, q-vmapped C_dd kernel (see module docstring for the terms)."""
+    """A C_dd evaluator for ``crystal`` and ``born``: q-independent tables built here, evaluated by the
+    module-level jitted :func:`_cdd_batch` (one compilation per shape; see the module docstring for the terms)."""
     crystal = Crystal.coerce(crystal)
     n = crystal.n_atoms
     if born.n_atoms != n:

@@ -3,6 +3,7 @@ lives in the library. Errors from bad input are printed as one line (exit code 2
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import re
 import sys
 from pathlib import Path
@@ -169,6 +170,9 @@ def _dfpt(args) -> None:
     from phonjax.dataset import load_dfpt_config, run_dfpt
 
     cfg = load_dfpt_config(args.config, overrides=args.set)
+    if args.workers is not None or args.scheduler is not None:  # either one means: split the q-points
+        cfg = replace(cfg, split_q=True, workers=args.workers or cfg.workers,
+                      scheduler=args.scheduler if args.scheduler is not None else cfg.scheduler)
     result = run_dfpt(args.structure, cfg, args.out)
     print(f"DFPT reference written to {args.out}/ (band.yaml, BORN, dfpt.json); ε∞ diagonal "
           f"{' '.join(f'{x:.3f}' for x in result.epsilon.diagonal())}, optical Γ (THz) "
@@ -222,6 +226,11 @@ def _add_qe_commands(sub) -> None:
     p.add_argument("structure", type=Path)
     p.add_argument("--config", type=Path, default=Path("configs/dfpt_lif.yaml"))
     p.add_argument("--out", type=Path, default=Path("out/dfpt"))
+    p.add_argument("--workers", type=_int_at_least(1), default=None,
+                   help="run the irreducible q-points as N concurrent ph.x (one Dask task each; split_q)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the q-points on this Dask scheduler (e.g. tcp://host:8786; split_q); a dask-jobqueue "
+                        "cluster is set in the config's scheduler: block")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value)
     p.set_defaults(func=_dfpt)
 

@@ -29,7 +29,8 @@ class ForceConstantsError(ValueError):
 
 @dataclass(frozen=True)
 class FcReport:
-    """Diagnostics (eV/Å²): max |Σ_s fc[i,s,a,b]| (asr) and max |fc − Eq.2 partner| (perm) before/after."""
+    """Diagnostics (eV/Å²): max |Σ_s fc[i,s,a,b]| (asr) and max |fc − Eq.2 partner| (perm) before/after;
+    chunk_size / edge_chunk: the memory plan (per device); n_devices: devices the products were split over."""
 
     asr_before: float
     asr_after: float
@@ -42,6 +43,7 @@ class FcReport:
     wall_time_s: float = 0.0
     chunk_size: int | None = None
     edge_chunk: int | None = None
+    n_devices: int = 1
 
 
 @dataclass(frozen=True, eq=False)

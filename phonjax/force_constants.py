@@ -5,10 +5,10 @@ Only the 3·n_prim rows of the home-cell atoms are computed:
 
     fc[i, j, a, b] = ∂²E / ∂u_ia ∂u_jb   (eV/Å², shape (n_prim, n_super, 3, 3); home atom i = supercell atom i)
 
-Each row block is a Hessian-vector product H·v with v the unit displacement of home atom i along a:
-forward-over-reverse (``jax.jvp`` of ``jax.grad``, mode "jvp"; or ``jax.linearize`` of the gradient once and
-the tangent map vmapped, mode "linearize"), vmapped over all directions, or over chunks of ``chunk_size``
-directions with ``lax.map`` when memory is short. Mode "hessian" forms the full ``jax.hessian`` (small cells).
+Each row block is a Hessian-vector product H·v with v the unit displacement of home atom i along a
+(:mod:`phonjax.hvp`: forward-over-reverse, vmapped over the directions or chunked by the memory plan of
+:mod:`phonjax.memory`, split over the devices when JAX sees several). Mode "hessian" forms the full
+``jax.hessian`` (small cells).
 With ``symmetry=True`` only the site-symmetry-reduced products of :mod:`phonjax.symmetry` are computed.
 
 Energy interfaces: an object with ``bind(crystal) -> energy(positions, cell)`` (the NequIP model) or a plain
@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from phonjax.fc_record import FcReport, ForceConstants, ForceConstantsError
+from phonjax.hvp import (hvp_directions, hvp_kernel, hvp_kernel_batch, hvp_map, hessian_kernel, hvps,
+                         pad_directions, resolve_mesh)
 from phonjax.fc_symmetrize import (ASR_MODES, apply_asr, asr_violation, finalize_fc, permutation_partner,
                                    permutation_violation, symmetrize_fc)
 from phonjax.structure import Crystal, Supercell, make_supercell, supercell_matrix
@@ -111,49 +113,6 @@ def bound_energy(model_or_energy_fn, crystal: Crystal, edge_chunk: int | None = 
                               f"{type(model_or_energy_fn).__name__}")
 
 
-def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None):
-    grad = jax.grad(lambda x: energy(x, cell))
-    if mode == "linearize":
-        _, one = jax.linearize(grad, positions)
-    else:
-        def one(v):
-            return jax.jvp(grad, (positions,), (v,))[1]
-    if chunk_size is None:
-        return jax.vmap(one)(directions)
-    nd = directions.shape[0]
-    chunks = directions.reshape(nd // chunk_size, chunk_size, *directions.shape[1:])
-    return jax.lax.map(jax.vmap(one), chunks).reshape(directions.shape)
-
-
-@partial(jax.jit, static_argnames=("mode", "chunk_size"))
-def hvp_kernel(energy, positions, cell, directions, mode: str, chunk_size: int | None):
-    """(n_dir, N, 3) Hessian-vector products H·v (eV/Å²·Å per unit v)."""
-    return hvp_map(energy, positions, cell, directions, mode, chunk_size)
-
-
-@partial(jax.jit, static_argnames=("mode", "chunk_size"))
-def hvp_kernel_batch(energy, positions, cell, directions, mode: str, chunk_size: int | None):
-    return jax.vmap(lambda e, p, c: hvp_map(e, p, c, directions, mode, chunk_size))(energy, positions, cell)
-
-
-@jax.jit
-def _hessian_kernel(energy, positions, cell):
-    return jax.hessian(lambda x: energy(x, cell))(positions)
-
-
-def hvp_directions(supercell: Supercell, plan=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tangent vectors (n_dir, n_super, 3) for the home-cell rows: unit displacements of home atom i along
-    x, y, z (plan None), or the directions of a :class:`phonjax.symmetry.RowPlan`. Returns (V, atoms, dirs)."""
-    n, ns = supercell.primitive.n_atoms, supercell.crystal.n_atoms
-    if plan is None:
-        atoms, dirs = np.repeat(np.arange(n), 3), np.tile(np.eye(3), (n, 1))
-    else:
-        atoms, dirs = np.asarray(plan.atoms), np.asarray(plan.directions, dtype=np.float64)
-    V = np.zeros((len(atoms), ns, 3))
-    V[np.arange(len(atoms)), atoms] = dirs
-    return V, atoms, dirs
-
-
 def _rows_from_hvps(h: np.ndarray, supercell: Supercell, plan) -> np.ndarray:
     """fc (n, ns, 3, 3) from products h (n_dir, ns, 3) (fc[i, s, a, b] = (H e_ia)[s, b] by H's symmetry)."""
     n, ns = supercell.primitive.n_atoms, supercell.crystal.n_atoms
@@ -161,16 +120,6 @@ def _rows_from_hvps(h: np.ndarray, supercell: Supercell, plan) -> np.ndarray:
         return h.reshape(n, 3, ns, 3).transpose(0, 2, 1, 3)
     from phonjax.symmetry import rebuild_rows
     return rebuild_rows(plan, h)
-
-
-def pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, int | None]:
-    if chunk_size is None or chunk_size == "auto":  # "auto" without a planner (batches): all at once
-        return V, None
-    if int(chunk_size) < 1:
-        raise ForceConstantsError(f"chunk_size must be a positive integer, got {chunk_size}")
-    c = min(int(chunk_size), len(V))
-    pad = (-len(V)) % c
-    return np.concatenate([V, np.zeros((pad,) + V.shape[1:])]), c
 
 
 def _check_mode(mode):
@@ -217,17 +166,24 @@ def _pad_atoms(x, cap: int) -> np.ndarray:
     return x if x.shape[0] == cap else np.concatenate([x, np.zeros((cap - x.shape[0], 3))])
 
 
-def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budget):
+def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budget, n_devices: int = 1):
     """(energy, chunk_size, MemoryPlan or None): for a phonjax Model with ``chunk_size="auto"`` the directions
     per step and the edge chunk are chosen from the memory available (:mod:`phonjax.memory`); other energies
-    run all directions at once."""
+    run all directions at once. With ``n_devices`` > 1 the plan is per device (its share of the directions;
+    on the CPU, whose simulated devices share the host's memory, its share of the budget)."""
     energy = bound_energy(model, crystal, edge_chunk)
     if chunk_size != "auto":
         return energy, chunk_size, None
     graph, bound = getattr(energy, "graph", None), getattr(energy.func, "edge_chunk", None)
     if graph is None or bound is None or not hasattr(model, "config") or not hasattr(model, "n_params"):
         return energy, None, None
-    from phonjax.memory import plan_hvp_memory
+    from phonjax.memory import available_memory, parse_bytes, plan_hvp_memory
+    if n_devices > 1:
+        n_dir = -(-n_dir // n_devices)
+        if jax.default_backend() == "cpu":
+            total = available_memory()[0] if memory_budget is None else (
+                parse_bytes(memory_budget) if isinstance(memory_budget, str) else int(memory_budget))
+            memory_budget = max(1, total // n_devices)
     plan = plan_hvp_memory(model.config, model.n_params(), graph.n_node_capacity, graph.n_edge_capacity, n_dir,
                            edge_chunk=edge_chunk, chunk_size="auto", memory_budget=memory_budget)
     if plan.edge_chunk != bound:
@@ -235,29 +191,11 @@ def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budg
     return energy, plan.chunk_size, plan
 
 
-def _hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, progress) -> np.ndarray:
-    """(n_dir, n_super, 3) products H·V. Without ``progress``: one kernel call (``chunk_size``: lax.map inside it).
-    With ``progress(done, total)``: the same batches of ``chunk_size`` directions (all at once when None) as a
-    host loop of equal-shape calls (the last batch zero-padded), one compilation, a callback after each. The
-    directions of a batch are vmapped and share one forward pass, so batches are never made smaller than the
-    memory allows just to report progress (see :mod:`phonjax.progress`'s heartbeat)."""
-    Vp, c = pad_directions(V, chunk_size)
-    if progress is None:
-        return np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
-    c = len(Vp) if c is None else c
-    progress(0, len(V))
-    out = []
-    for k in range(0, len(Vp), c):
-        out.append(np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp[k:k + c]), mode, None)))
-        progress(min(k + c, len(V)), len(V))
-    return np.concatenate(out)[:len(V)]
-
-
 def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", chunk_size="auto",
                     symmetry: bool = True, symmetrize: bool = True, asr: str | None = "phonopy", born=None,
                     symprec: float = 1e-5, allow_small_supercell: bool = False,
                     edge_chunk: int | None = None, memory_budget=None,
-                    progress: Callable[[int, int], None] | None = None) -> ForceConstants:
+                    progress: Callable[[int, int], None] | None = None, mesh="auto") -> ForceConstants:
     """Home-cell force constants of ``supercell`` of ``atoms`` by automatic differentiation.
 
     model_or_energy_fn: object with ``bind(crystal) -> energy(positions, cell)`` or ``energy_fn(positions, cell,
@@ -271,7 +209,10 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
     allow_small_supercell: skip the check that a model with ``r_max`` fits its cutoff sphere in the supercell.
     edge_chunk: a phonjax Model's edges per rematerialised message chunk (0: none; None: automatic by graph
     size) — O(nodes) instead of O(edges) memory in large supercells.  progress: ``progress(done, total)`` called
-    as batches of Hessian-vector products finish (see :func:`_hvps`).
+    as batches of Hessian-vector products finish (see :func:`phonjax.hvp.hvps`).  mesh: "auto" splits the
+    Hessian-vector products over every device JAX sees when there are several (one device: no sharding), None
+    keeps them on the default device, a 1-D :class:`jax.sharding.Mesh` uses its devices
+    (:func:`phonjax.hvp.sharded_hvps`; the memory plan is then per device). Not used by mode "hessian".
     """
     _check_mode(mode)
     sc = as_supercell(atoms, supercell)
@@ -286,7 +227,7 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
         energy = bound_energy(model_or_energy_fn, sc.crystal, edge_chunk)
         cap = _node_capacity(energy, ns)
         pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
-        H = np.asarray(_hessian_kernel(energy, pos, cell))[:, :, :ns]  # (cap, 3, ns, 3)
+        H = np.asarray(hessian_kernel(energy, pos, cell))[:, :, :ns]  # (cap, 3, ns, 3)
         raw = H[:n].transpose(0, 2, 1, 3)
         n_hvp = 3 * ns
     else:
@@ -295,18 +236,21 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
             from phonjax.symmetry import plan_rows
             plan = plan_rows(sc, symprec=symprec)
         V, _, _ = hvp_directions(sc, plan)
+        mesh = resolve_mesh(mesh)
         energy, chunk_size, mem = _plan_memory(model_or_energy_fn, sc.crystal, len(V), edge_chunk, chunk_size,
-                                               memory_budget)
+                                               memory_budget, 1 if mesh is None else int(mesh.devices.size))
         cap = _node_capacity(energy, ns)
         pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
         Vc = np.stack([_pad_atoms(v, cap) for v in V]) if cap > ns else V
-        h = _hvps(energy, pos, cell, Vc, mode, chunk_size, progress)[:, :ns]
+        h = hvps(energy, pos, cell, Vc, mode, chunk_size, progress, mesh)[:, :ns]
         raw = _rows_from_hvps(h, sc, plan)
         n_hvp = len(V)
     fc, rep = finalize_fc(raw, sc, symmetrize=symmetrize, asr=asr, mode=mode, n_hvp=n_hvp,
                           wall_time_s=time.perf_counter() - t0)
     if mem is not None:
         rep = replace(rep, chunk_size=mem.chunk_size, edge_chunk=mem.edge_chunk)
+    if mode != "hessian" and mesh is not None:
+        rep = replace(rep, n_devices=int(mesh.devices.size))
     return ForceConstants(sc, fc, born, rep, provenance=model_provenance(model_or_energy_fn))
 
 

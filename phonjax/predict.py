@@ -67,7 +67,9 @@ class PredictResult:
         if rep is not None:
             d["force_constants"] = {"mode": rep.mode, "n_hvp": rep.n_hvp, "asr": rep.asr,
                                     "asr_violation_before": rep.asr_before, "asr_violation_after": rep.asr_after,
-                                    "perm_violation_before": rep.perm_before, "perm_violation_after": rep.perm_after}
+                                    "perm_violation_before": rep.perm_before, "perm_violation_after": rep.perm_after,
+                                    "chunk_size": rep.chunk_size, "edge_chunk": rep.edge_chunk,
+                                    "n_devices": rep.n_devices}
         if self.comparison is not None and hasattr(self.comparison, "as_dict"):
             d["comparison"] = self.comparison.as_dict()
         if self.thermal is not None:

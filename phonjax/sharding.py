@@ -38,6 +38,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from phonjax import dynmat
+from phonjax.hvp import gather
 from phonjax.fourier import bucket, cq_chunk, cq_kernel, lattice_blocks, padded_lattice, ws_images
 
 __all__ = ["ShardingError", "device_mesh", "sharded_frequencies", "sharded_force_constants_batch"]
@@ -61,14 +62,6 @@ def _mesh_axis(mesh: Mesh | None) -> tuple[Mesh, str, int]:
         raise ShardingError("mesh must be a 1-D jax.sharding.Mesh (see phonjax.sharding.device_mesh)")
     axis = mesh.axis_names[0]
     return mesh, axis, int(mesh.devices.size)
-
-
-def _gather(x) -> np.ndarray:
-    """A (possibly multi-process) global array as numpy on every process."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -126,12 +119,12 @@ def sharded_frequencies(fcobj, qpoints, *, mesh: Mesh | None = None, lr: str = "
         jnp.asarray(F), jnp.asarray(padded_lattice(im)), jnp.asarray(im.dtau), q_arr, lr_arr, jnp.asarray(d),
         jnp.asarray(ism))
     if cpu:
-        f = dynmat.eigen_frequencies(_gather(out[2])[:nq], fcobj.primitive.masses, d)
+        f = dynmat.eigen_frequencies(gather(out[2])[:nq], fcobj.primitive.masses, d)
     else:
-        f = dynmat.thz_from_eigenvalues(_gather(out[0])[:nq])
+        f = dynmat.thz_from_eigenvalues(gather(out[0])[:nq])
     f = dynmat.convert_units(f, unit)
     if return_eigenvectors:
-        return f, _gather(out[1])[:nq]
+        return f, gather(out[1])[:nq]
     return f
 
 
@@ -164,7 +157,7 @@ _FC_KERNELS: dict = {}
 def _fc_kernel(mesh: Mesh, axis: str, mode: str, chunk: int | None):
     key = (mesh, axis, mode, chunk)
     if key not in _FC_KERNELS:
-        from phonjax.force_constants import hvp_map
+        from phonjax.hvp import hvp_map
 
         def local(energy, pos, cell, directions):
             return jax.vmap(lambda e, p, c: hvp_map(e, p, c, directions, mode, chunk))(energy, pos, cell)
@@ -185,8 +178,8 @@ def sharded_force_constants_batch(model_or_energy_fn, structures: Sequence, supe
     pair-list leaves) form one sharded call; each group is padded to a multiple of the device count by
     repeating its last structure. mode: "jvp" or "linearize".
     """
-    from phonjax.force_constants import (as_supercell, bound_energy, hvp_directions, model_provenance,
-                                         pad_directions, per_structure, results_from_hvps)
+    from phonjax.force_constants import as_supercell, bound_energy, model_provenance, per_structure, results_from_hvps
+    from phonjax.hvp import hvp_directions, pad_directions
     if mode not in ("jvp", "linearize"):
         raise ShardingError(f"sharded force constants support mode 'jvp' or 'linearize', not {mode!r}")
     structures = list(structures)
@@ -211,7 +204,7 @@ def sharded_force_constants_batch(model_or_energy_fn, structures: Sequence, supe
         cell = jax.device_put(jnp.stack([jnp.asarray(scs[k].crystal.cell) for k in idx]), shard)
         V, _, _ = hvp_directions(scs[members[0]])
         Vp, c = pad_directions(V, chunk_size)
-        hs = _gather(_fc_kernel(mesh, axis, mode, c)(stacked, pos, cell, jnp.asarray(Vp)))[:len(members), :len(V)]
+        hs = gather(_fc_kernel(mesh, axis, mode, c)(stacked, pos, cell, jnp.asarray(Vp)))[:len(members), :len(V)]
         dt = (time.perf_counter() - t0) / len(members)
         for k, fc in results_from_hvps(hs, members, scs, symmetrize=symmetrize, asr=asr, mode=mode,
                                        wall_time_s=dt, provenance=model_provenance(model_or_energy_fn)).items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from ..io.qe import parse_dyn_dielectric, parse_matdyn_freq, parse_pw_output
 from .qe_io import PwSettings, write_matdyn_input, write_ph_input, write_pw_input, write_q2r_input
 from .pseudos import provenance, pseudos_for
 from .dielectric import Dielectric, neutral, patch_dyn_dielectric, run_dielectric
-from .runner import atomic_write_json, atomic_write_text, find_executable, run_qe
+from .dfpt_split import remove_scratch, run_split_q, split_done
+from .runner import atomic_write_json, atomic_write_text, find_executable, finished_run, run_qe
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class DfptConfig:
     relax_pw: pw settings of the vc-relax (e.g. a higher ecutwfc: the stress converges far more slowly with
     the cutoff than the phonons); None → ``pw``. epsil_kpts: k-grid of a separate Γ-only run for ε∞ and Z*
     (they converge more slowly with k than the phonons of a smaller-gap crystal); None → from the q-grid run.
+    split_q: one ph.x per irreducible q-point, each a Dask task (:mod:`phonjax.dataset.dfpt_split`), run on
+    ``workers`` threads of a local cluster, or on ``scheduler`` (a Dask scheduler address or a dask-jobqueue
+    mapping, as in the dataset config); each ph.x uses ``nprocs`` MPI ranks. False: one ph.x over the grid.
     """
 
     pw: PwSettings = PwSettings(kpts=(6, 6, 6), conv_thr=1e-12)
@@ -59,6 +64,9 @@ class DfptConfig:
     keep_scratch: bool = False
     relax_pw: PwSettings | None = None
     epsil_kpts: tuple[int, int, int] | None = None
+    split_q: bool = False
+    workers: int = 1
+    scheduler: str | dict | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,15 +124,26 @@ def _phonons(crystal, config, pdir, files, qe_dir, run_kw, timings):
     pref = config.prefix
     text = write_pw_input(crystal, config.pw, pseudo_dir=pdir, pseudo_files=files, calculation="scf",
                           prefix=pref, control={"disk_io": None})
-    rec = run_qe("pw.x", text, qe_dir, "scf", resume=True, **run_kw)
-    timings["scf"] = rec.seconds
-    scf = parse_pw_output(rec.output_path.read_text())
     kw = dict(prefix=pref, fildyn=f"{pref}.dyn", tr2_ph=config.tr2_ph, epsil=True, qgrid=tuple(config.qgrid),
               title=f"phonons of {pref} on a q grid")
-    text = write_ph_input(**kw)
-    recover = text.replace("&INPUTPH\n", "&INPUTPH\n  recover = .true.\n", 1)
-    rec = run_qe("ph.x", text, qe_dir, "ph", resume=True, recover_text=recover, **run_kw)
-    timings["ph"] = rec.seconds
+    ph_text = write_ph_input(**kw)
+    # the scf scratch is removed after a finished run: phonons still to compute then need the scf again
+    ph_done = split_done(ph_text, qe_dir, pref) if config.split_q else finished_run(qe_dir, "ph", ph_text)
+    scratch = (qe_dir / "tmp" / f"{pref}.save").is_dir()
+    rec = run_qe("pw.x", text, qe_dir, "scf", resume=scratch or bool(ph_done), **run_kw)
+    timings["scf"] = rec.seconds
+    scf = parse_pw_output(rec.output_path.read_text())
+    text = ph_text
+    if config.split_q:
+        t0 = time.perf_counter()
+        nq, total = run_split_q(text, prefix=pref, qe_dir=qe_dir, run_kw=run_kw, workers=config.workers,
+                                scheduler=config.scheduler)
+        timings["ph"] = time.perf_counter() - t0
+        timings[f"ph (sum over {nq} q-point runs)"] = total
+    else:
+        recover = text.replace("&INPUTPH\n", "&INPUTPH\n  recover = .true.\n", 1)
+        rec = run_qe("ph.x", text, qe_dir, "ph", resume=True, recover_text=recover, **run_kw)
+        timings["ph"] = rec.seconds
     return scf, parse_dyn_dielectric((qe_dir / f"{pref}.dyn1").read_text())
 
 
@@ -238,6 +257,7 @@ def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
     if not config.keep_scratch:
         shutil.rmtree(qe_dir / "tmp", ignore_errors=True)
         shutil.rmtree(qe_dir / "_ph0", ignore_errors=True)
+        remove_scratch(qe_dir)
     files_out = {k: out / k for k in ("BORN", "band.yaml", "POSCAR", "dfpt.json", f"{pref}.fc")}
     return DfptResult(crystal=crystal, epsilon=diel.epsilon, zstar=diel.zstar, band=band, timings=timings,
                       files=files_out)

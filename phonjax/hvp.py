@@ -1,0 +1,173 @@
+"""Hessian-vector products of a bound energy (the kernel of :mod:`phonjax.force_constants`).
+
+    H·v = ∂/∂ε ∇E(x + ε v) |₀   (eV/Å² · Å per unit tangent; positions x (N, 3) Å, cell (3, 3) Å)
+
+computed forward-over-reverse (``jax.jvp`` of ``jax.grad``, mode "jvp"; or ``jax.linearize`` of the gradient
+once and the tangent map vmapped, mode "linearize"), vmapped over a batch of directions (n_dir, N, 3), or over
+chunks of ``chunk_size`` directions with ``lax.map`` when memory is short; mode "hessian" forms the full
+``jax.hessian`` (small cells). :func:`hvps` runs them as one call or as progress batches, on one device or with
+the directions split over a 1-D :class:`jax.sharding.Mesh` (:func:`sharded_hvps`; energy, positions and cell
+replicated). The energy is a pytree argument (:func:`phonjax.force_constants.bound_energy`), so structures of one
+padded shape share one compiled kernel.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from phonjax.fc_record import ForceConstantsError
+from phonjax.structure import Supercell
+
+__all__ = ["hvp_map", "hvp_kernel", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
+           "hvps", "sharded_hvps", "resolve_mesh"]
+
+
+def resolve_mesh(mesh="auto") -> Mesh | None:
+    """The mesh one structure's products use: "auto" → every device when JAX sees several, else None (the
+    default device, no sharding); None → None; a 1-D :class:`jax.sharding.Mesh` → itself."""
+    if mesh is None:
+        return None
+    if isinstance(mesh, str) and mesh == "auto":
+        if jax.device_count() < 2:
+            return None
+        return Mesh(np.array(jax.devices()), ("d",))
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+        raise ForceConstantsError(f"mesh must be 'auto', None or a 1-D jax.sharding.Mesh, got {mesh!r}")
+    return mesh
+
+
+def gather(x) -> np.ndarray:
+    """A (possibly multi-process) global array as numpy on every process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def _axis(mesh: Mesh) -> str:
+    return resolve_mesh(mesh).axis_names[0]
+
+
+def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+    grad = jax.grad(lambda x: energy(x, cell))
+    if mode == "linearize":
+        _, one = jax.linearize(grad, positions)
+    else:
+        def one(v):
+            return jax.jvp(grad, (positions,), (v,))[1]
+    if chunk_size is None:
+        return jax.vmap(one)(directions)
+    nd = directions.shape[0]
+    chunks = directions.reshape(nd // chunk_size, chunk_size, *directions.shape[1:])
+    return jax.lax.map(jax.vmap(one), chunks).reshape(directions.shape)
+
+
+@partial(jax.jit, static_argnames=("mode", "chunk_size"))
+def hvp_kernel(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+    """(n_dir, N, 3) Hessian-vector products H·v (eV/Å²·Å per unit v)."""
+    return hvp_map(energy, positions, cell, directions, mode, chunk_size)
+
+
+@partial(jax.jit, static_argnames=("mode", "chunk_size"))
+def hvp_kernel_batch(energy, positions, cell, directions, mode: str, chunk_size: int | None):
+    return jax.vmap(lambda e, p, c: hvp_map(e, p, c, directions, mode, chunk_size))(energy, positions, cell)
+
+
+@jax.jit
+def hessian_kernel(energy, positions, cell):
+    return jax.hessian(lambda x: energy(x, cell))(positions)
+
+
+def hvp_directions(supercell: Supercell, plan=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tangent vectors (n_dir, n_super, 3) for the home-cell rows: unit displacements of home atom i along
+    x, y, z (plan None), or the directions of a :class:`phonjax.symmetry.RowPlan`. Returns (V, atoms, dirs)."""
+    n, ns = supercell.primitive.n_atoms, supercell.crystal.n_atoms
+    if plan is None:
+        atoms, dirs = np.repeat(np.arange(n), 3), np.tile(np.eye(3), (n, 1))
+    else:
+        atoms, dirs = np.asarray(plan.atoms), np.asarray(plan.directions, dtype=np.float64)
+    V = np.zeros((len(atoms), ns, 3))
+    V[np.arange(len(atoms)), atoms] = dirs
+    return V, atoms, dirs
+
+
+def pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, int | None]:
+    if chunk_size is None or chunk_size == "auto":  # "auto" without a planner (batches): all at once
+        return V, None
+    if int(chunk_size) < 1:
+        raise ForceConstantsError(f"chunk_size must be a positive integer, got {chunk_size}")
+    c = min(int(chunk_size), len(V))
+    pad = (-len(V)) % c
+    return np.concatenate([V, np.zeros((pad,) + V.shape[1:])]), c
+
+
+def hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, progress,
+         mesh=None) -> np.ndarray:
+    """(n_dir, n_super, 3) products H·V. Without ``progress``: one kernel call (``chunk_size``: lax.map inside it).
+    With ``progress(done, total)``: the same batches of ``chunk_size`` directions (all at once when None) as a
+    host loop of equal-shape calls (the last batch zero-padded), one compilation, a callback after each. The
+    directions of a batch are vmapped and share one forward pass, so batches are never made smaller than the
+    memory allows just to report progress (see :mod:`phonjax.progress`'s heartbeat). With a ``mesh`` the
+    directions are split over its devices (:func:`sharded_hvps`; ``chunk_size`` per device)."""
+    if mesh is not None:
+        ndev = int(mesh.devices.size)
+        if progress is None:
+            return sharded_hvps(energy, pos, cell, V, mode, chunk_size, mesh)
+        step = len(V) if chunk_size is None else min(len(V), int(chunk_size) * ndev)
+        step = -(-step // ndev) * ndev  # equal batches, each a multiple of the device count: one compilation
+        Vp = np.concatenate([V, np.zeros((-len(V) % step,) + V.shape[1:])])
+        progress(0, len(V))
+        out = []
+        for k in range(0, len(Vp), step):
+            out.append(sharded_hvps(energy, pos, cell, Vp[k:k + step], mode, None, mesh))
+            progress(min(k + step, len(V)), len(V))
+        return np.concatenate(out)[:len(V)]
+    Vp, c = pad_directions(V, chunk_size)
+    if progress is None:
+        return np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
+    c = len(Vp) if c is None else c
+    progress(0, len(V))
+    out = []
+    for k in range(0, len(Vp), c):
+        out.append(np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp[k:k + c]), mode, None)))
+        progress(min(k + c, len(V)), len(V))
+    return np.concatenate(out)[:len(V)]
+
+
+_KERNELS: dict = {}
+
+
+def _hvp_kernel(mesh: Mesh, axis: str, mode: str, chunk: int | None):
+    key = (mesh, axis, mode, chunk)
+    if key not in _KERNELS:
+        def local(energy, pos, cell, directions):
+            return hvp_map(energy, pos, cell, directions, mode, chunk)
+
+        _KERNELS[key] = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(), P(axis)),
+                                              out_specs=P(axis), check_vma=False))
+    return _KERNELS[key]
+
+
+def sharded_hvps(energy, positions, cell, directions, mode: str, chunk_size: int | None, mesh: Mesh) -> np.ndarray:
+    """(n_dir, N, 3) Hessian-vector products of one structure with the directions (n_dir, N, 3) split over
+    ``mesh``'s devices: the energy (a pytree, see :func:`phonjax.force_constants.bound_energy`), positions and
+    cell are replicated, each device runs :func:`hvp_map` on its own block of directions (``chunk_size`` per
+    ``lax.map`` step on each device; None: its whole block vmapped). The directions are zero-padded to a multiple of n_devices × chunk_size (zero tangents give zero products).
+    Equal to the single-device kernel to rounding."""
+    axis = _axis(mesh)
+    ndev = int(mesh.devices.size)
+    V = np.asarray(directions)
+    nd = len(V)
+    per = -(-nd // ndev)
+    if chunk_size is not None:
+        per = -(-per // int(chunk_size)) * int(chunk_size)
+    Vp = np.zeros((per * ndev,) + V.shape[1:], V.dtype)
+    Vp[:nd] = V
+    shard = NamedSharding(mesh, P(axis))
+    d = jax.make_array_from_callback(Vp.shape, shard, lambda idx: Vp[idx])
+    out = _hvp_kernel(mesh, axis, mode, chunk_size)(energy, jnp.asarray(positions), jnp.asarray(cell), d)
+    return gather(out)[:nd]

@@ -38,8 +38,9 @@ demo: setup model
 		--reference examples/LiF/dfpt/band.yaml --out $(OUT)
 	@echo "demo written to $(OUT)/ (band.png, band.yaml, force_constants.hdf5, summary.txt)"
 
+# test files spread over the cores (at most 4 workers: memory), each file's tests in one worker (module fixtures)
 test: setup setup-qe
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra -n auto --maxprocesses 4 --dist loadfile tests
 
 test-fast: setup
 	$(PY) -m pytest -q -ra -m "not slow and not qe" tests

@@ -128,8 +128,8 @@ def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
 def architecture(model, config: dict) -> dict:
     """Plain-dict architecture of a built SevenNet model; UnsupportedFeature names anything else.
 
-    Keys: type_names (tuple of symbols, index = sevenn's one-hot index), r_max, r_on (XPLOR), num_bessels,
-    sh_irreps, embed_width, hidden_irreps (per layer, gate outputs), radial_dims (per layer),
+    Keys: type_names (tuple of symbols, index = sevenn's one-hot index), r_max, cutoff ("xplor" | "polynomial"),
+    r_on (XPLOR), poly_p (polynomial), num_bessels, sh_irreps, sh_normalize, embed_width, hidden_irreps (per layer, gate outputs), radial_dims (per layer),
     avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
     """
     mods = model._modules
@@ -137,7 +137,7 @@ def architecture(model, config: dict) -> dict:
     _check_module_sequence(mods, n_layer)
     names = _type_names(model, config)
     ee = mods["edge_embedding"]
-    r_max, sh_irreps = _edge_embedding(ee, config)
+    edge = _edge_embedding(ee, config)
     embed_width = _embedding_width(mods["onehot_to_feature_x"].linear, len(names))
     hidden, radial, denom = [], [], []
     for t in range(n_layer):
@@ -154,8 +154,7 @@ def architecture(model, config: dict) -> dict:
     if type(rs).__name__ != "SpeciesWiseRescale":
         raise UnsupportedFeature(f"energy rescale {type(rs).__name__} (only SpeciesWiseRescale)")
     return dict(
-        type_names=tuple(names), r_max=r_max, r_on=float(ee.cutoff_function.r_on),
-        num_bessels=int(ee.basis_function.num_basis), sh_irreps=sh_irreps,
+        type_names=tuple(names), **edge, num_bessels=int(ee.basis_function.num_basis),
         embed_width=embed_width, hidden_irreps=tuple(hidden), radial_dims=tuple(radial),
         avg_num_neigh=tuple(denom), readout_dims=tuple(int(x) for x in readout_dims), num_layers=n_layer,
         bessel_trainable=bool(ee.basis_function.coeffs.requires_grad),
@@ -220,23 +219,30 @@ def _type_names(model, config: dict) -> list[str]:
     return names
 
 
-def _edge_embedding(ee, config: dict) -> tuple[float, str]:
-    """(r_max in Å, spherical-harmonics irreps) of the edge embedding ``ee``: Bessel basis, XPLOR cutoff,
-    normalised component spherical harmonics of even parity per l."""
+def _edge_embedding(ee, config: dict) -> dict:
+    """{r_max (Å), sh_irreps, cutoff ("xplor" | "polynomial"), r_on (XPLOR start, else None), poly_p (polynomial
+    envelope exponent, else None), sh_normalize} of the edge embedding ``ee``: Bessel basis, XPLOR or polynomial
+    cutoff, component spherical harmonics (of the unit vector, or of the vector itself in older checkpoints) of
+    even parity per l."""
     if type(ee.basis_function).__name__ != "BesselBasis":
         raise UnsupportedFeature(f"radial basis {type(ee.basis_function).__name__}")
-    if type(ee.cutoff_function).__name__ != "XPLORCutoff":
-        raise UnsupportedFeature(f"cutoff function {type(ee.cutoff_function).__name__} (only XPLOR)")
-    r_max = float(ee.cutoff_function.r_cut)
+    cut = ee.cutoff_function
+    kind = type(cut).__name__
+    if kind == "XPLORCutoff":
+        r_max, spec = float(cut.r_cut), {"cutoff": "xplor", "r_on": float(cut.r_on), "poly_p": None}
+    elif kind == "PolynomialCutoff":
+        r_max, spec = float(cut.cutoff_length), {"cutoff": "polynomial", "r_on": None, "poly_p": float(cut.p)}
+    else:
+        raise UnsupportedFeature(f"cutoff function {kind} (only XPLOR and polynomial)")
     if abs(r_max - float(config["cutoff"])) > 1e-12 or abs(float(ee.basis_function.prefactor) - 2.0 / r_max) > 1e-12:
         raise ConversionError("inconsistent cutoff")
     sph = ee.spherical
-    if not (sph.sph.normalize and sph.normalization == "component"):
-        raise UnsupportedFeature("spherical harmonics without normalize=True / component normalisation")
+    if sph.normalization != "component":
+        raise UnsupportedFeature(f"spherical harmonics normalisation {sph.normalization!r} (only 'component')")
     sh_irreps = _irr(sph.irreps_out)
     if any(p != 1 for _, _, p in _parse(sh_irreps)):
         raise UnsupportedFeature(f"SH irreps {sh_irreps}")
-    return r_max, sh_irreps
+    return {"r_max": r_max, "sh_irreps": sh_irreps, "sh_normalize": bool(sph.sph.normalize), **spec}
 
 
 def _embedding_width(emb, n_types: int) -> int:

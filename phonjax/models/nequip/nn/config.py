@@ -22,7 +22,8 @@ class UnsupportedFeature(ValueError):
 #: allowed values of the variant fields (first = nequip's default)
 VARIANTS = {"embedding": ("learned", "one_hot_linear"), "self_connection": ("fctp", "linear"),
             "radial_mlp": ("nequip", "e3nn_fcnet"), "cutoff": ("polynomial", "xplor"),
-            "message_norm": ("sqrt", "linear"), "parity_labels": ("nequip", "all_even")}
+            "message_norm": ("sqrt", "linear"), "parity_labels": ("nequip", "all_even"),
+            "sh_normalize": (True, False)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class ModelConfig:
     parity_labels "nequip" (SH irreps 0e+1o+2e+…) | "all_even" (SevenNet's is_parity=False: SH irreps
       0e+1e+2e+…, same values, every irrep labelled even — admits paths such as 1e⊗1e→1e).
     cutoff_on: XPLOR switching start r_on (Å), required for cutoff="xplor".
+    sh_normalize: True (nequip, SevenNet ≥ 2024-07: spherical harmonics of the unit edge vector) | False
+      (SevenNet-0 of 22 May 2024: of the edge vector itself, i.e. |r|^l·Y_l(r̂), component normalisation).
     """
 
     type_names: tuple[str, ...]
@@ -99,6 +102,7 @@ class ModelConfig:
     message_norm: str = "sqrt"
     parity_labels: str = "nequip"
     cutoff_on: float | None = None
+    sh_normalize: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "type_names", tuple(self.type_names))

@@ -190,7 +190,8 @@ class NequIP(nn.Module):
             raise ValueError(f"edge SH irreps {cfg.irreps_edge_sh} do not fit parity_labels={cfg.parity_labels!r}")
         # values are those of the natural-parity SH (all_even only relabels them)
         sh_str = "+".join(f"{l}{'e' if l % 2 == 0 else 'o'}" for l in ls)
-        sh = spherical_harmonics(sh_str, vec_safe, normalize=True, normalization="component").array.astype(mdt)
+        sh = spherical_harmonics(sh_str, vec_safe, normalize=cfg.sh_normalize,
+                                 normalization="component").array.astype(mdt)
         r = jnp.sqrt(jnp.sum(vec_safe * vec_safe, axis=-1))  # (E,) float64
         xn = (r * (1.0 / cfg.r_max))[:, None]
         bw = _BesselWeights(cfg.num_bessels, name="bessel_encode")()

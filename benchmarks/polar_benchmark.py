@@ -162,6 +162,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-fc-seconds", type=float, default=2400.0)
     ap.add_argument("--max-rss-gib", type=float, default=10.0)
     ap.add_argument("--markdown-only", action="store_true", help="rewrite polar.md from polar.json (no run)")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="a phonjax model directory instead of the default (SevenNet-0); see polar_models.py")
+    ap.add_argument("--model-name", default=None, help="its name in the results (default: the directory's)")
     return ap.parse_args(argv)
 
 
@@ -179,7 +182,10 @@ def main(argv=None) -> int:
     crystals, skipped = find_crystals(args.examples, args.crystal)
     if not crystals:
         raise SystemExit("no crystal with a DFPT reference (examples/<X>/dfpt/band.yaml + BORN)")
-    minfo = model_info("pretrained", ensure_model("pretrained", default_model_dir()))
+    if args.model is None:
+        minfo = model_info("pretrained", ensure_model("pretrained", default_model_dir()))
+    else:
+        minfo = model_info(args.model_name or args.model.name, ensure_model("given", args.model))
     store = FcStore(args.cache, max_rss_gib=args.max_rss_gib, max_seconds=args.max_fc_seconds,
                     in_process=args.in_process, retry_infeasible=False)
     modes = [m for m in args.modes.split(",") if m]

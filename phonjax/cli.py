@@ -283,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Convert torch nequip/SevenNet weights to a phonjax model directory.",
                        epilog=_CONVERT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=("nequip", "sevennet"))
-    p.add_argument("src", nargs="?", type=Path, default=None, help=".nequip.zip (runs its own code: trusted sources only) / .ckpt / SevenNet .pth")
+    p.add_argument("src", nargs="?", type=Path, default=None, help=".nequip.zip (runs its own code: trusted sources only) / .ckpt / SevenNet .pth, or a "
+                        "pretrained SevenNet name: 7net-0 (default), 7net-0_22May2024, 7net-l3i5")
     p.add_argument("out_pos", nargs="?", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=None, help="output model directory")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None, help="network dtype (default: source's)")

@@ -85,3 +85,12 @@ def test_float64_parity_with_torch(rel, feature, other):
 def test_multi_fidelity_is_refused_in_one_line():
     with pytest.raises(UnsupportedFeature, match="multi-fidelity"):
         read_checkpoint(_checkpoint("SevenNet_MF_0/checkpoint_sevennet_mf_0.pth"))
+
+
+def test_pretrained_names_resolve_and_unknown_ones_are_one_line():
+    from phonjax.convert.sevennet import ConversionError, checkpoint_path, default_checkpoint
+
+    assert checkpoint_path(None) == default_checkpoint() == checkpoint_path("7net-0")
+    assert checkpoint_path("7NET-L3I5") == _checkpoint("SevenNet_l3i5/checkpoint_l3i5.pth")
+    with pytest.raises(ConversionError, match="pretrained names: 7net-0"):
+        checkpoint_path("7net-nope")

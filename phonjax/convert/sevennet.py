@@ -46,8 +46,9 @@ import numpy as np
 
 from phonjax.convert._common import ConversionError, check_output_dir, compare_energy_forces
 from phonjax.convert._common import irreps_str as _irr
-from phonjax.convert.sevennet_read import (C_SILU, SEVENNET_0_RELPATH, SEVENNET_0_SHA256, SevenNetCheckpoint,  # noqa: F401
-                                   architecture, default_checkpoint, load_torch_model, read_checkpoint)
+from phonjax.convert.sevennet_read import (C_SILU, PRETRAINED, SEVENNET_0_RELPATH, SEVENNET_0_SHA256,  # noqa: F401
+                                           SevenNetCheckpoint, architecture, checkpoint_path, default_checkpoint,
+                                           load_torch_model, read_checkpoint)
 from phonjax.convert.sevennet_torch import torch_energy_forces_stress, torch_model_as
 
 from phonjax.models.nequip.nn.config import UnsupportedFeature
@@ -206,15 +207,15 @@ def from_checkpoint(ck: SevenNetCheckpoint, dtype: str = "float32"):
 
 def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overwrite: bool = False,
                      check: bool = True):
-    """Convert a SevenNet checkpoint (default: SevenNet-0 11Jul2024 from the installed ``sevenn``) into the
+    """Convert a SevenNet checkpoint (a file or a name of :data:`PRETRAINED`; default: SevenNet-0 11Jul2024 from
+    the installed ``sevenn``) into the
     phonjax model directory ``out`` (default :func:`default_model_dir`). Returns the :class:`Model`.
 
     check: compare energy/forces with torch (float64) on a small two-species crystal before writing
     (bounds: 1e-5 eV/atom and 1e-5 eV/Å for float32, 1e-9 for float64); ConversionError otherwise.
     """
     t0 = time.perf_counter()
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise ConversionError(f"{checkpoint}: no such file")
+    checkpoint = checkpoint_path(checkpoint)  # a file, or one of sevenn's pretrained names ("7net-l3i5", ...)
     outp = check_output_dir(out if out is not None else default_model_dir(), overwrite)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")

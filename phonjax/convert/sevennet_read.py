@@ -59,13 +59,37 @@ def default_checkpoint() -> Path:
     return p
 
 
+#: sevenn's names of the checkpoints its wheel ships (lower case) → path inside the package
+PRETRAINED = {"7net-0": SEVENNET_0_RELPATH,
+              "7net-0_22may2024": ("pretrained_potentials", "SevenNet_0__22May2024", "checkpoint_sevennet_0.pth"),
+              "7net-l3i5": ("pretrained_potentials", "SevenNet_l3i5", "checkpoint_l3i5.pth"),
+              "7net-mf-0": ("pretrained_potentials", "SevenNet_MF_0", "checkpoint_sevennet_mf_0.pth")}
+
+
+def checkpoint_path(checkpoint=None) -> Path:
+    """A checkpoint file: ``checkpoint`` itself, one of sevenn's pretrained names (:data:`PRETRAINED`, e.g.
+    "7net-l3i5"), or SevenNet-0 when None."""
+    if checkpoint is None:
+        return default_checkpoint()
+    path = Path(checkpoint)
+    if path.is_file():
+        return path
+    rel = PRETRAINED.get(str(checkpoint).lower())
+    if rel is not None:
+        import sevenn
+        p = Path(sevenn.__file__).parent.joinpath(*rel)
+        if p.is_file():
+            return p
+        raise ConversionError(f"{checkpoint}: not in this sevenn wheel ({p})")
+    raise ConversionError(f"{path}: no such file (or one of sevenn's pretrained names: {', '.join(PRETRAINED)})")
+
+
 def load_torch_model(checkpoint=None):
-    """(torch AtomGraphSequential in eval mode, sevenn config dict) of ``checkpoint`` (default SevenNet-0)."""
+    """(torch AtomGraphSequential in eval mode, sevenn config dict) of ``checkpoint`` (a file or a name of
+    :data:`PRETRAINED`; default SevenNet-0)."""
     import warnings
 
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
+    path = checkpoint_path(checkpoint)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import torch
@@ -115,7 +139,7 @@ def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
     """Architecture dict + float64 numpy weights of a SevenNet checkpoint (default SevenNet-0)."""
     import sevenn
 
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    path = checkpoint_path(checkpoint)
     model, config = load_torch_model(path)
     arch = architecture(model, config)
     weights = {k: v.detach().cpu().double().numpy().copy() for k, v in model.state_dict().items()}

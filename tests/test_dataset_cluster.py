@@ -63,3 +63,24 @@ def test_bad_scheduler_settings_are_one_line_errors():
     with pytest.raises(ClusterError, match="scheduler must be an address"):
         with dask_client(3):
             pass
+
+
+def test_unusable_scheduler_is_refused_before_any_qe_run(tmp_path, monkeypatch):
+    """dataset and dfpt check the scheduler before their first QE run (a relaxation may take hours): an
+    unreachable address or a bad jobqueue block is one ClusterError, and pw.x never starts."""
+    import phonjax.dataset.dfpt as dfpt_mod
+    from phonjax.dataset import DfptConfig, run_dfpt
+    from phonjax.dataset.cluster import check_scheduler
+
+    check_scheduler(None)
+    with pytest.raises(ClusterError, match="jobqueue must be one of"):
+        check_scheduler({"jobqueue": "nope"})
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
+        check_scheduler("tcp://127.0.0.1:1")
+    ran = []
+    monkeypatch.setattr(dfpt_mod, "_setup", lambda *a: (None, tmp_path, tmp_path, [], {}, tmp_path, {}))
+    monkeypatch.setattr(dfpt_mod, "_relax", lambda *a: ran.append("relax"))
+    monkeypatch.setattr(dfpt_mod, "_phonons", lambda *a: ran.append("phonons"))
+    with pytest.raises(ClusterError, match="jobqueue must be one of"):
+        run_dfpt("POSCAR", DfptConfig(split_q=True, scheduler={"jobqueue": "nope"}), tmp_path)
+    assert ran == []

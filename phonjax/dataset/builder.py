@@ -158,6 +158,8 @@ def build_dataset(config: DatasetConfig, *, workers: int | None = None, resume: 
     find_executable("pw.x")
     if config.nprocs_per_worker > 1:
         find_executable("mpirun")
+    from .cluster import check_scheduler
+    check_scheduler(scheduler or config.scheduler)  # before the relaxation, not after it
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     crystal = read_structure(config.structure)

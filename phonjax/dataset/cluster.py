@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-__all__ = ["dask_client", "ClusterError", "JOBQUEUE_CLASSES"]
+__all__ = ["dask_client", "check_scheduler", "ClusterError", "JOBQUEUE_CLASSES"]
 
 #: ``jobqueue:`` names and the dask_jobqueue classes they select
 JOBQUEUE_CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
@@ -41,6 +41,25 @@ def _jobqueue_cluster(spec: dict):
     cluster = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])(**spec)
     cluster.scale(jobs=jobs)
     return cluster
+
+
+def check_scheduler(scheduler) -> None:
+    """Fail early (ClusterError, one line) on a scheduler setting that cannot work: an unreachable address, an
+    unknown jobqueue kind or a missing dask-jobqueue — before hours of QE that would end there. None (the
+    local cluster) always works."""
+    if scheduler is None:
+        return
+    if isinstance(scheduler, dict):
+        kind = str(scheduler.get("jobqueue", "")).lower()
+        if kind not in JOBQUEUE_CLASSES:
+            raise ClusterError(f"scheduler.jobqueue must be one of {', '.join(JOBQUEUE_CLASSES)}, got {kind!r}")
+        try:
+            import dask_jobqueue  # noqa: F401
+        except ImportError:
+            raise ClusterError("scheduler.jobqueue needs dask-jobqueue: pip install dask-jobqueue") from None
+        return
+    with dask_client(scheduler):
+        pass
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from ..io.qe import parse_dyn_dielectric, parse_matdyn_freq, parse_pw_output
 from .qe_io import PwSettings, write_matdyn_input, write_ph_input, write_pw_input, write_q2r_input
 from .pseudos import provenance, pseudos_for
 from .dielectric import Dielectric, neutral, patch_dyn_dielectric, run_dielectric
+from .cluster import check_scheduler
 from .dfpt_split import remove_scratch, run_split_q, split_done
 from .runner import atomic_write_json, atomic_write_text, find_executable, finished_run, run_qe
 
@@ -212,6 +213,8 @@ def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
     """
     crystal, out, qe_dir, symbols, ps, pdir, files = _setup(structure, config, out_dir,
                                                              ("pw.x", "ph.x", "q2r.x", "matdyn.x"))
+    if config.split_q:
+        check_scheduler(config.scheduler)  # before the QE runs, not after them
     timings = {}
     run_kw = dict(nprocs=config.nprocs, npool=config.npool, nice=config.nice)
     pref = config.prefix

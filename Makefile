@@ -1,5 +1,5 @@
 # phonjax — the two commands of the README:
-#   make demo   set up, convert the embedded default model (SevenNet-0) once, predict LiF's dispersion
+#   make demo   set up, convert the embedded default model (SevenNet-l3i5) once, predict LiF's dispersion
 #   make test   set up (incl. Quantum ESPRESSO) and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,10 +7,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= out/demo
 # one model cache for `make demo` and the CLI: phonjax's default model directory ($PHONJAX_MODEL, else
-# $XDG_CACHE_HOME/phonjax/models/sevennet-0, else ~/.cache/...), so `phonjax predict` without --model reuses it;
-# .cache/models/sevennet-0 (the path in configs/) is a link to it
-MODEL  ?= $(if $(PHONJAX_MODEL),$(PHONJAX_MODEL),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/phonjax/models/sevennet-0)
-MODEL_LINK := .cache/models/sevennet-0
+# $XDG_CACHE_HOME/phonjax/models/sevennet-l3i5, else ~/.cache/...; phonjax/defaults.py), so `phonjax predict`
+# without --model reuses it; .cache/models/default (the path in configs/) is a link to it
+MODEL  ?= $(if $(PHONJAX_MODEL),$(PHONJAX_MODEL),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/phonjax/models/sevennet-l3i5)
+MODEL_LINK := .cache/models/default
 
 .PHONY: setup setup-qe model demo test test-fast bench report clean
 

@@ -1,9 +1,9 @@
 """Issue 18 item 3: peak memory and time of LiF home-cell force constants vs supercell (3³…13³) with the
-automatic memory plan (``chunk_size="auto"``, no flags) for SevenNet-0 and an OAM-L-sized NequIP (random
-weights), each size in a fresh process (peak RSS = the child's ru_maxrss, compilation included), next to the
-planner's estimate (phonjax.memory).
+automatic memory plan (``chunk_size="auto"``, no flags) for the default model (SevenNet-l3i5; any model
+directory with ``--models DIR``) and an OAM-L-sized NequIP (random weights), each size in a fresh process
+(peak RSS = the child's ru_maxrss, compilation included), next to the planner's estimate (phonjax.memory).
 
-    .venv/bin/python benchmarks/bench_memory.py [--models sevennet-0 oam-l] [--sizes 3 5 9 13]
+    .venv/bin/python benchmarks/bench_memory.py [--models default oam-l DIR] [--sizes 3 5 9 13]
         [--dtype float32] → benchmarks/results/memory_cpu.json (rewritten after every point)
 """
 from __future__ import annotations
@@ -27,8 +27,11 @@ from ase.build import bulk
 from phonjax.memory import hvp_bytes_per_direction, available_memory
 from phonjax.structure import Crystal, make_supercell
 name, n, dtype = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-if name == "sevennet-0":
-    model = phonjax.load_model(sys.argv[4] + "/.cache/models/sevennet-0")
+if name == "default":  # the embedded default model (phonjax.defaults), converted into its cache if needed
+    from phonjax.defaults import default_model
+    model = default_model()
+elif name != "oam-l":  # a phonjax model directory
+    model = phonjax.load_model(name)
 else:
     from model_fixtures import OAM_L
     model = phonjax.Model.init(phonjax.ModelConfig(**OAM_L, dtype=dtype), seed=0)
@@ -54,7 +57,8 @@ print("RESULT " + json.dumps({"model": name, "dtype": model.config.dtype, "N": n
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["sevennet-0", "oam-l"])
+    ap.add_argument("--models", nargs="+", default=["default", "oam-l"],
+                    help="'default' (the embedded default model), 'oam-l' (OAM-L-sized, random weights) or model dirs")
     ap.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 9, 13])
     ap.add_argument("--dtype", default="float32", help="OAM-L-sized network dtype")
     ap.add_argument("--timeout", type=float, default=3600)

@@ -13,7 +13,7 @@
 #           in ./.whl/ (e3nn-jax, vesin, ase, spglib, seekpath, phonopy, symfc, phonors, sympy, mpmath, attrs,
 #           packaging) installed into /tmp/site with --no-index --no-deps.
 # SevenNet-0 must be converted beforehand (torch + sevenn, not needed here) into ./.cache/models/sevennet-0:
-#   phonjax convert sevennet --out .cache/models/sevennet-0
+#   phonjax convert sevennet 7net-0 --out .cache/models/sevennet-0
 # Budgets (seconds, env): PHONJAX_GPU_TEST_TIMEOUT (tests, default 150), PHONJAX_GPU_BUDGET (whole script, 470).
 set -u
 cd "$(dirname "$0")/.."

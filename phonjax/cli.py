@@ -150,7 +150,8 @@ def _convert(args) -> None:
 
 
 _CONVERT_HELP = """Sources: a nequip package (.nequip.zip from `nequip-package build`), a nequip Lightning checkpoint (.ckpt) or a
-SevenNet checkpoint (.pth; default: SevenNet-0 shipped with the sevenn package).
+SevenNet checkpoint (.pth, or a name of one shipped with the sevenn package: 7net-0, 7net-0_22May2024, 7net-l3i5;
+default: the default model, 7net-l3i5).
 
 Safety: a torch package (.nequip.zip) runs its own bundled Python code when it is loaded — phonjax cannot prevent
 that. Convert only packages from sources you trust. Checkpoints (.ckpt, .pth) are read weights-only: a file that
@@ -253,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "multi-frame file run one job per structure into --out/<name>/ with --out/summary.jsonl "
                         "(resumable: finished structures are skipped); --born may then be a directory of "
                         "<name>.BORN files")
-    p.add_argument("--model", type=Path, default=None, help="phonjax model directory (default: SevenNet-0 cache)")
+    p.add_argument("--model", type=Path, default=None, help="phonjax model directory (default: the default model's cache, SevenNet-l3i5)")
     p.add_argument("--supercell", nargs="+", type=int, default=None, action=_SupercellAction,
                    help="N, N N N or 9 integers, over the cell as given (default: smallest N³ of the primitive "
                         "cell whose width reaches the model's receptive field, see --supercell-rule)")

@@ -127,8 +127,8 @@ def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int
 
 
 def resolve_model(model, bar=None):
-    """The model of a job: a loaded model as given, a model directory loaded, None → the default (SevenNet-0,
-    converted on first use with a note and a progress stage on ``bar``)."""
+    """The model of a job: a loaded model as given, a model directory loaded, None → the default model
+    (:mod:`phonjax.defaults`, converted on first use with a note and a progress stage on ``bar``)."""
     if model is None:
         try:
             from phonjax.defaults import default_model, default_model_dir
@@ -137,9 +137,10 @@ def resolve_model(model, bar=None):
         if bar is not None and not (default_model_dir() / "config.yaml").is_file():
             import warnings
             from phonjax.checks import InputNote
-            warnings.warn(f"converting the default model SevenNet-0 into {default_model_dir()} (first use only)",
-                          InputNote, stacklevel=3)
-            bar.stage("converting SevenNet-0")
+            from phonjax.defaults import DEFAULT_MODEL
+            warnings.warn(f"converting the default model ({DEFAULT_MODEL}) into {default_model_dir()} (first use "
+                          "only)", InputNote, stacklevel=3)
+            bar.stage(f"converting {DEFAULT_MODEL}")
         return default_model()
     if isinstance(model, (str, Path)):
         from phonjax.models import load_model

@@ -89,7 +89,7 @@ def calc():
 @pytest.fixture(scope="module")
 def ck():
     """SevenNet-0 read once: architecture, weights and the torch model sevenn builds from it."""
-    return read_checkpoint()
+    return read_checkpoint(default_checkpoint())
 
 
 def calc_reference(calc, atoms):
@@ -132,7 +132,7 @@ def converted(tmp_path_factory, ck):
     from phonjax.models import load_model
 
     out = tmp_path_factory.mktemp("sevennet") / "sevennet-0"
-    m32 = convert_sevennet(out=out)
+    m32 = convert_sevennet(default_checkpoint(), out=out)
     loaded = load_model(out)
     m64 = from_checkpoint(ck, "float64")
     return {"float32": loaded, "float64": m64, "returned": m32, "dir": out}

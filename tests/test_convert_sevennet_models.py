@@ -89,8 +89,10 @@ def test_multi_fidelity_is_refused_in_one_line():
 
 def test_pretrained_names_resolve_and_unknown_ones_are_one_line():
     from phonjax.convert.sevennet import ConversionError, checkpoint_path, default_checkpoint
+    from phonjax.defaults import DEFAULT_MODEL
 
-    assert checkpoint_path(None) == default_checkpoint() == checkpoint_path("7net-0")
+    assert checkpoint_path(None) == checkpoint_path(DEFAULT_MODEL)  # None: the default model's checkpoint
+    assert default_checkpoint() == checkpoint_path("7net-0")
     assert checkpoint_path("7NET-L3I5") == _checkpoint("SevenNet_l3i5/checkpoint_l3i5.pth")
     with pytest.raises(ConversionError, match="pretrained names: 7net-0"):
         checkpoint_path("7net-nope")

@@ -1,7 +1,8 @@
-"""SevenNet (PyPI ``sevenn``) → phonjax: the offline embedded default model SevenNet-0.
+"""SevenNet (PyPI ``sevenn``) → phonjax: the offline embedded pretrained models (SevenNet-0 of 11 Jul and 22 May
+2024, SevenNet-l3i5 — the default model, :mod:`phonjax.defaults`).
 
-``convert_sevennet(checkpoint=None, out)`` loads a SevenNet checkpoint (default: SevenNet-0 11Jul2024,
-shipped inside the installed ``sevenn`` wheel), reads its architecture from the *built torch modules*
+``convert_sevennet(checkpoint=None, out)`` loads a SevenNet checkpoint (default: the default model's, shipped
+inside the installed ``sevenn`` wheel), reads its architecture from the *built torch modules*
 (sevenn's own builder, so its backward-compatibility patches of old checkpoints are applied), maps every
 weight onto the phonjax NequIP model (SevenNet variants of :class:`phonjax.models.nequip.model.ModelConfig`), checks the
 result against torch on a small structure and writes a phonjax model directory (``Model.save``).
@@ -46,7 +47,8 @@ import numpy as np
 
 from phonjax.convert._common import ConversionError, check_output_dir, compare_energy_forces
 from phonjax.convert._common import irreps_str as _irr
-from phonjax.convert.sevennet_read import (C_SILU, PRETRAINED, SEVENNET_0_RELPATH, SEVENNET_0_SHA256,  # noqa: F401
+from phonjax.convert.sevennet_read import (C_SILU, KNOWN_CHECKPOINTS, PRETRAINED, SEVENNET_0_RELPATH,  # noqa: F401
+                                           SEVENNET_0_SHA256,
                                            SevenNetCheckpoint, architecture, checkpoint_path, default_checkpoint,
                                            load_torch_model, read_checkpoint)
 from phonjax.convert.sevennet_torch import torch_energy_forces_stress, torch_model_as
@@ -196,10 +198,11 @@ def from_checkpoint(ck: SevenNetCheckpoint, dtype: str = "float32"):
 
     config = model_config(ck.arch, dtype)
     params = jax.tree_util.tree_map(jnp.asarray, map_params(ck, config))
-    meta = dict(source="sevennet", model_name="SevenNet-0" if ck.sha256 == SEVENNET_0_SHA256 else "SevenNet",
+    name, theory = KNOWN_CHECKPOINTS.get(ck.sha256, ("SevenNet", None))
+    meta = dict(source="sevennet", model_name=name,
                 source_file=Path(ck.source).name, source_sha256=ck.sha256, sevenn_version=ck.sevenn_version,
                 checkpoint_version=ck.checkpoint_version, source_dtype="float32", license="MIT (sevenn)",
-                level_of_theory="PBE/PBE+U (MPtrj)" if ck.sha256 == SEVENNET_0_SHA256 else None,
+                level_of_theory=theory,
                 n_params_torch=int(sum(p.numel() for p in ck.torch_model.parameters())),
                 message="SevenNet checkpoint weights (no EMA in SevenNet checkpoints)")
     return Model(config, params, meta)
@@ -207,8 +210,8 @@ def from_checkpoint(ck: SevenNetCheckpoint, dtype: str = "float32"):
 
 def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overwrite: bool = False,
                      check: bool = True):
-    """Convert a SevenNet checkpoint (a file or a name of :data:`PRETRAINED`; default: SevenNet-0 11Jul2024 from
-    the installed ``sevenn``) into the
+    """Convert a SevenNet checkpoint (a file or a name of :data:`PRETRAINED`; default: the default model's,
+    :data:`phonjax.defaults.DEFAULT_MODEL`, from the installed ``sevenn``) into the
     phonjax model directory ``out`` (default :func:`default_model_dir`). Returns the :class:`Model`.
 
     check: compare energy/forces with torch (float64) on a small two-species crystal before writing
@@ -238,8 +241,8 @@ def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overw
 
 
 def default_model_dir() -> Path:
-    """Cache location of the converted SevenNet-0 (``phonjax.defaults.default_model_dir``:
-    ``$PHONJAX_MODEL``, else ``$XDG_CACHE_HOME/phonjax/models/sevennet-0``, else ``~/.cache/...``)."""
+    """Cache location of the converted default model (``phonjax.defaults.default_model_dir``:
+    ``$PHONJAX_MODEL``, else ``$XDG_CACHE_HOME/phonjax/models/sevennet-l3i5``, else ``~/.cache/...``)."""
     from phonjax.defaults import default_model_dir as _d
 
     return _d()

@@ -21,6 +21,12 @@ C_SILU = 1.6791767923989418
 SEVENNET_0_RELPATH = ("pretrained_potentials", "SevenNet_0__11Jul2024", "checkpoint_sevennet_0.pth")
 #: sha256 of that file in sevenn 0.13.0 (identifies SevenNet-0 in the metadata)
 SEVENNET_0_SHA256 = "7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f813c36"
+#: sha256 of the checkpoints the sevenn wheel ships → (model name, level of theory of the training data)
+KNOWN_CHECKPOINTS = {
+    SEVENNET_0_SHA256: ("SevenNet-0", "PBE/PBE+U (MPtrj)"),
+    "5d389fafd512e6ae2830d74d0b66ffc49a55d3832653ff8e7bf7f1343013c1d1": ("SevenNet-0 (22May2024)", "PBE/PBE+U (MPtrj)"),
+    "a7ff190d41efe5b8317a03d20a468e4036a1a3e64e0b14fdbab64ac3f4bfc09d": ("SevenNet-l3i5", "PBE/PBE+U (MPtrj)"),
+}
 
 
 
@@ -68,9 +74,10 @@ PRETRAINED = {"7net-0": SEVENNET_0_RELPATH,
 
 def checkpoint_path(checkpoint=None) -> Path:
     """A checkpoint file: ``checkpoint`` itself, one of sevenn's pretrained names (:data:`PRETRAINED`, e.g.
-    "7net-l3i5"), or SevenNet-0 when None."""
+    "7net-l3i5"), or the default model's checkpoint (:data:`phonjax.defaults.DEFAULT_MODEL`) when None."""
     if checkpoint is None:
-        return default_checkpoint()
+        from phonjax.defaults import DEFAULT_MODEL
+        checkpoint = DEFAULT_MODEL
     path = Path(checkpoint)
     if path.is_file():
         return path

@@ -97,7 +97,7 @@ def ensure_model(name: str, path: Path) -> Path:
     if (path / "config.yaml").is_file():
         return path
     if name == "pretrained":
-        log(f"converting SevenNet-0 into {path}")
+        log(f"converting the default model into {path}")
         os.environ["PHONJAX_MODEL"] = str(path)
         from phonjax.defaults import default_model
         default_model()

@@ -163,7 +163,7 @@ def parse_args(argv=None):
     ap.add_argument("--max-rss-gib", type=float, default=10.0)
     ap.add_argument("--markdown-only", action="store_true", help="rewrite polar.md from polar.json (no run)")
     ap.add_argument("--model", type=Path, default=None,
-                    help="a phonjax model directory instead of the default (SevenNet-0); see polar_models.py")
+                    help="a phonjax model directory instead of the default model; see polar_models.py")
     ap.add_argument("--model-name", default=None, help="its name in the results (default: the directory's)")
     return ap.parse_args(argv)
 

@@ -83,11 +83,23 @@ def run_timed(cmd, env) -> tuple[float, subprocess.CompletedProcess]:
     return time.perf_counter() - t, p
 
 
+#: the same model on both sides: SevenNet-0 converted (the phonjax default model is SevenNet-l3i5 since issue 20)
+SEVENNET_0 = ROOT / ".cache" / "models" / "sevennet-0"
+
+
+def sevennet0_dir() -> Path:
+    """SevenNet-0 as a phonjax model directory (converted once into .cache/models/sevennet-0)."""
+    if not (SEVENNET_0 / "config.yaml").is_file():
+        subprocess.run([sys.executable, "-m", "phonjax.cli", "convert", "sevennet", "7net-0", "--out",
+                        str(SEVENNET_0)], check=True, cwd=ROOT)
+    return SEVENNET_0
+
+
 def phonjax_runs(poscar: Path, n: int, out: Path, cache: Path, small: bool) -> dict:
     env = dict(os.environ, PHONJAX_COMPILE_CACHE=str(cache))
     lr = ["--allow-small-supercell", "--lr", "none"] if small else ["--born", str(SIC / "BORN")]
     cmd = [sys.executable, "-m", "phonjax.cli", "predict", str(poscar), "--supercell", str(n), str(n), str(n),
-           "--no-primitive"] + lr
+           "--no-primitive", "--model", str(sevennet0_dir())] + lr
     res = {}
     for k in ("first", "second"):
         wall, p = run_timed(cmd + ["--out", str(out / k)], env)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/longrange_supercell.py [--material LiF] [--supercells prim3 prim4 ...]
                                                        [--cache DIR] [--out DIR]
 
-Force constants: phonjax + the default model (pretrained SevenNet-0, ``phonjax.defaults.default_model()``;
+Force constants: phonjax + the default model (``phonjax.defaults.default_model()``;
 ``--model DIR --label NAME`` for another, e.g. a finetuned one, results then in *_NAME files),
 symmetry-reduced Hessian-vector products, in each supercell (prim N: N×N×N primitive, N³·2 atoms for rock salt;
 conv N: N×N×N conventional cubic, N³·8 atoms). Born charges / ε∞: examples/<material>/BORN (QE DFPT);
@@ -101,7 +101,7 @@ def main():
     ap.add_argument("--cache", type=Path, default=None, help="directory to keep/reuse the model's force constants")
     ap.add_argument("--chunk-size", type=int, default=None, help="HVP directions per step (memory; prim6 with all "
                     "directions vmapped was killed at 17.6 GiB RSS on the 24 GiB CPU machine)")
-    ap.add_argument("--model", type=Path, default=None, help="phonjax model directory (default: SevenNet-0)")
+    ap.add_argument("--model", type=Path, default=None, help="phonjax model directory (default: the default model)")
     ap.add_argument("--label", default="", help="name of the model in output file names and titles")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()

@@ -31,6 +31,15 @@ def tiny_pw(**kw):
     return PwSettings(**base)
 
 
+def tiny_dfpt(qgrid=(1, 1, 1), **kw):
+    """The tiny LiF DFPT settings of the QE tests (30 Ry, k 2³, 1 MPI rank, no relaxation)."""
+    from phonjax.dataset import DfptConfig
+    base = dict(pw=tiny_pw(conv_thr=1e-12), relax=False, qgrid=tuple(qgrid), npoints=24, nprocs=1, npool=1,
+                prefix="t", tr2_ph=1e-14)
+    base.update(kw)
+    return DfptConfig(**base)
+
+
 def printed_ry(text: str, key: str) -> float:
     """An independent regex for QE's printed '!    total energy = X Ry'."""
     import re

@@ -15,7 +15,7 @@ from phonjax import units
 from phonjax.compare import gamma_indices
 from phonjax.io.band_yaml import read_band_yaml
 
-from dataset_helpers import lif_primitive, require_qe, tiny_pw
+from dataset_helpers import lif_primitive, require_qe, tiny_dfpt
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "examples" / "LiF"
@@ -38,11 +38,10 @@ def _read_born(path: Path):
 @pytest.mark.qe
 def test_run_dfpt_tiny(tmp_path):
     require_qe("pw.x", "ph.x", "q2r.x", "matdyn.x")
-    from phonjax.dataset import DfptConfig, run_dfpt
+    from phonjax.dataset import run_dfpt
     from phonjax.io.qe import parse_dyn_dielectric
 
-    cfg = DfptConfig(pw=tiny_pw(conv_thr=1e-12), relax=False, qgrid=(1, 1, 1), npoints=24, nprocs=1, npool=1,
-                     prefix="t", tr2_ph=1e-14)
+    cfg = tiny_dfpt((1, 1, 1))
     crystal = lif_primitive(4.0)
     res = run_dfpt(crystal, cfg, tmp_path)
     for name in ("BORN", "band.yaml", "POSCAR", "dfpt.json", "t.fc"):

@@ -13,7 +13,7 @@ from phonjax.dataset.dfpt_split import irreducible_q_count
 from phonjax.dataset.runner import QERunError
 from phonjax.io.band_yaml import read_band_yaml
 
-from dataset_helpers import lif_primitive, require_qe, tiny_pw
+from dataset_helpers import lif_primitive, require_qe, tiny_dfpt
 
 
 def _numbers(path) -> np.ndarray:
@@ -34,10 +34,9 @@ def test_split_q_equals_one_process_run_and_resumes(tmp_path):
     require_qe("pw.x", "ph.x", "q2r.x", "matdyn.x")
     from dataclasses import replace
 
-    from phonjax.dataset import DfptConfig, run_dfpt
+    from phonjax.dataset import run_dfpt
 
-    cfg = DfptConfig(pw=tiny_pw(conv_thr=1e-12), relax=False, qgrid=(2, 2, 2), npoints=24, nprocs=1, npool=1,
-                     prefix="t", tr2_ph=1e-14)
+    cfg = tiny_dfpt((2, 2, 2))
     crystal = lif_primitive(4.0)
     one = run_dfpt(crystal, cfg, tmp_path / "one")
     # the split run through the CLI: --workers selects one ph.x per q-point on a local Dask cluster

@@ -203,7 +203,8 @@ def _check_config(config: dict, mods) -> int:
     if g("interaction_type", "nequip") != "nequip":
         raise UnsupportedFeature(f"SevenNet interaction_type {g('interaction_type')!r}")
     if g("use_modality", False):
-        raise UnsupportedFeature("multi-fidelity (modal) SevenNet models")
+        raise UnsupportedFeature("multi-fidelity (modal) SevenNet models, e.g. SevenNet-MF-0, are not supported; "
+                                 "use 7net-l3i5 or 7net-0")
     if g("use_bias_in_linear", False):
         raise UnsupportedFeature("use_bias_in_linear=True")
     if g("readout_as_fcn", False):

@@ -26,7 +26,8 @@ from _cold_warm import cold_warm, run_cli  # noqa: E402
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(ROOT / ".cache" / "models" / "default"), help="a phonjax model directory (default: the default model, linked by make demo)")
+    ap.add_argument("--model", default=str(ROOT / ".cache" / "models" / "default"),
+                    help="a phonjax model directory (default: the default model, linked by make demo)")
     ap.add_argument("--supercell-rule", default="receptive", choices=("receptive", "cutoff"))
     ap.add_argument("--supercell", type=int, default=None)
     ap.add_argument("--skip-finetune", action="store_true")

@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "multi-frame file run one job per structure into --out/<name>/ with --out/summary.jsonl "
                         "(resumable: finished structures are skipped); --born may then be a directory of "
                         "<name>.BORN files")
-    p.add_argument("--model", type=Path, default=None, help="phonjax model directory (default: the default model's cache, SevenNet-l3i5)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="phonjax model directory (default: the default model's cache, SevenNet-l3i5)")
     p.add_argument("--supercell", nargs="+", type=int, default=None, action=_SupercellAction,
                    help="N, N N N or 9 integers, over the cell as given (default: smallest N³ of the primitive "
                         "cell whose width reaches the model's receptive field, see --supercell-rule)")
@@ -284,8 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Convert torch nequip/SevenNet weights to a phonjax model directory.",
                        epilog=_CONVERT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=("nequip", "sevennet"))
-    p.add_argument("src", nargs="?", type=Path, default=None, help=".nequip.zip (runs its own code: trusted sources only) / .ckpt / SevenNet .pth, or a "
-                        "pretrained SevenNet name: 7net-0 (default), 7net-0_22May2024, 7net-l3i5")
+    p.add_argument("src", nargs="?", type=Path, default=None,
+                   help=".nequip.zip (runs its own code: trusted sources only) / .ckpt / SevenNet .pth, or a "
+                        "pretrained SevenNet name: 7net-l3i5 (default), 7net-0, 7net-0_22May2024")
     p.add_argument("out_pos", nargs="?", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=None, help="output model directory")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None, help="network dtype (default: source's)")

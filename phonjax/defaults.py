@@ -3,7 +3,8 @@ benchmark, ``reports/polar_models.md``: the most accurate of the wheel's checkpo
 cost), converted to a phonjax model directory once and cached. This module is the one home of that choice.
 
 Cache location: ``$PHONJAX_MODEL`` if set (a model directory), else
-``$XDG_CACHE_HOME/phonjax/models/sevennet-l3i5`` (``~/.cache/...``). Converting needs torch and sevenn (``pip install -e .[convert]``); loading does not.
+``$XDG_CACHE_HOME/phonjax/models/sevennet-l3i5`` (``~/.cache/...``). Converting needs torch and sevenn
+(``pip install -e .[convert]``); loading does not.
 The converter is reached through the registry (:func:`phonjax.models.converter`), imported only when the cache
 is empty: this module does not import :mod:`phonjax.convert` (which itself uses :func:`default_model_dir`).
 """

@@ -22,7 +22,6 @@ The result's ``provenance`` is "short-range-model" for a model trained on dipole
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import partial
 import time
 from typing import Callable, Sequence
 
@@ -169,23 +168,17 @@ def _pad_atoms(x, cap: int) -> np.ndarray:
 def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budget, n_devices: int = 1):
     """(energy, chunk_size, MemoryPlan or None): for a phonjax Model with ``chunk_size="auto"`` the directions
     per step and the edge chunk are chosen from the memory available (:mod:`phonjax.memory`); other energies
-    run all directions at once. With ``n_devices`` > 1 the plan is per device (its share of the directions;
-    on the CPU, whose simulated devices share the host's memory, its share of the budget)."""
+    run all directions at once; with ``n_devices`` > 1 the plan is per device."""
     energy = bound_energy(model, crystal, edge_chunk)
     if chunk_size != "auto":
         return energy, chunk_size, None
     graph, bound = getattr(energy, "graph", None), getattr(energy.func, "edge_chunk", None)
     if graph is None or bound is None or not hasattr(model, "config") or not hasattr(model, "n_params"):
         return energy, None, None
-    from phonjax.memory import available_memory, parse_bytes, plan_hvp_memory
-    if n_devices > 1:
-        n_dir = -(-n_dir // n_devices)
-        if jax.default_backend() == "cpu":
-            total = available_memory()[0] if memory_budget is None else (
-                parse_bytes(memory_budget) if isinstance(memory_budget, str) else int(memory_budget))
-            memory_budget = max(1, total // n_devices)
+    from phonjax.memory import plan_hvp_memory
     plan = plan_hvp_memory(model.config, model.n_params(), graph.n_node_capacity, graph.n_edge_capacity, n_dir,
-                           edge_chunk=edge_chunk, chunk_size="auto", memory_budget=memory_budget)
+                           edge_chunk=edge_chunk, chunk_size="auto", memory_budget=memory_budget,
+                           n_devices=n_devices)
     if plan.edge_chunk != bound:
         energy = bound_energy(model, crystal, plan.edge_chunk)
     return energy, plan.chunk_size, plan

@@ -48,10 +48,6 @@ def gather(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def _axis(mesh: Mesh) -> str:
-    return resolve_mesh(mesh).axis_names[0]
-
-
 def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None):
     grad = jax.grad(lambda x: energy(x, cell))
     if mode == "linearize":
@@ -107,34 +103,31 @@ def pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, i
 
 def hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, progress,
          mesh=None) -> np.ndarray:
-    """(n_dir, n_super, 3) products H·V. Without ``progress``: one kernel call (``chunk_size``: lax.map inside it).
-    With ``progress(done, total)``: the same batches of ``chunk_size`` directions (all at once when None) as a
-    host loop of equal-shape calls (the last batch zero-padded), one compilation, a callback after each. The
-    directions of a batch are vmapped and share one forward pass, so batches are never made smaller than the
-    memory allows just to report progress (see :mod:`phonjax.progress`'s heartbeat). With a ``mesh`` the
-    directions are split over its devices (:func:`sharded_hvps`; ``chunk_size`` per device)."""
-    if mesh is not None:
-        ndev = int(mesh.devices.size)
-        if progress is None:
-            return sharded_hvps(energy, pos, cell, V, mode, chunk_size, mesh)
-        step = len(V) if chunk_size is None else min(len(V), int(chunk_size) * ndev)
-        step = -(-step // ndev) * ndev  # equal batches, each a multiple of the device count: one compilation
-        Vp = np.concatenate([V, np.zeros((-len(V) % step,) + V.shape[1:])])
-        progress(0, len(V))
-        out = []
-        for k in range(0, len(Vp), step):
-            out.append(sharded_hvps(energy, pos, cell, Vp[k:k + step], mode, None, mesh))
-            progress(min(k + step, len(V)), len(V))
-        return np.concatenate(out)[:len(V)]
-    Vp, c = pad_directions(V, chunk_size)
+    """(n_dir, n_super, 3) products H·V, on the default device or with the directions split over ``mesh``'s
+    devices (:func:`sharded_hvps`; ``chunk_size`` is then per device). Without ``progress``: one kernel call
+    (``chunk_size``: lax.map inside it). With ``progress(done, total)``: batches of ``chunk_size`` directions
+    per device (all at once when None) as a host loop of equal-shape calls (the last batch zero-padded), one
+    compilation, a callback after each. The directions of a batch are vmapped and share one forward pass, so
+    batches are never made smaller than the memory allows just to report progress (see
+    :mod:`phonjax.progress`'s heartbeat)."""
+    Vp, c = pad_directions(V, chunk_size)  # validates chunk_size
+
+    def run(block, chunk):
+        if mesh is None:
+            return np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(block), mode, chunk))
+        return sharded_hvps(energy, pos, cell, block, mode, chunk, mesh)
+
     if progress is None:
-        return np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp), mode, c))[:len(V)]
-    c = len(Vp) if c is None else c
+        return run(Vp if mesh is None else V, c)[:len(V)]
+    ndev = 1 if mesh is None else int(mesh.devices.size)
+    step = len(V) if c is None else min(len(V), c * ndev)
+    step = -(-step // ndev) * ndev  # equal batches, each a multiple of the device count: one compilation
+    Vp = np.concatenate([V, np.zeros((-len(V) % step,) + V.shape[1:])])
     progress(0, len(V))
     out = []
-    for k in range(0, len(Vp), c):
-        out.append(np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(Vp[k:k + c]), mode, None)))
-        progress(min(k + c, len(V)), len(V))
+    for k in range(0, len(Vp), step):
+        out.append(run(Vp[k:k + step], None))
+        progress(min(k + step, len(V)), len(V))
     return np.concatenate(out)[:len(V)]
 
 
@@ -156,9 +149,10 @@ def sharded_hvps(energy, positions, cell, directions, mode: str, chunk_size: int
     """(n_dir, N, 3) Hessian-vector products of one structure with the directions (n_dir, N, 3) split over
     ``mesh``'s devices: the energy (a pytree, see :func:`phonjax.force_constants.bound_energy`), positions and
     cell are replicated, each device runs :func:`hvp_map` on its own block of directions (``chunk_size`` per
-    ``lax.map`` step on each device; None: its whole block vmapped). The directions are zero-padded to a multiple of n_devices × chunk_size (zero tangents give zero products).
-    Equal to the single-device kernel to rounding."""
-    axis = _axis(mesh)
+    ``lax.map`` step on each device; None: its whole block vmapped). The directions are zero-padded to a
+    multiple of n_devices × chunk_size (zero tangents give zero products). Equal to the single-device kernel to
+    rounding."""
+    axis = mesh.axis_names[0]
     ndev = int(mesh.devices.size)
     V = np.asarray(directions)
     nd = len(V)

@@ -140,12 +140,14 @@ def hvp_bytes_per_direction(config, n_nodes: int, n_edges: int, edge_chunk: int)
 
 def plan_hvp_memory(config, n_params: int, n_nodes: int, n_edges: int, n_directions: int, *,
                     edge_chunk: int | None = None, chunk_size="auto", memory_budget=None,
-                    grow_edge_chunk: bool | None = None) -> MemoryPlan:
+                    grow_edge_chunk: bool | None = None, n_devices: int = 1) -> MemoryPlan:
     """Choose (chunk_size, edge_chunk) for ``n_directions`` HVPs of a model with ``config`` on a graph of
     ``n_nodes`` / ``n_edges`` (padded). Explicit ``edge_chunk`` (int) / ``chunk_size`` (int or None) are kept;
     "auto" / None edge_chunk are chosen. ``memory_budget``: bytes (int) or a string for :func:`parse_bytes`.
     grow_edge_chunk: double the automatic edge chunk while all directions still fit (fewer sequential scan
-    steps; None: on accelerators only — on CPUs the measured automatic chunk is also the faster one)."""
+    steps; None: on accelerators only — on CPUs the measured automatic chunk is also the faster one).
+    n_devices: the directions are split over that many devices; the plan is per device (its share of the
+    directions and, on the CPU, whose simulated devices share the host's memory, its share of the budget)."""
     import numpy as np
     from phonjax.models.nequip.model import auto_edge_chunk
 
@@ -156,6 +158,11 @@ def plan_hvp_memory(config, n_params: int, n_nodes: int, n_edges: int, n_directi
             "argument"
         if budget <= 0:
             raise ValueError(f"memory_budget must be positive, got {memory_budget!r}")
+    if n_devices > 1:
+        import jax
+        n_directions = -(-n_directions // n_devices)
+        if jax.default_backend() == "cpu":
+            budget = max(1, budget // n_devices)
     fixed = int(BASE_BYTES + 3 * n_params * np.dtype(config.dtype).itemsize)
     room = budget - fixed
     ec = auto_edge_chunk(config, n_edges) if edge_chunk is None else int(edge_chunk)

@@ -118,9 +118,9 @@ def model_config(arch: dict, dtype: str = "float32"):
         per_type_energy_scales_trainable=arch["shift_scale_trainable"],
         per_type_energy_shifts_trainable=arch["shift_scale_trainable"],
         zbl=False, embedding="one_hot_linear", self_connection="linear", radial_mlp="e3nn_fcnet",
-        cutoff=arch.get("cutoff", "xplor"), cutoff_on=arch.get("r_on"), message_norm="linear",
-        polynomial_cutoff_p=arch.get("poly_p") or 6.0, parity_labels="all_even",
-        sh_normalize=arch.get("sh_normalize", True),
+        cutoff=arch["cutoff"], cutoff_on=arch["r_on"], message_norm="linear", parity_labels="all_even",
+        sh_normalize=arch["sh_normalize"],
+        **({"polynomial_cutoff_p": arch["poly_p"]} if arch["poly_p"] is not None else {}),
     )
 
 

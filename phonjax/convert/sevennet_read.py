@@ -24,7 +24,8 @@ SEVENNET_0_SHA256 = "7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f8
 #: sha256 of the checkpoints the sevenn wheel ships → (model name, level of theory of the training data)
 KNOWN_CHECKPOINTS = {
     SEVENNET_0_SHA256: ("SevenNet-0", "PBE/PBE+U (MPtrj)"),
-    "5d389fafd512e6ae2830d74d0b66ffc49a55d3832653ff8e7bf7f1343013c1d1": ("SevenNet-0 (22May2024)", "PBE/PBE+U (MPtrj)"),
+    "5d389fafd512e6ae2830d74d0b66ffc49a55d3832653ff8e7bf7f1343013c1d1": ("SevenNet-0 (22May2024)",
+                                                                         "PBE/PBE+U (MPtrj)"),
     "a7ff190d41efe5b8317a03d20a468e4036a1a3e64e0b14fdbab64ac3f4bfc09d": ("SevenNet-l3i5", "PBE/PBE+U (MPtrj)"),
 }
 
@@ -92,8 +93,8 @@ def checkpoint_path(checkpoint=None) -> Path:
 
 
 def load_torch_model(checkpoint=None):
-    """(torch AtomGraphSequential in eval mode, sevenn config dict) of ``checkpoint`` (a file or a name of
-    :data:`PRETRAINED`; default SevenNet-0)."""
+    """(torch AtomGraphSequential in eval mode, sevenn config dict) of ``checkpoint`` (see
+    :func:`checkpoint_path`; None: the default model's)."""
     import warnings
 
     path = checkpoint_path(checkpoint)
@@ -143,7 +144,8 @@ def _sevenn_checkpoint(path: Path, loaded: dict):
 
 
 def read_checkpoint(checkpoint=None) -> SevenNetCheckpoint:
-    """Architecture dict + float64 numpy weights of a SevenNet checkpoint (default SevenNet-0)."""
+    """Architecture dict + float64 numpy weights of a SevenNet checkpoint (see :func:`checkpoint_path`; None: the
+    default model's)."""
     import sevenn
 
     path = checkpoint_path(checkpoint)
@@ -160,8 +162,8 @@ def architecture(model, config: dict) -> dict:
     """Plain-dict architecture of a built SevenNet model; UnsupportedFeature names anything else.
 
     Keys: type_names (tuple of symbols, index = sevenn's one-hot index), r_max, cutoff ("xplor" | "polynomial"),
-    r_on (XPLOR), poly_p (polynomial), num_bessels, sh_irreps, sh_normalize, embed_width, hidden_irreps (per layer, gate outputs), radial_dims (per layer),
-    avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
+    r_on (XPLOR), poly_p (polynomial), num_bessels, sh_irreps, sh_normalize, embed_width, hidden_irreps (per
+    layer, gate outputs), radial_dims (per layer), avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
     """
     mods = model._modules
     n_layer = _check_config(config, mods)

@@ -28,18 +28,23 @@ class ClusterError(ValueError):
     """A scheduler setting that cannot be used (unknown jobqueue kind, dask-jobqueue missing, bad address)."""
 
 
-def _jobqueue_cluster(spec: dict):
-    spec = dict(spec)
-    kind = str(spec.pop("jobqueue", "")).lower()
-    jobs = int(spec.pop("jobs", 1))
+def _jobqueue_class(spec: dict):
+    """The dask_jobqueue cluster class a ``scheduler:`` mapping names (ClusterError: unknown kind, or
+    dask-jobqueue not installed)."""
+    kind = str(spec.get("jobqueue", "")).lower()
     if kind not in JOBQUEUE_CLASSES:
         raise ClusterError(f"scheduler.jobqueue must be one of {', '.join(JOBQUEUE_CLASSES)}, got {kind!r}")
     try:
         import dask_jobqueue
     except ImportError:
         raise ClusterError("scheduler.jobqueue needs dask-jobqueue: pip install dask-jobqueue") from None
-    cluster = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])(**spec)
-    cluster.scale(jobs=jobs)
+    return getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])
+
+
+def _jobqueue_cluster(spec: dict):
+    cls = _jobqueue_class(spec)
+    cluster = cls(**{k: v for k, v in spec.items() if k not in ("jobqueue", "jobs")})
+    cluster.scale(jobs=int(spec.get("jobs", 1)))
     return cluster
 
 
@@ -50,13 +55,7 @@ def check_scheduler(scheduler) -> None:
     if scheduler is None:
         return
     if isinstance(scheduler, dict):
-        kind = str(scheduler.get("jobqueue", "")).lower()
-        if kind not in JOBQUEUE_CLASSES:
-            raise ClusterError(f"scheduler.jobqueue must be one of {', '.join(JOBQUEUE_CLASSES)}, got {kind!r}")
-        try:
-            import dask_jobqueue  # noqa: F401
-        except ImportError:
-            raise ClusterError("scheduler.jobqueue needs dask-jobqueue: pip install dask-jobqueue") from None
+        _jobqueue_class(scheduler)
         return
     with dask_client(scheduler):
         pass

@@ -26,7 +26,8 @@ from ..io.born import born_text
 from ..io.structure import read_structure, write_poscar
 from ..structure import Crystal
 from ..io.qe import parse_dyn_dielectric, parse_matdyn_freq, parse_pw_output
-from .qe_io import PwSettings, write_matdyn_input, write_ph_input, write_pw_input, write_q2r_input
+from .qe_io import (PwSettings, ph_input_with, write_matdyn_input, write_ph_input, write_pw_input,
+                    write_q2r_input)
 from .pseudos import provenance, pseudos_for
 from .dielectric import Dielectric, neutral, patch_dyn_dielectric, run_dielectric
 from .cluster import check_scheduler
@@ -134,16 +135,15 @@ def _phonons(crystal, config, pdir, files, qe_dir, run_kw, timings):
     rec = run_qe("pw.x", text, qe_dir, "scf", resume=scratch or bool(ph_done), **run_kw)
     timings["scf"] = rec.seconds
     scf = parse_pw_output(rec.output_path.read_text())
-    text = ph_text
     if config.split_q:
         t0 = time.perf_counter()
-        nq, total = run_split_q(text, prefix=pref, qe_dir=qe_dir, run_kw=run_kw, workers=config.workers,
+        nq, total = run_split_q(ph_text, prefix=pref, qe_dir=qe_dir, run_kw=run_kw, workers=config.workers,
                                 scheduler=config.scheduler)
         timings["ph"] = time.perf_counter() - t0
         timings[f"ph (sum over {nq} q-point runs)"] = total
     else:
-        recover = text.replace("&INPUTPH\n", "&INPUTPH\n  recover = .true.\n", 1)
-        rec = run_qe("ph.x", text, qe_dir, "ph", resume=True, recover_text=recover, **run_kw)
+        rec = run_qe("ph.x", ph_text, qe_dir, "ph", resume=True,
+                     recover_text=ph_input_with(ph_text, recover=".true."), **run_kw)
         timings["ph"] = rec.seconds
     return scf, parse_dyn_dielectric((qe_dir / f"{pref}.dyn1").read_text())
 

@@ -22,15 +22,10 @@ import os
 import shutil
 from pathlib import Path
 
+from .qe_io import ph_input_with
 from .runner import QERunError, atomic_write_text, finished_run, load_result, run_qe, run_samples
 
 __all__ = ["run_split_q", "split_done", "irreducible_q_count", "remove_scratch"]
-
-
-def _with(text: str, **entries) -> str:
-    """``text`` (a ph.x input) with namelist entries added at the top of &INPUTPH."""
-    add = "".join(f"  {k} = {v}\n" for k, v in entries.items())
-    return text.replace("&INPUTPH\n", "&INPUTPH\n" + add, 1)
 
 
 def _copy_scratch(qe_dir: Path, prefix: str, dest: Path) -> None:
@@ -61,7 +56,7 @@ def irreducible_q_count(dyn0_text: str) -> int:
 
 
 def _init_text(ph_text: str) -> str:
-    return _with(ph_text, start_irr=0, last_irr=0)
+    return ph_input_with(ph_text, start_irr=0, last_irr=0)
 
 
 def split_done(ph_text: str, qe_dir: Path, prefix: str) -> bool:
@@ -98,10 +93,11 @@ def run_split_q(ph_text: str, *, prefix: str, qe_dir: Path, run_kw: dict, worker
     def compute(i: int) -> dict:
         d = q_dir(i)
         _copy_scratch(qe_dir, prefix, d)
-        text = _with(ph_text, start_q=i, last_q=i)
+        text = ph_input_with(ph_text, start_q=i, last_q=i)
         dyn = d / f"{prefix}.dyn{i}"  # a finished run whose dyn file was lost is redone, a killed one recovers
         resume = dyn.is_file() or (d / "ph.out.partial").exists()
-        rec = run_qe("ph.x", text, d, "ph", resume=resume, recover_text=_with(text, recover=".true."), **run_kw)
+        rec = run_qe("ph.x", text, d, "ph", resume=resume, recover_text=ph_input_with(text, recover=".true."),
+                     **run_kw)
         if not dyn.is_file():
             raise QERunError(f"ph.x finished q-point {i} without writing {prefix}.dyn{i}")
         return {"q": i, "seconds": rec.seconds}

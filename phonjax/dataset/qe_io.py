@@ -124,6 +124,13 @@ def write_ph_input(*, prefix: str, outdir: str = "./tmp", fildyn: str = "dyn", t
     return text
 
 
+def ph_input_with(text: str, **entries) -> str:
+    """A ph.x input ``text`` with namelist entries (values as Fortran literals, e.g. ``recover=".true."``)
+    added at the top of &INPUTPH."""
+    add = "".join(f"  {k} = {v}\n" for k, v in entries.items())
+    return text.replace("&INPUTPH\n", "&INPUTPH\n" + add, 1)
+
+
 def write_q2r_input(*, fildyn: str, flfrc: str, zasr: str = "crystal") -> str:
     return _namelist("INPUT", {"fildyn": fildyn, "zasr": zasr, "flfrc": flfrc}) + "\n"
 

@@ -18,7 +18,7 @@ def test_demo_lif_with_sevennet0(tmp_path):
     pytest.importorskip("sevenn")
     pytest.importorskip("torch")
     model_dir = tmp_path / "sevennet-0"
-    assert main(["convert", "sevennet", "--out", str(model_dir)]) == 0
+    assert main(["convert", "sevennet", "7net-0", "--out", str(model_dir)]) == 0  # cheaper than the default
     out = tmp_path / "demo"
     # 4×4×4 (128 atoms) is narrower than SevenNet's 10 Å cutoff sphere: refused unless explicitly allowed
     args = ["predict", str(LIF / "POSCAR"), "--model", str(model_dir), "--born", str(LIF / "BORN"),

@@ -89,16 +89,14 @@ def test_float32_model_errors_are_small():
 
 @pytest.mark.slow
 def test_oam_l_architecture_parity():
-    """Full NequIP-OAM-L architecture (random perturbed weights): E/F/σ + Hessian on the LiF primitive cell,
-    E/F/σ on a rattled 2×2×2 LiF cell (16 atoms)."""
+    """Full NequIP-OAM-L architecture (random perturbed weights): E/F/σ + Hessian on the LiF primitive cell
+    (rattled multi-atom cells are covered by the small models, which share every code path)."""
     tm = build_torch_model(OAM_L, seed=11, zbl=True, perturb=0.1)
     model = from_torch_module(tm, check=False)
     n_torch = sum(p.numel() for p in tm.parameters())
     assert n_torch == 9_605_777  # OAM-L trainable parameter count
     errs = _compare(tm, model, lif_primitive(), hessian=True, label="OAM-L")
     assert errs["E"] <= TOL_E and errs["F"] <= TOL_F and errs["S"] <= TOL_S and errs["H"] <= TOL_H
-    errs = _compare(tm, model, lif_rattled_supercell(2, seed=9), label="OAM-L")
-    assert errs["E"] <= TOL_E and errs["F"] <= TOL_F and errs["S"] <= TOL_S
 
 
 def test_variant_options_parity():

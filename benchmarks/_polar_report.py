@@ -12,9 +12,10 @@ LO_SHAPE_TARGET = 0.1
 
 #: What the tables do not show (kept with the report).
 NOTES = [
-    "- Supercell: the cutoff rule (2·r_max; 4³–5³, 128–250 atoms), not the CLI's default receptive-field rule "
-    "(10³–11³, 2000–2662 atoms), which is out of reach of this 2-core machine within the run; the LiF hump of "
-    "issue 20 (it appears with 11³) is therefore not tested here. Today's practice uses the same supercell.",
+    "- Supercell: the cutoff rule (2·r_max; 4³–5³, 128–250 atoms), the CLI's default wherever `--lr auto` resolves "
+    "to recip-auto (`phonjax.longrange.policy.supercell_rule`). The receptive-field supercells (10³–11³, "
+    "2000–2662 atoms), where the LiF and MgO LO humps of issue 20 appear, are compared in reports/lo_supercell.md. "
+    "Today's practice uses the same supercell.",
     "- Timings are wall-clock on a machine shared with QE DFPT runs and the test suite (load average in brackets, "
     "2 cores): they are upper bounds, not speed claims; a 'cached' time was measured when the cache was filled. "
     "The phonjax time is one fresh child process's force_constants() call, JAX compilation included; the FD time "
@@ -98,7 +99,7 @@ def _setup(result: dict) -> list[str]:
            f"{run['load_avg_start'][0]:.1f}, at end {run['load_avg_end'][0]:.1f}; the machine is shared with "
            "QE runs). Force constants computed in this run: " + (", ".join(run["fc_computed_now"]) or "none")
            + "; from the cache: " + (", ".join(run["fc_from_cache"]) or "none") + ".", "",
-           "| crystal | supercell used (CLI default) | atoms | phonjax FC time (load) | FD: displacements, time "
+           "| crystal | supercell used (receptive rule) | atoms | phonjax FC time (load) | FD: displacements, time "
            "(load) | DFPT q-grid / ε∞ k-grid |", "|---|---|---|---|---|---|"]
     for name, c in result["crystals"].items():
         sc, fc = c["supercell"], c["phonjax_fc"]
@@ -106,7 +107,7 @@ def _setup(result: dict) -> list[str]:
         fds = "–" if fd is None else (f"{fd['n_displacements']}, {fd['fd_time_s']:.0f} s ({fd['load_avg']:.1f})"
                                       + (" cached" if fd.get("from_cache") else ""))
         cfg = c["dfpt"].get("config", {})
-        out.append(f"| {name} | {sc['used']}³ ({sc['rule']}; CLI default {sc['cli_default_receptive']}³) | "
+        out.append(f"| {name} | {sc['used']}³ ({sc['rule']}; receptive rule {sc['cli_default_receptive']}³) | "
                    f"{fc['n_atoms']} | {fc['fc_time_s']:.0f} s ({fc['load_avg']:.1f}) | {fds} | "
                    f"{cfg.get('qgrid')} / {cfg.get('epsil_kpts') or 'the phonon k-grid'} |")
     return out

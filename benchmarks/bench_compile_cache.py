@@ -2,10 +2,10 @@
 fresh process, first with an empty persistent compilation cache (cold), then again with the same cache (warm):
 wall time, XLA compilations, seconds in them (incl. cache reads) and in tracing/lowering, cache hits/misses.
 
-    .venv/bin/python benchmarks/bench_compile_cache.py [--supercell-rule cutoff|receptive] [--supercell N]
+    .venv/bin/python benchmarks/bench_compile_cache.py [--supercell-rule auto|cutoff|receptive] [--supercell N]
         → benchmarks/results/compile_cache_cpu.json
 
-Default: the demo (receptive-field supercell, 11³). On a loaded machine use ``--supercell-rule cutoff`` (5³).
+Default: the demo (``--supercell-rule auto``: with Born data the cutoff rule, 5³); ``receptive`` runs 11³.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / ".cache" / "models" / "default"),
                     help="a phonjax model directory (default: the default model, linked by make demo)")
-    ap.add_argument("--supercell-rule", default="receptive", choices=("receptive", "cutoff"))
+    ap.add_argument("--supercell-rule", default="auto", choices=("auto", "receptive", "cutoff"))
     ap.add_argument("--supercell", type=int, default=None)
     ap.add_argument("--skip-finetune", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "compile_cache_cpu.json")

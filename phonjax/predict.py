@@ -12,7 +12,6 @@ the band structure and the Γ frequencies. q_direction is in reduced coordinates
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import json
 import math
 from pathlib import Path
 import time
@@ -21,6 +20,7 @@ import numpy as np
 
 from phonjax import checks
 from phonjax.io.structure import read_structure
+from phonjax.longrange.policy import SUPERCELL_RULES
 from phonjax.progress import Progress
 from phonjax.structure import Crystal
 
@@ -99,10 +99,6 @@ class PredictResult:
         return "\n".join(lines)
 
 
-#: How :func:`predict` chooses the supercell when none is given (``supercell_rule``).
-SUPERCELL_RULES = ("receptive", "cutoff")
-
-
 def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int | None = None,
                       receptive_field: float | None = None) -> np.ndarray:
     """Smallest N·I (3×3) whose supercell widths (distance between opposite faces) all reach a length:
@@ -113,8 +109,8 @@ def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int
       passing over ``layers`` hops of r_max), never less than 2·cutoff; frequencies converge there
       (reports/lif.md §e). Without either it falls back to the cutoff rule.
     """
-    if rule not in SUPERCELL_RULES:
-        raise ValueError(f"supercell rule must be one of {SUPERCELL_RULES}, got {rule!r}")
+    if rule not in ("receptive", "cutoff"):
+        raise ValueError(f"supercell rule must be 'receptive' or 'cutoff', got {rule!r}")
     length = 2.0 * cutoff
     if rule == "receptive":
         reach = receptive_field if receptive_field is not None else (int(layers) * cutoff if layers else None)
@@ -308,13 +304,14 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
             leak_region=None, lo_projection: bool = False, q_direction=None, npoints: int = 101, reference=None,
             symmetry: bool = True, mode: str = "jvp", chunk_size="auto", out_dir="out",
             progress: bool = True, allow_small_supercell: bool = False,
-            edge_chunk: int | None = None, supercell_rule: str = "receptive", primitive: bool = True) -> PredictResult:
+            edge_chunk: int | None = None, supercell_rule: str = "auto", primitive: bool = True) -> PredictResult:
     """Phonon dispersion of ``structure`` (path any ASE format / Atoms / Crystal, primitive cell preferred) with
     ``model`` (model directory, a Model, an object with ``bind`` or an energy_fn(positions, cell, numbers)).
 
     supercell: N, (N1, N2, N3), 3×3 or None: :func:`default_supercell` with ``supercell_rule`` — "receptive"
-    (default: widths ≥ the model's ``receptive_field``, e.g. layers·r_max, where frequencies converge) or "cutoff"
-    (widths ≥ 2·r_max: cheaper, folds the force constants' tail).  born: BORN /
+    (widths ≥ the model's ``receptive_field``, e.g. layers·r_max, where the model's own frequencies converge),
+    "cutoff" (widths ≥ 2·r_max) or "auto" (default: "cutoff" where ``lr`` resolves to ``recip-auto``, else
+    "receptive"; :func:`phonjax.longrange.policy.supercell_rule`).  born: BORN /
     QE file or Born; a short-range model (trained on dipole-subtracted labels, ``metadata["long_range"]``)
     brings its own, and ``lr='auto'`` is then ``'ewald'`` (recorded in summary.json as ``short_range_model``); for
     other models ``lr='auto'`` with Born data is ``recip-auto``, without it ``none`` (:mod:`phonjax.longrange.policy`).
@@ -333,6 +330,8 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
     from phonjax.longrange.spec import LongRange
 
     spec = LongRange(lr, None, ewald_lambda, leak_region, lo_projection, q_direction)  # checked before any work
+    if supercell_rule not in SUPERCELL_RULES:
+        raise ValueError(f"supercell rule must be one of {SUPERCELL_RULES}, got {supercell_rule!r}")
     with Progress(progress) as bar:
         return _predict(structure, model, supercell, bar, spec, born=born, lr=lr, npoints=npoints,
                         reference=reference, symmetry=symmetry, mode=mode, chunk_size=chunk_size,
@@ -343,7 +342,7 @@ def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto
 def _predict(structure, model, supercell, bar, spec, *, born, lr, npoints, reference, symmetry, mode, chunk_size,
              out_dir, allow_small_supercell, edge_chunk, supercell_rule, primitive) -> PredictResult:
     from phonjax.force_constants import force_constants, model_provenance
-    from phonjax.longrange.policy import resolve_mode
+    from phonjax.longrange.policy import resolve_mode, supercell_rule as policy_supercell_rule
 
     timings: dict = {}
     bar.stage("model")
@@ -352,15 +351,17 @@ def _predict(structure, model, supercell, bar, spec, *, born, lr, npoints, refer
     crystal, supercell, unitcell, extra = checks.primitive_for_job(crystal, supercell, name, primitive)
     checks.check_reference_file(reference, 3 * crystal.n_atoms)
     m = resolve_model(model, bar)
+    b = _born(born, crystal, unitcell)
+    b, sr_info = _short_range_model(m, model, crystal, b, lr)
+    lr_mode = resolve_mode(lr, model_provenance(m), b)  # refuses a mode without Born data before the work
     if supercell is None:
         r = getattr(m, "r_max", None) or getattr(m, "cutoff", None)
         if r is None:
             raise ValueError("supercell not given and the model has no r_max/cutoff to choose one")
         reach = getattr(m, "receptive_field", None)  # phonjax.models.PhononModel
-        supercell = default_supercell(crystal, float(r), receptive_field=reach, rule=supercell_rule)
-    b = _born(born, crystal, unitcell)
-    b, sr_info = _short_range_model(m, model, crystal, b, lr)
-    lr_mode = resolve_mode(lr, model_provenance(m), b)  # refuses a mode without Born data before the work
+        rule = policy_supercell_rule(supercell_rule, lr_mode)
+        supercell = default_supercell(crystal, float(r), receptive_field=reach, rule=rule)
+        extra["supercell_rule"] = rule
     if sr_info is not None:
         sr_info["lr_used"] = lr_mode
         extra["short_range_model"] = sr_info

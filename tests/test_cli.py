@@ -1,5 +1,6 @@
 """The command line: exit codes, one-line errors, and files a user (and phonopy) can read back."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -8,6 +9,8 @@ import pytest
 import yaml
 
 from phonjax.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, cwd=None):
@@ -78,7 +81,8 @@ def test_predict_with_a_saved_model(tmp_path):
 
 def test_default_supercell_rules(tmp_path):
     """Without --supercell, predict takes the smallest N³ whose width (distance between opposite faces; a/√3 for
-    a rock-salt primitive cell) reaches the receptive field layers·r_max; --supercell-rule cutoff takes 2·r_max."""
+    a rock-salt primitive cell) reaches the receptive field layers·r_max, or 2·r_max with --supercell-rule cutoff;
+    the default (auto) is the cutoff rule where lr='auto' resolves to recip-auto (a model with Born data)."""
     from ase.build import bulk
 
     from phonjax.models.nequip.model import Model
@@ -98,8 +102,20 @@ def test_default_supercell_rules(tmp_path):
                       irreps_edge_sh="1x0e+1x1o", type_embed_num_features=4, dtype="float64")
     Model.init(cfg, seed=3).save(tmp_path / "model")
     bulk("LiF", "rocksalt", a=4.03).write(tmp_path / "LiF.cif")
-    for rule, n in (("receptive", 3), ("cutoff", 2)):  # 3 layers: ⌈6.9/2.327⌉ = 3; ⌈4.6/2.327⌉ = 2
-        out = tmp_path / rule
+    # 3 layers: receptive ⌈6.9/2.327⌉ = 3, cutoff ⌈4.6/2.327⌉ = 2; auto: cutoff where lr resolves to recip-auto
+    born = ROOT / "examples" / "LiF" / "BORN"
+    for name, extra, n, rule in (("cutoff", ["--supercell-rule", "cutoff"], 2, "cutoff"),
+                                 ("auto-no-born", [], 3, "receptive"),
+                                 ("auto-born", ["--born", str(born)], 2, "cutoff")):
+        out = tmp_path / name
         assert main(["predict", str(tmp_path / "LiF.cif"), "--model", str(tmp_path / "model"), "--npoints", "5",
-                     "--supercell-rule", rule, "--out", str(out)]) == 0
-        assert json.loads((out / "summary.json").read_text())["n_atoms_supercell"] == 2 * n ** 3
+                     "--out", str(out)] + extra) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["n_atoms_supercell"] == 2 * n ** 3 and summary["supercell_rule"] == rule, name
+    from phonjax.longrange.policy import supercell_rule
+    assert [supercell_rule("auto", m) for m in ("recip-auto", "gonze", "ewald", "none")] == \
+        ["cutoff", "receptive", "receptive", "receptive"]
+    assert supercell_rule("receptive", "recip-auto") == "receptive"
+    from phonjax.predict import predict
+    with pytest.raises(ValueError, match="supercell rule"):
+        predict(tmp_path / "LiF.cif", tmp_path / "model", supercell_rule="biggest", progress=False)

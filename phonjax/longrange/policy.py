@@ -13,6 +13,14 @@ provenance             made by                                            auto, 
                        or a ForceConstants built by hand (the default)
 =====================  =================================================  ==============  ===========
 
+Which supercell (when none is given, ``supercell_rule="auto"``) is decided here too, by the resolved mode:
+``recip-auto`` → the **cutoff** rule (widths ≥ 2·r_max), every other mode → the **receptive** rule (widths ≥ the
+model's receptive field). ``recip-auto`` rests on one hypothesis: the model holds the short-ranged (real-space)
+part of the dipole interaction with one range Λ*. In the cutoff-rule supercell a Gaussian of one Λ* fits the
+model's own polar response; a receptive-field supercell resolves the model's spurious, sign-changing dipolar tail
+(out to twice its receptive field), which no Λ fits, and the LO branch bends up next to Γ (reports/lo_hump.md,
+reports/lo_supercell.md: measured on LiF, MgO and SiC with two pretrained models).
+
 Why: ``gonze`` (phonopy's DynamicalMatrixGL, QE's q2r) subtracts the supercell-periodic dipole sum, which DFT
 force constants hold in full; a model holds only a short-ranged share of it, and ``gonze`` then dips the LO
 branch at every commensurate q near Γ, while ``recip-auto`` adds the reciprocal-space C_dd with Λ* fitted to the
@@ -25,7 +33,8 @@ from __future__ import annotations
 from phonjax.dynmat import DynmatError
 from phonjax.longrange.correction import LongRangeModeError
 
-__all__ = ["PROVENANCES", "AUTO_MODES", "auto_mode", "resolve_mode", "check_provenance", "MissingBornError"]
+__all__ = ["PROVENANCES", "AUTO_MODES", "auto_mode", "resolve_mode", "check_provenance", "MissingBornError",
+           "SUPERCELL_RULES", "supercell_rule"]
 
 
 class MissingBornError(LongRangeModeError, DynmatError):
@@ -34,6 +43,19 @@ class MissingBornError(LongRangeModeError, DynmatError):
 PROVENANCES = ("model", "short-range-model", "external")
 #: ``lr='auto'`` with Born data, per provenance.
 AUTO_MODES = {"model": "recip-auto", "short-range-model": "ewald", "external": "gonze"}
+
+
+#: how a supercell is chosen when none is given: "auto" (:func:`supercell_rule`), or one rule explicitly
+SUPERCELL_RULES = ("auto", "receptive", "cutoff")
+
+
+def supercell_rule(rule: str, mode: str) -> str:
+    """The supercell rule ("receptive" or "cutoff") for ``rule`` and the resolved long-range ``mode``."""
+    if rule not in SUPERCELL_RULES:
+        raise ValueError(f"supercell rule must be one of {SUPERCELL_RULES}, got {rule!r}")
+    if rule != "auto":
+        return rule
+    return "cutoff" if mode == "recip-auto" else "receptive"
 
 
 def check_provenance(provenance: str) -> str:

@@ -8,8 +8,8 @@ Crystals: every ``examples/<X>/dfpt`` with band.yaml and BORN (structure: the re
 computed on, ``dfpt/POSCAR``, else ``<X>/POSCAR``); a directory without band.yaml yet (a DFPT run in progress)
 is listed as skipped. Force constants (phonjax: symmetry-reduced Hessian-vector products in a child process;
 FD: phonopy + sevenn) are computed once per (model, structure, supercell) and cached in ``--cache``; every mode
-is then evaluated from the cache. Supercell: the cutoff rule (2·r_max) unless ``--supercell``; the CLI's
-default (receptive field) is recorded but too large for a 2-core machine. Metrics: benchmarks/_polar_eval.py;
+is then evaluated from the cache. Supercell: the cutoff rule (2·r_max, the CLI's default with Born data) unless
+``--supercell``; the receptive-field N is recorded (compared in benchmarks/lo_supercell.py). Metrics: benchmarks/_polar_eval.py;
 thermal at 300 K on a ``--mesh``³ Γ-centred mesh and on DFPT's own q-grid (compared with DFPT's frequencies
 there, benchmarks/_polar_dfpt.py). Writes ``reports/polar.md``, ``reports/polar.json``, ``reports/figures/polar.png``.
 """

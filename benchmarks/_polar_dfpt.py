@@ -92,3 +92,41 @@ def _check_frame(dyn: Path, prim, alat: float) -> None:
     frac = np.linalg.solve(np.asarray(prim.cell).T, (tau - np.asarray(prim.positions)).T).T
     if nat != prim.n_atoms or np.abs(frac - np.round(frac)).max() > 1e-4:
         raise ValueError(f"{dyn}: atoms differ from the structure's (order, positions or axes)")
+
+
+def mesh_frequencies(dfpt_dir: Path, q_mesh) -> np.ndarray | None:
+    """(nq, 3n) THz ascending: DFPT interpolated to ``q_mesh`` (reduced, (nq, 3)) by QE's own matdyn.x from the
+    q2r force constants ``dfpt_dir/<prefix>.fc`` (asr crystal, its dipole sum and Z*/ε∞), or None without
+    matdyn.x on PATH or a .fc file. Γ is run on its own (matdyn then applies no non-analytic term, as phonjax's
+    thermal mesh without a q direction); every other q in one call."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from phonjax.dataset.qe_io import write_matdyn_input
+    from phonjax.io.qe import parse_matdyn_freq
+
+    exe, fcs = shutil.which("matdyn.x"), sorted(Path(dfpt_dir).glob("*.fc"))
+    if exe is None or len(fcs) != 1:
+        return None
+    q = np.asarray(q_mesh, dtype=np.float64).reshape(-1, 3)
+    gamma = np.all(np.abs(q - np.round(q)) < 1e-12, axis=1)
+    out = np.zeros((len(q), 0))
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(fcs[0], Path(tmp) / "dfpt.fc")
+        parts = []
+        for sel in (gamma, ~gamma):
+            if not sel.any():
+                continue
+            (Path(tmp) / "matdyn.in").write_text(write_matdyn_input(q[sel], flfrc="dfpt.fc", flfrq="mesh.freq",
+                                                                    asr="crystal"))
+            with open(Path(tmp) / "matdyn.in") as fin:
+                subprocess.run([exe], stdin=fin, cwd=tmp, check=True, capture_output=True)
+            _, f = parse_matdyn_freq((Path(tmp) / "mesh.freq").read_text())
+            if len(f) != int(sel.sum()):
+                raise ValueError(f"matdyn returned {len(f)} q-points for {int(sel.sum())}")
+            parts.append((sel, f))
+        out = np.zeros((len(q), parts[0][1].shape[1]))
+        for sel, f in parts:
+            out[sel] = f
+    return np.sort(out, axis=1)

@@ -68,9 +68,10 @@ def thermal_errors(mine: dict, ref: dict) -> dict:
     return {f"d{k}": mine[k] - ref[k] for k in ("F_kJ_mol", "S_J_K_mol", "Cv_J_K_mol")}
 
 
-def evaluate(freq_fn, ref, dirs, mesh_q, grid_q, dfpt_grid_thermal) -> dict:
+def evaluate(freq_fn, ref, dirs, mesh_q, grid_q, dfpt_grid_thermal, dfpt_mesh_thermal=None) -> dict:
     """Metrics of one method. ``freq_fn(q, directions)`` → (nq, nb) THz (directions per q or None);
-    ``mesh_q``: thermal mesh; ``grid_q``: DFPT's q-grid, ``dfpt_grid_thermal``: DFPT's thermal there."""
+    ``mesh_q``: thermal mesh, ``dfpt_mesh_thermal``: DFPT's thermal there (matdyn; None: not available);
+    ``grid_q``: DFPT's q-grid, ``dfpt_grid_thermal``: DFPT's thermal there."""
     import time
 
     t = time.perf_counter()
@@ -82,4 +83,6 @@ def evaluate(freq_fn, ref, dirs, mesh_q, grid_q, dfpt_grid_thermal) -> dict:
     res["thermal_time_s"] = time.perf_counter() - t
     if dfpt_grid_thermal is not None:
         res["thermal_grid_error"] = thermal_errors(res["thermal_grid"], dfpt_grid_thermal)
+    if dfpt_mesh_thermal is not None:
+        res["thermal_mesh_error"] = thermal_errors(res["thermal_mesh"], dfpt_mesh_thermal)
     return res

@@ -10,8 +10,8 @@ is listed as skipped. Force constants (phonjax: symmetry-reduced Hessian-vector 
 FD: phonopy + sevenn) are computed once per (model, structure, supercell) and cached in ``--cache``; every mode
 is then evaluated from the cache. Supercell: the cutoff rule (2·r_max, the CLI's default with Born data) unless
 ``--supercell``; the receptive-field N is recorded (compared in benchmarks/lo_supercell.py). Metrics: benchmarks/_polar_eval.py;
-thermal at 300 K on a ``--mesh``³ Γ-centred mesh and on DFPT's own q-grid (compared with DFPT's frequencies
-there, benchmarks/_polar_dfpt.py). Writes ``reports/polar.md``, ``reports/polar.json``, ``reports/figures/polar.png``.
+thermal at 300 K on a ``--mesh``³ Γ-centred mesh (compared with DFPT interpolated there by QE's matdyn.x) and on
+DFPT's own q-grid (compared with DFPT's frequencies there, benchmarks/_polar_dfpt.py). Writes ``reports/polar.md``, ``reports/polar.json``, ``reports/figures/polar.png``.
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def model_fc(store, minfo, prim, born, structure: Path, n: int):
 def run_crystal(name, d: Path, structure: Path, *, minfo, store, modes, mesh: int, supercell=None,
                 fd: bool = True) -> dict:
     """Every method's metrics on one crystal (see the module docstring)."""
-    from _polar_dfpt import grid_frequencies
+    from _polar_dfpt import grid_frequencies, mesh_frequencies
     from phonjax.thermal import mesh_qpoints
 
     prim, born, ref = load_inputs(structure, d / "BORN", d / "band.yaml")
@@ -107,8 +107,11 @@ def run_crystal(name, d: Path, structure: Path, *, minfo, store, modes, mesh: in
     grid_q, grid_f = grid_frequencies(d, prim)
     dfpt_grid = thermal_at(grid_f)
     mesh_q = mesh_qpoints((mesh,) * 3)
+    mesh_f = mesh_frequencies(d, mesh_q)
+    dfpt_mesh = None if mesh_f is None else thermal_at(mesh_f)
     out = {"name": name, "structure": os.path.relpath(structure, ROOT), "n_atoms_primitive": prim.n_atoms,
            "supercell": sc, "mesh": [mesh] * 3, "dfpt_grid": {"n_q": len(grid_q), "thermal": dfpt_grid},
+           "dfpt_mesh": {"thermal": dfpt_mesh, "source": "matdyn.x on the q2r force constants (asr crystal)"},
            "dfpt": _dfpt_info(d), "methods": {}}
     fcobj, meta = model_fc(store, minfo, prim, born, structure, n)
     out["phonjax_fc"] = meta
@@ -116,7 +119,7 @@ def run_crystal(name, d: Path, structure: Path, *, minfo, store, modes, mesh: in
         t = time.perf_counter()
         try:
             fn, resolved, lam = phonjax_freq_fn(fcobj, mode)
-            res = evaluate(fn, ref, dirs, mesh_q, grid_q, dfpt_grid)
+            res = evaluate(fn, ref, dirs, mesh_q, grid_q, dfpt_grid, dfpt_mesh)
         except Exception as e:  # a mode that cannot run on this input is recorded, not fatal
             out["methods"][mode] = {"error": f"{type(e).__name__}: {e}"}
             log(f"  {name} {mode}: {out['methods'][mode]['error']}")
@@ -128,7 +131,7 @@ def run_crystal(name, d: Path, structure: Path, *, minfo, store, modes, mesh: in
     if fd:
         from _polar_fd import fd_freq_fn, fd_phonopy
         ph, fmeta = fd_phonopy(prim, structure, d / "BORN", n, store.cache)
-        res = evaluate(fd_freq_fn(ph, ref), ref, dirs, mesh_q, grid_q, dfpt_grid)
+        res = evaluate(fd_freq_fn(ph, ref), ref, dirs, mesh_q, grid_q, dfpt_grid, dfpt_mesh)
         res.update(resolved="phonopy gonze", fd=fmeta)
         out["methods"][FD_LABEL] = res
         log(f"  {name} FD: RMSE {res['metrics']['rmse_thz']:.3f} THz")

@@ -93,3 +93,26 @@ def test_dfpt_grid_frequencies_match_matdyn_at_grid_points():
         assert hits >= 2, name                         # X and L at least
         g = f[np.flatnonzero(np.abs(q).max(axis=1) < 1e-9)[0]]
         assert np.abs(g[:3]).max() < 1e-3               # acoustic sum rule imposed at Γ
+
+
+def test_dfpt_mesh_reference_is_matdyn_on_the_q2r_force_constants(tmp_path):
+    """The benchmark's DFPT thermal reference on the phonjax mesh (matdyn.x run on the committed q2r force
+    constants) reproduces ph.x's own dynamical matrices at every q-grid point but Γ (interpolation is exact there),
+    and at Γ (no non-analytic term) gives the TO of the DFPT band.yaml (matdyn's crystal sum rule)."""
+    import shutil
+    if shutil.which("matdyn.x") is None:
+        pytest.skip("matdyn.x (Quantum ESPRESSO) not on PATH")
+    from _lif import load_inputs
+    from _polar_dfpt import grid_frequencies, mesh_frequencies
+
+    d = ROOT / "examples" / "SiC" / "dfpt"
+    prim, _, ref = load_inputs(d / "POSCAR", d / "BORN", d / "band.yaml")
+    q, f = grid_frequencies(d, prim)
+    m = mesh_frequencies(d, q)
+    gamma = np.abs(q).max(axis=1) < 1e-9
+    assert m.shape == f.shape and gamma.sum() == 1
+    np.testing.assert_allclose(m[~gamma], f[~gamma], atol=1e-4)
+    rq = np.asarray(ref.qpoints)
+    to_ref = np.sort(ref.frequencies[np.flatnonzero(np.abs(rq).max(axis=1) < 1e-9)[0]])[3]
+    assert np.abs(m[gamma][0, 3:] - to_ref).max() < 1e-3 and np.abs(m[gamma][0, :3]).max() < 1e-3
+    assert mesh_frequencies(tmp_path, q) is None       # no q2r file there: no reference, not an error

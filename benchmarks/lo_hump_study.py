@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from pathlib import Path
 import sys
@@ -37,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lif import ROOT, gamma_directions, load_inputs  # noqa: E402
 from _lif_fcstore import FcStore, log  # noqa: E402
+from _report_files import add_report_args, rewrite_markdown, write_report  # noqa: E402
 
 DIRECTIONS = {"[100]": (1, 0, 0), "[110]": (1, 1, 0), "[111]": (1, 1, 1)}
 WINDOWS = (0.3, 0.5, 0.7)
@@ -256,15 +256,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--crystal", default="LiF")
     ap.add_argument("--n", type=int, action="append", default=None)
-    ap.add_argument("--cache", type=Path, default=ROOT / "out" / "polar" / "cache")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports")
-    ap.add_argument("--markdown-only", action="store_true", help="rewrite lo_hump.md from lo_hump.json")
+    add_report_args(ap, "lo_hump", ROOT)
     args = ap.parse_args(argv)
     if args.markdown_only:
-        res = json.loads((args.out / "lo_hump.json").read_text())
-        res["reading"] = reading(res)
-        (args.out / "lo_hump.md").write_text(markdown(res))
-        return 0
+        return rewrite_markdown(args.out, "lo_hump", markdown, reading)
     from lif_accuracy import ensure_model, model_info
     from phonjax.defaults import DEFAULT_MODEL, default_model_dir
     from phonjax.force_constants import ForceConstants
@@ -295,9 +290,7 @@ def main(argv=None) -> int:
             log(f"  {name}: RMSE {m['rmse_thz']:.3f} shape {m['lo_shape_error_thz']:.3f} rises {m['lo_rises']}")
     res["wall_s"] = time.time() - t0
     res["reading"] = reading(res)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lo_hump.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    (args.out / "lo_hump.md").write_text(markdown(res))
+    write_report(args.out, "lo_hump", res, markdown)
     log(f"wrote {args.out / 'lo_hump.md'}")
     return 0
 

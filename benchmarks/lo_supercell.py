@@ -16,7 +16,6 @@ Writes ``reports/lo_supercell.md`` and ``.json``. The finding decides ``phonjax.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 import sys
@@ -27,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lif import ROOT, gamma_directions, load_inputs  # noqa: E402
 from _lif_fcstore import FcStore, log  # noqa: E402
+from _report_files import add_report_args, rewrite_markdown, write_report  # noqa: E402
 from lo_hump_study import path_metrics  # noqa: E402
 
 CRYSTALS = ("LiF", "MgO", "SiC")
@@ -126,15 +126,10 @@ def reading(res: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--crystal", action="append", default=None)
-    ap.add_argument("--cache", type=Path, default=ROOT / "out" / "polar" / "cache")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports")
-    ap.add_argument("--markdown-only", action="store_true", help="rewrite lo_supercell.md from lo_supercell.json")
+    add_report_args(ap, "lo_supercell", ROOT)
     args = ap.parse_args(argv)
     if args.markdown_only:
-        res = json.loads((args.out / "lo_supercell.json").read_text())
-        res["reading"] = reading(res)
-        (args.out / "lo_supercell.md").write_text(markdown(res))
-        return 0
+        return rewrite_markdown(args.out, "lo_supercell", markdown, reading)
     from lif_accuracy import ensure_model, model_info
     from phonjax.defaults import DEFAULT_MODEL, default_model_dir
     from phonjax.force_constants import ForceConstants
@@ -166,9 +161,7 @@ def main(argv=None) -> int:
                 f"RMSE {r['recip-auto']['rmse_thz']:.3f} fit rms {r['fit_rms']:.4f}")
     res["wall_s"] = time.time() - t0
     res["reading"] = reading(res)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lo_supercell.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    (args.out / "lo_supercell.md").write_text(markdown(res))
+    write_report(args.out, "lo_supercell", res, markdown)
     log(f"wrote {args.out / 'lo_supercell.md'}")
     return 0
 

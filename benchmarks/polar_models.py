@@ -146,6 +146,7 @@ def main(argv=None) -> int:
     t0, load0 = time.time(), os.getloadavg()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import polar_benchmark
+    from _report_files import write_report
     from phonjax.models import load_model
 
     summary = {"models": {}}
@@ -185,9 +186,7 @@ def main(argv=None) -> int:
     summary["run"] = {"wall_s": time.time() - t0, "load_avg_start": load0, "load_avg_end": os.getloadavg(),
                       "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                       "beside": f"; beside it: {args.beside}" if args.beside else ""}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "polar_models.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    (args.out / "polar_models.md").write_text(markdown(summary))
+    write_report(args.out, "polar_models", summary, markdown)
     log(f"wrote {args.out / 'polar_models.md'} in {time.time() - t0:.0f} s")
     return 0
 

@@ -112,6 +112,21 @@ def test_used_out_dir_is_refused_with_the_flags_that_resolve_it(inputs, diverged
     assert "already holds checkpoints" in line and "--resume" in line and "--overwrite" in line
 
 
+def test_resume_with_other_settings_is_one_line_and_changes_nothing(inputs, diverged_then_rerun):
+    """--resume continues a run bit for bit, so a changed setting (here the epoch count and the rate) would be
+    silently ignored: it is refused in one line naming each, and the run directory is left as it was (its
+    config.yaml still the run's). A moved run directory (out_dir) is not a changed setting."""
+    _, _, run = diverged_then_rerun
+    out, cfg = _copy_run(inputs, run, "changed")
+    before = (out / "config.yaml").read_text()
+    proc = _cli(["finetune", cfg, "--resume", "--set", "training.max_epochs=9", "--set", "optim.learning_rate=0.1"])
+    assert proc.returncode == 2
+    line = _error_line(proc)
+    assert "--resume continues the run" in line and "training.max_epochs 3 → 9" in line
+    assert "optim.learning_rate 0.005 → 0.1" in line and "out_dir '" not in line
+    assert (out / "config.yaml").read_text() == before
+
+
 def _largest_data_file(step_dir: Path) -> Path:
     files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
     return max(files, key=lambda p: p.stat().st_size)

@@ -41,7 +41,8 @@ from phonjax.train.model_api import TrainableModel
 from phonjax.train.offsets import energy_offsets, model_energies  # noqa: F401 - public names of the loop
 from phonjax.train.optim import PlateauScheduler
 from phonjax.train.parallel import data_parallel, initialize_distributed
-from phonjax.train.run_dir import atomic_write, check_fresh_start, clear_previous_run, write_metrics
+from phonjax.train.run_dir import (atomic_write, check_fresh_start, check_resume_config, clear_previous_run,
+                                  write_metrics)
 from phonjax.train.stage import Stage
 from phonjax.train.steps import build_steps, init_state  # noqa: F401 - public names of the loop
 
@@ -177,7 +178,9 @@ def finetune(config: FinetuneConfig | str | Path, *, resume: bool = False, overw
         from phonjax.config import ConfigError
         raise ConfigError("--resume and --overwrite exclude each other: continue the run, or start afresh")
     out = Path(cfg.out_dir)
-    if not resume:
+    if resume:
+        check_resume_config(out, to_dict(cfg))
+    else:
         check_fresh_start(out, overwrite=overwrite)
     if initialize_distributed(cfg.parallel):  # multi-host: before any other JAX call
         log(f"jax.distributed initialised: process {jax.process_index()} of {jax.process_count()}")

@@ -73,3 +73,36 @@ def clear_previous_run(out_dir: Path, *, overwrite: bool, log: Callable[[str], N
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     why = "--overwrite" if overwrite else "only the starting model's step-0 checkpoint was left"
     log(f"removed the previous run's {', '.join(present)} from {out_dir} ({why})")
+
+
+#: settings a resumed run may change: they do not touch the numbers (a run directory may be moved)
+RESUME_MAY_CHANGE = ("training.progress", "out_dir")
+
+
+def _flat(d, prefix="") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def check_resume_config(out_dir: Path, config: dict) -> None:
+    """ConfigError when a resumed run is asked for other settings than the run in ``out_dir`` was made with
+    (its config.yaml): resuming continues that run bit for bit, so a changed setting would be silently
+    ignored (or half applied). ``config``: the new run's settings as :func:`phonjax.config.to_dict` writes them.
+    Keys present on one side only (another phonjax version) are not compared."""
+    import yaml
+
+    from phonjax.config import ConfigError
+    p = Path(out_dir) / "config.yaml"
+    if not p.is_file():
+        return
+    old = _flat(yaml.safe_load(p.read_text()))
+    new = _flat(yaml.safe_load(yaml.safe_dump(config, sort_keys=False)))
+    diff = [f"{k} {old[k]!r} → {new[k]!r}" for k in new
+            if k in old and k not in RESUME_MAY_CHANGE and old[k] != new[k]]
+    if diff:
+        raise ConfigError(f"--resume continues the run in {out_dir} as it was set up ({p}), but these settings "
+                          f"differ: {'; '.join(diff)}; drop them, or start a new run (another out_dir or "
+                          "--overwrite)")

@@ -176,9 +176,9 @@ def write_markdown(result: dict) -> str:
               *_direction_table(cr), "", "## Thermal properties at 300 K (F kJ/mol, S and C_V J/(K·mol) per cell)", "",
               f"On a {result['crystals'][next(iter(cr))]['mesh'][0]}³ Γ-centred mesh with the same long-range "
               "correction as the bands (phonopy's own mesh and NAC for today's practice), and the difference to "
-              "DFPT on DFPT's own q-grid: the DFPT frequencies there are ph.x's dynamical matrices diagonalised "
-              "directly (benchmarks/_polar_dfpt.py; phonjax has no reader of q2r's real-space file, so DFPT is not "
-              "interpolated to the finer mesh), the model's are computed on the same q-points.", "",
+              "DFPT on the same mesh (QE's matdyn.x on the q2r force constants, Γ without the non-analytic term) "
+              "and on DFPT's own q-grid (ph.x's dynamical matrices diagonalised directly, benchmarks/_polar_dfpt.py; "
+              "the model's computed on the same q-points).", "",
               *_thermal_table(cr), "", f"![dispersions]({result['figure']})", "", "## Notes and limits", "",
               *NOTES, *_consistency(cr), ""]
     return "\n".join(lines)

@@ -56,6 +56,31 @@ def test_symmetry_expansion_matches_phonopy(tmp_path):
     assert b2.factor == pytest.approx(14.399645)
 
 
+def test_written_born_is_read_by_phonopy_for_equivalent_atoms(tmp_path):
+    """phonjax writes BORN as phonopy does, the symmetry-independent atoms only (phonopy's parser refuses a file
+    listing equivalent atoms): rutile's 6 atoms go out as 2 lines and come back, through phonopy and through
+    phonjax, as the same 6 rotated tensors; the committed CaF2 DFPT BORN (2 F atoms alike) is read by phonopy."""
+    pytest.importorskip("phonopy")
+    from phonopy.file_IO import parse_BORN
+    from phonjax.io.born import born_text, write_born
+    x = _rutile()
+    z = expand_by_symmetry(x, [np.array([[6.2, 0.9, 0.0], [0.9, 6.2, 0.0], [0.0, 0.0, 7.5]]),
+                               np.array([[-3.1, -1.2, 0.0], [-1.2, -3.1, 0.0], [0.0, 0.0, -3.75]])])
+    b = Born(z, np.diag([6.3, 6.3, 7.8]), 14.4)
+    f = write_born(tmp_path / "BORN", b, x)
+    assert len(f.read_text().splitlines()) == 2 + 2
+    ref = parse_BORN(_phonopy_atoms(x), filename=str(f))
+    np.testing.assert_allclose(ref["born"], z, atol=1e-7)
+    np.testing.assert_allclose(read_born(f, x, enforce_neutrality=False).zstar, z, atol=1e-7)
+    assert len(born_text(b.epsilon, b.zstar, b.factor).splitlines()) == 2 + 6  # without a crystal: every atom
+    d = ROOT / "examples" / "CaF2" / "dfpt"
+    if (d / "BORN").is_file():
+        from phonjax.io.structure import read_structure
+        caf2 = read_structure(d / "POSCAR")
+        ref = parse_BORN(_phonopy_atoms(caf2), filename=str(d / "BORN"))
+        np.testing.assert_allclose(ref["born"], read_born(d / "BORN", caf2).zstar, atol=1e-7)
+
+
 def test_nacl_born_matches_phonopy(phonopy_examples):
     phonopy = pytest.importorskip("phonopy")
     d = phonopy_examples / "NaCl"

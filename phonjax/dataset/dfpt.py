@@ -191,7 +191,7 @@ def run_born(structure, config: DfptConfig, out_dir) -> Dielectric:
     d = run_dielectric(crystal, pw, pseudo_dir=pdir, pseudo_files=files, qe_dir=qe_dir,
                        name=config.prefix + "_eps", tr2_ph=config.tr2_ph, run_kw=run_kw)
     timings.update(d.seconds)
-    atomic_write_text(out / "BORN", born_text(d.epsilon, d.zstar))
+    atomic_write_text(out / "BORN", born_text(d.epsilon, d.zstar, crystal=crystal))
     write_poscar(out / "POSCAR", crystal, f"{''.join(symbols)} used by phonjax born")
     atomic_write_json(out / "born.json", {
         "epsilon_inf": d.epsilon.tolist(), "zstar": d.zstar.tolist(), "zstar_raw": d.zstar_raw.tolist(),
@@ -244,7 +244,7 @@ def run_dfpt(structure, config: DfptConfig, out_dir) -> DfptResult:
                     symbols=tuple(symbols), scaled_positions=crystal.scaled_positions,
                     masses=np.array(crystal.masses), comment=comment)
     write_band_yaml(out / "band.yaml", band)
-    atomic_write_text(out / "BORN", born_text(diel.epsilon, diel.zstar))
+    atomic_write_text(out / "BORN", born_text(diel.epsilon, diel.zstar, crystal=crystal))
     shutil.copyfile(qe_dir / f"{pref}.fc", out / f"{pref}.fc")
     write_poscar(out / "POSCAR", crystal, f"{''.join(symbols)} used by the DFPT run")
     g = np.sort(freqs[np.all(np.abs(q) < 1e-9, axis=1)], axis=1)[:, 3:]

@@ -135,19 +135,25 @@ def read_born(path, atoms, *, unitcell=None, fmt: str = "auto", symprec: float =
     raise BornError(f"unknown Born file format {fmt!r} (auto, phonopy, qe)")
 
 
-def born_text(epsilon, zstar, factor: float = units.COULOMB_EV_A) -> str:
-    """phonopy BORN text: unit factor e²/(4πε0) in eV·Å, ε∞ (9 numbers), Z*[E, u] of *every* atom (9 each), so
-    the file needs no symmetry to be read back. No comment lines: phonopy's parser reads line 1 as the factor and
-    line 2 as ε∞."""
+def born_text(epsilon, zstar, factor: float = units.COULOMB_EV_A, *, crystal: Crystal | None = None,
+              symprec: float = 1e-5) -> str:
+    """phonopy BORN text: unit factor e²/(4πε0) in eV·Å, ε∞ (9 numbers), then Z*[E, u] (9 each) of the
+    symmetry-independent atoms of ``crystal`` (phonopy's layout, which its parser requires when atoms are
+    equivalent; :func:`read_phonopy_born` expands them back by symmetry), or of every atom without ``crystal``.
+    No comment lines: phonopy's parser reads line 1 as the factor and line 2 as ε∞."""
+    z = np.asarray(zstar, dtype=np.float64)
+    if crystal is not None:
+        z = z[independent_atoms(crystal, symprec)]
     lines = [f"{float(factor):.6f}"]
     lines.append(" ".join(f"{x:.8f}" for x in np.asarray(epsilon).ravel()))
-    lines += [" ".join(f"{x:.8f}" for x in np.asarray(z).ravel()) for z in zstar]
+    lines += [" ".join(f"{x:.8f}" for x in zi.ravel()) for zi in z]
     return "\n".join(lines) + "\n"
 
 
-def write_born(path, born: Born) -> Path:
-    """Write ``born`` as a phonopy BORN file (:func:`born_text`, its own factor); returns the path."""
+def write_born(path, born: Born, crystal: Crystal | None = None) -> Path:
+    """Write ``born`` as a phonopy BORN file (:func:`born_text`, its own factor; with ``crystal``, the primitive
+    cell the charges belong to, only its symmetry-independent atoms, as phonopy writes them); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(born_text(born.epsilon, born.zstar, born.factor))
+    path.write_text(born_text(born.epsilon, born.zstar, born.factor, crystal=crystal))
     return path

@@ -102,7 +102,9 @@ def _thermal_table(crystals: dict) -> list[str]:
 def _setup(result: dict) -> list[str]:
     m, run = result["model"], result["run"]
     out = [f"Model: {m['name']} = `{m.get('metadata', {}).get('model_name', '?')}` (r_max {m['r_max']} Å, "
-           f"{m['num_layers']} layers, {m['dtype']}), the CLI's default model. Run {run['date']}, "
+           f"{m['num_layers']} layers, {m['dtype']}), "
+           + ("the CLI's default model" if m["name"] == "pretrained" else f"the model directory {m.get('dir')}")
+           + f". Run {run['date']}, "
            f"{run['wall_s']:.0f} s wall on {run['cpu_count']} cores (load average at start "
            f"{run['load_avg_start'][0]:.1f}, at end {run['load_avg_end'][0]:.1f}; the machine is shared with "
            "QE runs). Force constants computed in this run: " + (", ".join(run["fc_computed_now"]) or "none")

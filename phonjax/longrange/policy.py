@@ -19,7 +19,7 @@ model's receptive field). ``recip-auto`` rests on one hypothesis: the model hold
 part of the dipole interaction with one range Λ*. In the cutoff-rule supercell a Gaussian of one Λ* fits the
 model's own polar response; a receptive-field supercell resolves the model's spurious, sign-changing dipolar tail
 (out to twice its receptive field), which no Λ fits, and the LO branch bends up next to Γ (reports/lo_hump.md,
-reports/lo_supercell.md: measured on LiF, MgO and SiC with two pretrained models).
+reports/lo_supercell.md: the default model on LiF, MgO, SiC and CaF2, SevenNet-0 on LiF; SiC is the exception).
 
 Why: ``gonze`` (phonopy's DynamicalMatrixGL, QE's q2r) subtracts the supercell-periodic dipole sum, which DFT
 force constants hold in full; a model holds only a short-ranged share of it, and ``gonze`` then dips the LO

@@ -111,7 +111,6 @@ def mesh_frequencies(dfpt_dir: Path, q_mesh) -> np.ndarray | None:
         return None
     q = np.asarray(q_mesh, dtype=np.float64).reshape(-1, 3)
     gamma = np.all(np.abs(q - np.round(q)) < 1e-12, axis=1)
-    out = np.zeros((len(q), 0))
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(fcs[0], Path(tmp) / "dfpt.fc")
         parts = []

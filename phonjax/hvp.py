@@ -122,11 +122,11 @@ def hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, pr
     ndev = 1 if mesh is None else int(mesh.devices.size)
     step = len(V) if c is None else min(len(V), c * ndev)
     step = -(-step // ndev) * ndev  # equal batches, each a multiple of the device count: one compilation
-    Vp = np.concatenate([V, np.zeros((-len(V) % step,) + V.shape[1:])])
+    batches = np.concatenate([V, np.zeros((-len(V) % step,) + V.shape[1:])])
     progress(0, len(V))
     out = []
-    for k in range(0, len(Vp), step):
-        out.append(run(Vp[k:k + step], None))
+    for k in range(0, len(batches), step):
+        out.append(run(batches[k:k + step], None))
         progress(min(k + step, len(V)), len(V))
     return np.concatenate(out)[:len(V)]
 

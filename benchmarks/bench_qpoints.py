@@ -7,7 +7,8 @@ constants vs supercell size.
    is not periodic: at an unreduced q its own result differs from its value at the equivalent reduced q by up
    to ~6e-6 THz; phonjax reduces internally). phonjax two ways: ``dynmat.phonons`` with the correction built
    once (as phonopy's dynamical matrix holds its NAC data) and ``ForceConstants.frequencies`` (builds the
-   correction per call); phonopy ``run_qpoints``, and ``run_mesh`` with its mesh symmetry as a user runs it.
+   correction per call); phonopy ``run_qpoints``; for the mesh also each code's own thermal-mesh path: phonopy
+   ``run_mesh`` (Γ-centred, point group + time reversal) and phonjax's time-reversal q list (``mesh_thermal``).
    Warm medians in the same process (compile reported separately), a per-stage profile of phonjax, and the
    agreement max |Δν| (THz) on the same q. Optionally also ``phonjax.sharding.sharded_frequencies``.
 2. Memory: for each LiF N×N×N supercell, a fresh subprocess computes home-cell force constants (small random
@@ -128,13 +129,20 @@ def throughput(nqs, repeats: int, sharded: bool, mesh: int | None = None) -> lis
 
         def run_ph():
             ph.run_qpoints(q)
-            return ph.get_qpoints_dict()["frequencies"]
+            return ph.qpoints.frequencies
         r = timed(run_ph, repeats, warmup=1)
         row["phonopy_s"] = r["median_s"]
         row["max_dfreq_THz"] = float(np.abs(np.asarray(r["out"]) - fj).max())
         if name.startswith("mesh"):
-            row["phonopy_run_mesh_symmetry_s"] = timed(lambda: ph.run_mesh([mesh] * 3), repeats)["median_s"]
+            # the same Γ-centred mesh as each code runs it for thermal properties: phonopy with its point group
+            # and time reversal (run_mesh), phonjax with time reversal (thermal.mesh_thermal's q list)
+            row["phonopy_run_mesh_symmetry_s"] = timed(lambda: ph.run_mesh([mesh] * 3, is_gamma_center=True),
+                                                       repeats)["median_s"]
             row["phonopy_run_mesh_irreducible_q"] = int(len(ph.mesh.qpoints))
+            from phonjax.thermal import time_reversal_mesh
+            qtr = time_reversal_mesh((mesh,) * 3)[0]
+            row["phonjax_time_reversal_mesh_s"] = timed(lambda: dynmat.phonons(fc, qtr, corr), repeats)["median_s"]
+            row["phonjax_time_reversal_mesh_q"] = int(len(qtr))
         row["phonjax_q_per_s"] = nq / row["phonjax_s"]
         row["phonopy_q_per_s"] = nq / row["phonopy_s"]
         row["speedup"] = row["phonopy_s"] / row["phonjax_s"]

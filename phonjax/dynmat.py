@@ -22,12 +22,17 @@ range; build it once with :meth:`phonjax.longrange.LongRange.correction`):
    divide-and-conquer back-transformation). On the CPU the frequencies always come from that solver, also
    when eigenvectors are requested (they then come from the jitted kernel), so that they do not depend on
    whether eigenvectors were asked for; on an accelerator the jitted kernel serves both.
+4. On the CPU, frequencies of more than :data:`PIPELINE_CHUNK` q-points are computed in chunks, one producer
+   thread building D(q) of the next chunk (the XLA kernels, which release the GIL) while the caller's thread
+   solves the eigenvalues of the current one (LAPACK, which does not run in parallel with itself here): the
+   same arithmetic per q-point, in order.
 
 Nothing is cached on the force constants: callers that evaluate many q-lists keep the Correction (and, if they
 like, the Wigner–Seitz images) and pass them in.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import jax
@@ -39,9 +44,13 @@ from phonjax.fourier import bucket, fourier_fc, ws_images
 
 __all__ = ["phonons", "dynamical_matrices", "total_cq", "asr_delta", "qspace_asr_correction", "eigen_frequencies",
            "eig_kernel", "thz_from_eigenvalues", "mass_weighted", "convert_units", "check_qpoints",
-           "cartesian_directions", "long_range_terms", "correction_frequencies", "UNITS", "DynmatError"]
+           "cartesian_directions", "long_range_terms", "correction_frequencies", "UNITS", "DynmatError",
+           "PIPELINE_CHUNK"]
 
 UNITS = units.FREQUENCY_UNITS
+#: q-points per step of the CPU pipeline of :func:`phonons` (module docstring, step 4); a power of two, so that
+#: every full chunk fills its q bucket exactly
+PIPELINE_CHUNK = 4096
 
 
 class DynmatError(ValueError):
@@ -157,8 +166,37 @@ def thz_from_eigenvalues(w) -> np.ndarray:
 def mass_weighted(c, masses) -> np.ndarray:
     """D = ½(C̃ + C̃†), C̃ = C / √(m_i m_j): c (nq, 3n, 3n) eV/Å², masses (n,) amu → eV/Å²/amu."""
     ism = np.repeat(1.0 / np.sqrt(np.asarray(masses, dtype=np.float64)), 3)
-    d = np.asarray(c) * ism[None, :, None] * ism[None, None, :]
-    return 0.5 * (d + np.conj(np.swapaxes(d, 1, 2)))
+    d = np.asarray(c) * np.outer(ism, ism)[None]
+    d += np.conj(np.swapaxes(d, 1, 2))
+    d *= 0.5
+    return d
+
+
+def _host_dynmat(c, masses, delta) -> np.ndarray:
+    """D(q) (nq, 3n, 3n) for the host solver from C(q) (nq, 3n, 3n) and the ASR δ (None: none)."""
+    return mass_weighted(c if delta is None else c + np.asarray(delta)[None], masses)
+
+
+def _host_frequencies(d) -> np.ndarray:
+    """THz from D(q) by LAPACK's eigenvalues-only solver."""
+    return thz_from_eigenvalues(np.linalg.eigvalsh(d))
+
+
+def _pipelined_frequencies(fc, q, correction, q_direction, delta, images) -> np.ndarray:
+    """Frequencies (nq, 3n) THz on the CPU: D(q) of chunk k + 1 built by one producer thread while this thread
+    solves chunk k (module docstring, step 4)."""
+    qd = None if q_direction is None else np.asarray(q_direction, dtype=np.float64)
+    per_q = qd is not None and qd.ndim == 2
+    n = fc.primitive.n_atoms
+
+    def produce(lo):
+        hi = min(lo + PIPELINE_CHUNK, len(q))
+        cq = total_cq(fc, q[lo:hi], correction, q_direction=qd[lo:hi] if per_q else qd, images=images)
+        return _host_dynmat(cq.reshape(hi - lo, 3 * n, 3 * n), fc.primitive.masses, delta)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="phonjax-dynmat") as pool:
+        pending = [pool.submit(produce, lo) for lo in range(0, len(q), PIPELINE_CHUNK)]
+        return np.concatenate([_host_frequencies(p.result()) for p in pending])
 
 
 def eigen_frequencies(cq, masses, delta=None, *, return_eigenvectors: bool = False):
@@ -168,8 +206,7 @@ def eigen_frequencies(cq, masses, delta=None, *, return_eigenvectors: bool = Fal
     c = cq.reshape(nq, 3 * n, 3 * n)
     cpu = jax.default_backend() == "cpu"
     if cpu:  # eigenvalues from LAPACK's eigenvalues-only solver (module docstring, step 3)
-        cd = c if delta is None else c + np.asarray(delta)[None]
-        f = thz_from_eigenvalues(np.linalg.eigvalsh(mass_weighted(cd, masses)))
+        f = _host_frequencies(_host_dynmat(c, masses, delta))
         if not return_eigenvectors:
             return f
     nb = bucket(nq)
@@ -193,8 +230,11 @@ def phonons(fc, qpoints, correction=None, *, q_direction=None, asr: bool | None 
     q = check_qpoints(qpoints)
     asr = fc.qspace_asr if asr is None else bool(asr)
     im = ws_images(fc.supercell) if images is None else images
-    cq = total_cq(fc, q, correction, q_direction=q_direction, images=im)
     delta = asr_delta(fc, correction, images=im) if asr else None
+    if len(q) > PIPELINE_CHUNK and not return_eigenvectors and jax.default_backend() == "cpu":
+        cartesian_directions(fc.primitive, q_direction, len(q))  # refuse a bad direction before any work
+        return convert_units(_pipelined_frequencies(fc, q, correction, q_direction, delta, im), unit)
+    cq = total_cq(fc, q, correction, q_direction=q_direction, images=im)
     res = eigen_frequencies(cq, fc.primitive.masses, delta, return_eigenvectors=return_eigenvectors)
     if return_eigenvectors:
         return convert_units(res[0], unit), res[1]

@@ -13,9 +13,14 @@ Evaluation: every image vector is an integer lattice vector R (primitive basis) 
 
     C(q)[i, a, j, b] = exp(2πi q·(τ_j − τ_i)) · Σ_R F[R, i, a, j, b] · exp(2πi q·R),
 
-with F (nR, n, 3, n, 3) real = the image-weighted force constants gathered per R (:func:`lattice_blocks`). One
-jitted kernel computes cos/sin(2π q·R) for a chunk of q and two real matrix products (q × R)·(R × 9n²): the
-per-image complex exponentials and the (i, s, m) gather of a direct sum are gone. q lists are padded to buckets
+with F (nR, n, 3, n, 3) real = the image-weighted force constants gathered per R. R and −R are taken together,
+
+    Σ_R F_R e^{iθ_R} = Σ_{R ∈ half} cos θ_R (F_R + F_−R) + i sin θ_R (F_R − F_−R),   θ_R = 2π q·R,
+
+over the half of the lattice vectors whose first non-zero component is positive, plus R = 0 (whose sine is 0)
+(:func:`lattice_blocks`): exact, and half the sines and cosines, which dominate the kernel. One jitted kernel
+computes cos/sin(2π q·R) for a chunk of q and two real matrix products (q × R)·(R × 9n²): the per-image complex
+exponentials and the (i, s, m) gather of a direct sum are gone. q lists are padded to buckets
 (:func:`bucket`) and R lists to :func:`phonjax.buckets.capacity_bucket` sizes, so a list of another length in
 the same bucket does not recompile, nor does a second structure with the same shapes.
 """
@@ -29,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phonjax.buckets import Q_BUCKET_MAX_POW2, capacity_bucket, q_bucket
+from phonjax.buckets import Q_BUCKET_MAX_POW2, capacity_bucket, q_bucket, q_chunk
 from phonjax.structure import Supercell
 
 __all__ = ["WSImages", "ws_images", "bucket", "fourier_fc", "pad_q", "cq_kernel", "cq_chunk", "lattice_blocks",
@@ -105,36 +110,54 @@ def ws_images(supercell: Supercell, *, tol: float = 1e-5) -> WSImages:
 CHUNK_BYTES = 256 * 2 ** 20
 
 
+def _half_lattice(lattice: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(half (nH, 3), row (nR,), sign (nR,)): every R = sign · half[row], with half[k]'s first non-zero
+    component positive (or half[k] = 0, sign +1)."""
+    lat = np.asarray(lattice, dtype=np.float64)
+    nz = lat != 0
+    first = np.where(nz.any(axis=1), lat[np.arange(len(lat)), np.argmax(nz, axis=1)], 1.0)
+    sign = np.where(first < 0, -1.0, 1.0)
+    half, row = np.unique(lat * sign[:, None], axis=0, return_inverse=True)
+    return half, row.reshape(-1), sign
+
+
 def lattice_blocks(fc, supercell: Supercell, images: WSImages) -> np.ndarray:
-    """F (nR_pad, 9n²) float64: Σ over the images with lattice vector R of weight · fc[i, s] placed at
-    [R, (i, a, s2p(s), b)], zero rows padding nR to a :func:`capacity_bucket` size."""
+    """F (2, nH_pad, 9n²) float64: [F_R + F_−R, F_R − F_−R] for R in the half lattice of
+    :func:`padded_lattice`, F_R = Σ over the images with lattice vector R of weight · fc[i, s] placed at
+    [(i, a, s2p(s), b)]; zero rows pad nH to a :func:`capacity_bucket` size."""
     n = supercell.primitive.n_atoms
     fc = np.asarray(fc, dtype=np.float64)
-    nr = capacity_bucket(len(images.lattice))
-    F = np.zeros((nr, n, 3, n, 3))
+    half, row, sign = _half_lattice(images.lattice)
+    nr = capacity_bucket(len(half))
+    F = np.zeros((2, nr, n, 3, n, 3))
     i, s, _ = np.nonzero(images.weight)
     r = images.index[images.weight > 0]
     w = images.weight[images.weight > 0]
-    np.add.at(F, (r, i, slice(None), supercell.s2p[s], slice(None)), w[:, None, None] * fc[i, s])
-    return F.reshape(nr, 9 * n * n)
+    blocks = w[:, None, None] * fc[i, s]
+    j = supercell.s2p[s]
+    np.add.at(F[0], (row[r], i, slice(None), j, slice(None)), blocks)
+    np.add.at(F[1], (row[r], i, slice(None), j, slice(None)), sign[r][:, None, None] * blocks)
+    return F.reshape(2, nr, 9 * n * n)
 
 
 def padded_lattice(images: WSImages) -> np.ndarray:
-    """(nR_pad, 3) lattice vectors, zero padded as :func:`lattice_blocks`'s rows."""
-    L = np.zeros((capacity_bucket(len(images.lattice)), 3))
-    L[:len(images.lattice)] = images.lattice
+    """(nH_pad, 3) the half lattice of :func:`lattice_blocks` (R and −R as one row), zero padded as its rows."""
+    half = _half_lattice(images.lattice)[0]
+    L = np.zeros((capacity_bucket(len(half)), 3))
+    L[:len(half)] = half
     return L
 
 
 @partial(jax.jit, static_argnames=("chunk",))
 def cq_kernel(F, lattice, dtau, q, chunk: int):
-    """F (nR, 9n²) real, lattice (nR, 3), dtau (n, n, 3), q (nq, 3) → C(q) (nq, n, 3, n, 3) complex (see the
-    module docstring). q is processed in ``lax.map`` chunks of ``chunk`` points (bounded memory)."""
+    """F (2, nH, 9n²) real and lattice (nH, 3) from :func:`lattice_blocks` / :func:`padded_lattice`, dtau
+    (n, n, 3), q (nq, 3) → C(q) (nq, n, 3, n, 3) complex (see the module docstring). q is processed in
+    ``lax.map`` chunks of ``chunk`` points (bounded memory)."""
     n = dtau.shape[0]
 
     def block(qc):
-        x = (2 * jnp.pi) * (qc @ lattice.T)  # (c, nR)
-        c = (jnp.cos(x) @ F + 1j * (jnp.sin(x) @ F)).reshape(-1, n, 3, n, 3)
+        x = (2 * jnp.pi) * (qc @ lattice.T)  # (c, nH)
+        c = (jnp.cos(x) @ F[0] + 1j * (jnp.sin(x) @ F[1])).reshape(-1, n, 3, n, 3)
         ph = jnp.exp((2j * jnp.pi) * jnp.einsum("qc,ijc->qij", qc, dtau))
         return c * ph[:, :, None, :, None]
     nq = q.shape[0]
@@ -145,13 +168,11 @@ def cq_kernel(F, lattice, dtau, q, chunk: int):
 
 
 def cq_chunk(nb: int, n_lattice: int, n: int) -> int:
-    """q-points per chunk of :func:`cq_kernel` for a bucket of nb q and n_lattice (padded) R vectors."""
+    """q-points per chunk of :func:`cq_kernel` for a bucket of nb q and n_lattice (padded) half-lattice rows."""
     per_q = 8 * (2 * n_lattice + 2 * 9 * n * n)
     if nb * per_q <= CHUNK_BYTES:  # all at once: a lax.map loop costs more than it saves when memory allows
         return int(nb)
-    c = max(1, CHUNK_BYTES // max(per_q, 1))
-    c = 1 << (c.bit_length() - 1)  # power of two ≤ budget, divides the bucket sizes
-    return int(min(nb, c, Q_BUCKET_MAX_POW2))  # buckets are powers of two ≤ 4096 or multiples of 4096
+    return q_chunk(nb, min(max(1, CHUNK_BYTES // max(per_q, 1)), Q_BUCKET_MAX_POW2))
 
 
 def fourier_fc(fc, supercell: Supercell, qpoints, *, images: WSImages | None = None) -> np.ndarray:
@@ -167,5 +188,5 @@ def fourier_fc(fc, supercell: Supercell, qpoints, *, images: WSImages | None = N
     F = lattice_blocks(fc, supercell, im)
     qp = pad_q(q)
     out = cq_kernel(jnp.asarray(F), jnp.asarray(padded_lattice(im)), jnp.asarray(im.dtau), jnp.asarray(qp),
-                    cq_chunk(len(qp), len(F), n))
+                    cq_chunk(len(qp), F.shape[1], n))
     return np.asarray(out)[:len(q)]

@@ -115,7 +115,7 @@ def sharded_frequencies(fcobj, qpoints, *, mesh: Mesh | None = None, lr: str = "
     ism = np.repeat(1.0 / np.sqrt(np.asarray(fcobj.primitive.masses, np.float64)), 3)
     F = lattice_blocks(fc_sr, sc, im)
     cpu = jax.default_backend() == "cpu"  # frequencies from the same eigenvalue solver as dynmat's
-    out = _q_kernel(mesh, axis, cq_chunk(per, len(F), n), cpu)(
+    out = _q_kernel(mesh, axis, cq_chunk(per, F.shape[1], n), cpu)(
         jnp.asarray(F), jnp.asarray(padded_lattice(im)), jnp.asarray(im.dtau), q_arr, lr_arr, jnp.asarray(d),
         jnp.asarray(ism))
     if cpu:

@@ -14,7 +14,7 @@ import numpy as np
 
 from phonjax.born import Born
 from phonjax.structure import Supercell
-from phonjax.longrange.ewald import DipoleKernel, bz_representatives, check_q_direction
+from phonjax.longrange.ewald import DipoleKernel, bz_representatives, check_q_direction, owner_mean
 
 __all__ = ["Correction", "BuildRequest", "LongRangeModeError", "acoustic_projector", "projected", "kernel_term"]
 
@@ -130,9 +130,7 @@ def projected(term, Q, crystal):
         g0 = (q[owner] - reps) @ rec_t
         ph = np.exp(2j * np.pi * np.einsum("qc,ijc->qij", g0, tau[None, :, :] - tau[:, None, :]))
         c = c * ph[:, :, None, :, None]
-        out = np.zeros((len(q),) + c.shape[1:], dtype=np.complex128)
-        np.add.at(out, owner, c)
-        return out / np.bincount(owner, minlength=len(q))[:, None, None, None, None]
+        return owner_mean(c, owner)
 
     return f
 

@@ -28,6 +28,7 @@ Output arrays: (nq, n, 3, n, 3) complex128 in eV/Å² (not mass-weighted), C[q, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 import itertools
 import math
 
@@ -44,7 +45,7 @@ from phonjax.structure import Crystal
 
 __all__ = ["EwaldParameters", "ewald_parameters", "phonopy_recip_parameters", "dipole_dipole",
            "DipoleKernel", "make_dipole_kernel", "QDirectionError", "Q_ZERO_TOL", "cartesian_q",
-           "pad_bucket", "fold_to_bz", "bz_representatives"]
+           "pad_bucket", "fold_to_bz", "bz_representatives", "owner_mean"]
 
 #: |q + G| (1/Å, no 2π) below which a term counts as the q = 0 term (see :data:`phonjax.units.EWALD_Q_ZERO_TOL`).
 Q_ZERO_TOL = units.EWALD_Q_ZERO_TOL
@@ -90,10 +91,12 @@ _SHIFTS = np.array(list(itertools.product(range(-2, 2), repeat=3)), dtype=np.flo
 
 
 @jax.jit
-def _candidate_norms(frac, rec_t, shifts):
-    """|(frac + shift) @ rec_t| for every q (nq, 3) and shift (ns, 3) → (nq, ns)."""
-    cand = frac[:, None, :] + shifts[None, :, :]
-    return jnp.linalg.norm(cand @ rec_t, axis=-1)
+def _candidate_ties(frac, rec_t, shifts, tol):
+    """For every q (nq, 3) the candidates frac + shift (ns shifts): (tie (nq, ns) bool: |.| within tol of the
+    shortest, count (nq,) of ties, first (nq,) index of the shortest)."""
+    norm = jnp.linalg.norm((frac[:, None, :] + shifts[None, :, :]) @ rec_t, axis=-1)
+    tie = norm <= jnp.min(norm, axis=1, keepdims=True) + tol
+    return tie, jnp.sum(tie, axis=1), jnp.argmax(tie, axis=1)
 
 
 def bz_representatives(q_red, cell, *, tol: float = 1e-9):
@@ -106,12 +109,24 @@ def bz_representatives(q_red, cell, *, tol: float = 1e-9):
     nb = pad_bucket(len(q))
     frac = np.zeros((nb, 3))
     frac[:len(q)] = q - base
-    norm = np.asarray(_candidate_norms(jnp.asarray(frac), jnp.asarray(rec_t), jnp.asarray(_SHIFTS)))[:len(q)]
-    tie = norm <= norm.min(axis=1, keepdims=True) + tol
-    owner, k = np.nonzero(tie)
+    tie, count, first = _candidate_ties(jnp.asarray(frac), jnp.asarray(rec_t), jnp.asarray(_SHIFTS), tol)
+    count = np.asarray(count)[:len(q)]
+    if np.all(count == 1):  # no q on a zone boundary: one representative each (no search over the tie table)
+        owner, k = np.arange(len(q)), np.asarray(first)[:len(q)]
+    else:
+        owner, k = np.nonzero(np.asarray(tie)[:len(q)])
     reps = (q - base)[owner] + _SHIFTS[k]
     reps = q[owner] - np.rint(q[owner] - reps)
     return reps, owner
+
+
+def owner_mean(values, owner) -> np.ndarray:
+    """Mean over each input q's representatives: values (m, ...) per representative, owner (m,) ascending from
+    :func:`bz_representatives` (every q owns at least one) → (nq, ...)."""
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    counts = np.diff(np.r_[starts, len(owner)])
+    out = np.add.reduceat(values, starts, axis=0)
+    return out / counts.reshape((-1,) + (1,) * (out.ndim - 1))
 
 
 #: q lists are padded by the one policy of :mod:`phonjax.buckets` (as C(q)'s).
@@ -212,13 +227,14 @@ def phonopy_recip_parameters(crystal: Crystal, born: Born, *, num_g_points: int 
 # ---------------------------------------------------------------------------------------------------------
 # jit kernels
 # ---------------------------------------------------------------------------------------------------------
-@jax.jit
-def _cdd_batch(tabs, rec_t, pref, lam, real, diag, q_red):
+@partial(jax.jit, static_argnames=("shortest",))
+def _cdd_batch(tabs, rec_t, pref, lam, real, diag, q_red, shortest: bool):
     """(C_dd (nq, n, 3, n, 3), min_G |q+G|² (nq,)) for reduced q (nq, 3): pref × reciprocal sum (+ real-space
     sum when ``real`` = (dfrac, P)) + δ_ij diag[i] (−Σ_k C(0)_ik, or the limiting term), without the
-    non-analytic term at q = 0 (added on the host). Module level: one compilation per shape for every crystal
-    and Born data."""
-    r, kmin = recip_sum(tabs, q_red @ rec_t, lam, Q_ZERO_TOL)
+    non-analytic term at q = 0 (added on the host). shortest: every q is its own shortest representative
+    (:func:`bz_representatives`; the reciprocal sum then skips its |q + G| table). Module level: one
+    compilation per shape for every crystal and Born data."""
+    r, kmin = recip_sum(tabs, q_red @ rec_t, lam, Q_ZERO_TOL, shortest)
     c = pref * r
     if real is not None:
         c = c + jax.vmap(_real_one, in_axes=(0, None, None))(q_red, *real)
@@ -278,25 +294,26 @@ class DipoleKernel:
             reps, owner = bz_representatives(q_in, self.crystal.cell)
         else:
             reps, owner = q_in, np.arange(len(q_in))
-        raw = self._eval(reps, qd)
+        raw = self._eval(reps, qd, shortest=fold)
         if not fold:
             return raw
         g0 = (q_in[owner] - reps) @ np.linalg.inv(self.crystal.cell).T  # Cartesian G0 (no 2π)
-        tau = self.crystal.positions
-        ph = np.exp(2j * np.pi * np.einsum("qc,ijc->qij", g0, tau[None, :, :] - tau[:, None, :]))
-        raw = raw * ph[:, :, None, :, None]
+        if np.any(g0):  # some q were not their own shortest representatives
+            tau = self.crystal.positions
+            ph = np.exp(2j * np.pi * np.einsum("qc,ijc->qij", g0, tau[None, :, :] - tau[:, None, :]))
+            raw = raw * ph[:, :, None, :, None]
+        else:
+            raw = np.array(raw)  # a fresh writable array either way (not a view of the device buffer)
         if len(owner) == len(q_in):  # no zone-boundary ties: one representative per q, in order
             return raw
-        out = np.zeros((len(q_in),) + raw.shape[1:], dtype=np.complex128)
-        np.add.at(out, owner, raw)
-        return out / np.bincount(owner, minlength=len(q_in))[:, None, None, None, None]
+        return owner_mean(raw, owner)
 
-    def _eval(self, q, qd) -> np.ndarray:
+    def _eval(self, q, qd, *, shortest: bool) -> np.ndarray:
         nq = len(q)
         nb = pad_bucket(nq)
-        qp = np.zeros((nb, 3))
+        qp = np.zeros((nb, 3))  # padding with Γ: its own shortest representative
         qp[:nq] = q
-        return self._fn(qp, None if qd is None else qd / np.linalg.norm(qd), self._q0)[:nq]
+        return self._fn(qp, None if qd is None else qd / np.linalg.norm(qd), self._q0, shortest)[:nq]
 
 
 def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract_q0: bool = True) -> DipoleKernel:
@@ -329,16 +346,17 @@ def make_dipole_kernel(crystal, born: Born, params: EwaldParameters, *, subtract
     real = (dfrac, P) if with_real else None
     rec = jnp.asarray(rec_t)
 
-    def fn(q_red, qdir, q0):
-        """q_red (nb, 3) padded reduced q, qdir unit Cartesian (3,) or None → (nb, n, 3, n, 3) NumPy."""
+    def fn(q_red, qdir, q0, shortest):
+        """q_red (nb, 3) padded reduced q, qdir unit Cartesian (3,) or None → (nb, n, 3, n, 3) NumPy;
+        shortest: see :func:`_cdd_batch`."""
         diag = -q0 if subtract_q0 else lim_blocks
-        c, kmin = _cdd_batch(tabs, rec, pref, lam, real, jnp.asarray(diag), jnp.asarray(q_red))
+        c, kmin = _cdd_batch(tabs, rec, pref, lam, real, jnp.asarray(diag), jnp.asarray(q_red), shortest)
         return add_na_terms(np.asarray(c), np.asarray(kmin), tables, np.asarray(q_red) @ rec_t, qdir, pref,
                             Q_ZERO_TOL)
 
     zero_q0 = np.zeros((n, 3, 3), dtype=np.complex128)
     if subtract_q0:
-        c0 = fn(np.zeros((pad_bucket(1), 3)), None, zero_q0)[0]
+        c0 = fn(np.zeros((pad_bucket(1), 3)), None, zero_q0, True)[0]
         q0 = c0.sum(axis=2)  # Σ_k C(0)[i, a, k, b] → (i, a, b)
         q0 = 0.5 * (q0 + np.conj(np.swapaxes(q0, 1, 2)))  # Hermitian part, as phonopy
     else:

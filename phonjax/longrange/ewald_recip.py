@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phonjax.buckets import q_chunk
+
 __all__ = ["RecipTables", "recip_tables", "recip_sum", "recip_chunk", "add_na_terms", "RECIP_BYTES"]
 
 #: bytes of the (q × G) weight matrix one step of the reciprocal sum may hold; more q run in ``lax.map`` steps.
@@ -82,20 +84,26 @@ def _assemble(m, qz, n):
             + qz[:, :, :, None, None] * qz[:, None, None, :, :] * t3[:, :, None, :, None])
 
 
-def _weights(g, geg, eg, gg, eps, q_cart, lam, zero_tol):
-    """(w (nq, nG), |K|² (nq, nG)): the Gaussian-screened 1/(K·ε·K) of every term, 0 where |K| < zero_tol."""
-    kk = gg[None, :] + 2 * q_cart @ g.T + jnp.sum(q_cart * q_cart, axis=1)[:, None]  # |K|² (nq, nG)
+def _weights(g, geg, eg, gg, eps, q_cart, lam, zero_tol, shortest: bool):
+    """(w (nq, nG), min_G |K|² (nq,)): the Gaussian-screened 1/(K·ε·K) of every term, 0 where |K| < zero_tol.
+    shortest: every q is its own shortest representative (|q + G| ≥ |q| for all G), so only the G = 0 term can
+    be that small, and only where |q| is: the (nq, nG) table of |K|² is not needed."""
     keps = geg[None, :] + 2 * q_cart @ eg.T + jnp.einsum("qa,ab,qb->q", q_cart, eps, q_cart)[:, None]
-    small = kk < zero_tol ** 2
+    if shortest:
+        kmin = jnp.sum(q_cart * q_cart, axis=1)
+        small = (gg[None, :] == 0) & (kmin[:, None] < zero_tol ** 2)
+    else:
+        kk = gg[None, :] + 2 * q_cart @ g.T + jnp.sum(q_cart * q_cart, axis=1)[:, None]  # |K|² (nq, nG)
+        small, kmin = kk < zero_tol ** 2, jnp.min(kk, axis=1)
     safe = jnp.where(small, 1.0, keps)
-    return jnp.where(small, 0.0, jnp.exp(-safe / (4 * lam ** 2)) / safe), kk
+    return jnp.where(small, 0.0, jnp.exp(-safe / (4 * lam ** 2)) / safe), kmin
 
 
-def _block(tabs, q_cart, lam, zero_tol):
+def _block(tabs, q_cart, lam, zero_tol, shortest):
     g, geg, eg, gg, table, phase, z, eps = tabs
-    w, kk = _weights(g, geg, eg, gg, eps, q_cart, lam, zero_tol)
+    w, kmin = _weights(g, geg, eg, gg, eps, q_cart, lam, zero_tol, shortest)
     qz = jnp.einsum("qm,ima->qia", q_cart, z)
-    return _assemble(w @ table, qz, z.shape[0]), jnp.min(kk, axis=1)
+    return _assemble(w @ table, qz, z.shape[0]), kmin
 
 
 def _na_terms(tables: RecipTables, q_cart: np.ndarray, qdir: np.ndarray, zero_tol: float) -> np.ndarray:
@@ -111,21 +119,21 @@ def _na_terms(tables: RecipTables, q_cart: np.ndarray, qdir: np.ndarray, zero_to
 
 def recip_chunk(nq: int, n_g: int) -> int:
     """q-points per step for nq (a :mod:`phonjax.buckets` size) and n_g G vectors: all when the weight matrix
-    fits :data:`RECIP_BYTES`, else the largest power of two that fits (it divides the bucket sizes)."""
+    fits :data:`RECIP_BYTES`, else the largest power of two that fits and divides nq (at most 4096)."""
     if nq * n_g * 16 <= RECIP_BYTES:
         return int(nq)
-    c = max(1, RECIP_BYTES // (16 * max(n_g, 1)))
-    return int(min(1 << (c.bit_length() - 1), 4096))
+    return q_chunk(nq, min(RECIP_BYTES // (16 * max(n_g, 1)), 4096))
 
 
-def recip_sum(tabs: tuple, q_cart, lam, zero_tol: float):
+def recip_sum(tabs: tuple, q_cart, lam, zero_tol: float, shortest: bool = False):
     """(R(q) (nq, n, 3, n, 3) complex without prefactor and without the non-analytic term, min_G |K|² (nq,))
-    for Cartesian q (nq, 3) (traceable); tabs: :meth:`RecipTables.arrays`."""
+    for Cartesian q (nq, 3) (traceable); tabs: :meth:`RecipTables.arrays`; shortest (static): every q is its
+    own shortest representative (see :func:`_weights`)."""
     nq, n_g = q_cart.shape[0], tabs[0].shape[0]
     c = recip_chunk(nq, n_g)
     if c >= nq or nq % c:
-        return _block(tabs, q_cart, lam, zero_tol)
-    out, kmin = jax.lax.map(lambda qc: _block(tabs, qc, lam, zero_tol), q_cart.reshape(nq // c, c, 3))
+        return _block(tabs, q_cart, lam, zero_tol, shortest)
+    out, kmin = jax.lax.map(lambda qc: _block(tabs, qc, lam, zero_tol, shortest), q_cart.reshape(nq // c, c, 3))
     return out.reshape((nq,) + out.shape[2:]), kmin.reshape(nq)
 
 

@@ -44,7 +44,7 @@ def ml_force_constants(prim: Crystal, M, calc):
     from phonopy.structure.atoms import PhonopyAtoms
     unit = PhonopyAtoms(symbols=prim.symbols, cell=prim.cell, scaled_positions=prim.scaled_positions,
                         masses=prim.masses)
-    ph = Phonopy(unit, supercell_matrix=np.asarray(M).T, primitive_matrix=None)
+    ph = Phonopy(unit, supercell_matrix=np.asarray(M).T, primitive_matrix="P")
     ph.generate_displacements(distance=0.01)
     forces = []
     t = time.time()

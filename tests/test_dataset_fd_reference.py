@@ -29,7 +29,7 @@ def fd_phonopy():
     phonopy = pytest.importorskip("phonopy")
     from phonopy.interface.calculator import read_crystal_structure
     unit, _ = read_crystal_structure(str(LIF / "POSCAR"), interface_mode="vasp")
-    ph = phonopy.Phonopy(unit, supercell_matrix=np.diag([3, 3, 3]), primitive_matrix=None)
+    ph = phonopy.Phonopy(unit, supercell_matrix=np.diag([3, 3, 3]), primitive_matrix="P")
     ph.dataset = phonopy.file_IO.parse_FORCE_SETS(filename=str(LIF / "fd" / "FORCE_SETS"))
     ph.produce_force_constants()
     ph.symmetrize_force_constants()

@@ -48,7 +48,7 @@ def _phonopy_to_phonjax_map(ph_super, sc: Crystal) -> np.ndarray:
 
 
 def phonopy_fc_to_phonjax(ph, crystal: Crystal, supercell_matrix) -> tuple[np.ndarray, Supercell]:
-    """Full force constants of a phonopy.Phonopy (unit cell = ``crystal``, primitive_matrix None) →
+    """Full force constants of a phonopy.Phonopy (unit cell = ``crystal``, primitive_matrix "P") →
     (fc (n_prim, n_super, 3, 3) in phonjax's make_supercell order, that Supercell)."""
     M = np.asarray(supercell_matrix, dtype=int)
     M = np.diag(M) if M.shape == (3,) else M
@@ -79,7 +79,7 @@ def fd_force_constants(structure, supercell_matrix, pw: PwSettings, out_dir, *, 
     symbols = [chemical_symbols[int(z)] for z in crystal.numbers]
     unit = PhonopyAtoms(symbols=symbols, cell=crystal.cell, scaled_positions=crystal.scaled_positions,
                         masses=crystal.masses)
-    ph = Phonopy(unit, supercell_matrix=M.T, primitive_matrix=None, symprec=symprec)  # phonopy: S = Mᵀ·A
+    ph = Phonopy(unit, supercell_matrix=M.T, primitive_matrix="P", symprec=symprec)  # S = Mᵀ·A; "P": no reduction
     ph.generate_displacements(distance=amplitude)
     supercells = ph.supercells_with_displacements
     ps = pseudos_for(symbols, pw.pseudo_family, pw.pseudo_dir)

@@ -279,7 +279,7 @@ def write_markdown(R, modes_res, specs, args, main_n) -> str:
                     L += [f"- `{name}`: {tr['epochs']} epochs, {tr['train_time_s']:.0f} s, valid F MAE "
                           f"{fmt(tr['valid_f_mae_first_eV_A'], 4)} → {fmt(tr['valid_f_mae_last_eV_A'], 4)} eV/Å."]
             L += ["", f"![{mat} auto](figures/{mat.lower()}_auto.png)", ""]
-            L += [f"Every mode per model: " + ", ".join(f"[{name}](figures/{mat.lower()}_modes_{name}.png)"
+            L += ["Every mode per model: " + ", ".join(f"[{name}](figures/{mat.lower()}_modes_{name}.png)"
                                                          for name in sm["models"]), ""]
     else:
         L += ["No second material with `dfpt/band.yaml` and `BORN` under `examples/` at the time of this run "

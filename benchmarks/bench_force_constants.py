@@ -22,8 +22,6 @@ import time
 
 import sys
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's phonjax (editable installs may be stale)
 import phonjax  # noqa: F401,E402  (x64)
 import jax

@@ -4,7 +4,8 @@ directory with ``--models DIR``) and an OAM-L-sized NequIP (random weights), eac
 (peak RSS = the child's ru_maxrss, compilation included), next to the planner's estimate (phonjax.memory).
 
     .venv/bin/python benchmarks/bench_memory.py [--models default oam-l DIR] [--sizes 3 5 9 13]
-        [--dtype float32] → benchmarks/results/memory_cpu.json (rewritten after every point)
+        [--dtype float32] [--note "..."] → benchmarks/results/memory_cpu.json (rewritten after every point;
+        rows of models/sizes not in this run are kept)
 """
 from __future__ import annotations
 
@@ -63,9 +64,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32", help="OAM-L-sized network dtype")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "memory_cpu.json")
+    ap.add_argument("--note", default="", help="what else ran on the machine (recorded in meta)")
     args = ap.parse_args(argv)
     res = {"meta": {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "cpu_count": os.cpu_count(),
-                    "load_avg_start": os.getloadavg()}, "rows": []}
+                    "load_avg_start": os.getloadavg(), "note": args.note}, "rows": []}
+    if args.out.exists():  # rows of other models / sizes from earlier runs stay (each row carries its own date)
+        res["rows"] = [r for r in json.loads(args.out.read_text()).get("rows", [])
+                       if not (r.get("model") in args.models and r.get("N") in args.sizes)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     for name in args.models:
         for n in args.sizes:
@@ -80,6 +85,8 @@ def main(argv=None) -> int:
             except subprocess.TimeoutExpired:
                 row = {"model": name, "N": n, "error": f"timeout after {args.timeout} s"}
             row["process_wall_s"] = round(time.perf_counter() - t, 2)
+            row["date_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            row["load_avg"] = [round(x, 2) for x in os.getloadavg()]
             print(row, flush=True)
             res["rows"].append(row)
             res["meta"]["load_avg_end"] = os.getloadavg()

@@ -119,7 +119,6 @@ def plot(rows, path, title):
     import matplotlib.pyplot as plt
     lif = [r for r in rows if r["structure"] == "LiF"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    na = [r["n_atoms"] for r in lif]
     for key, lab, st in (("torch_fc_rows_s", "torch nequip, 6 double-backward rows", "k^-"),
                          ("jax_f64_fc_full_s", "phonjax f64, 6 rows", "o-"),
                          ("jax_f64_fc_sym_s", "phonjax f64, symmetry-reduced rows", "s-"),

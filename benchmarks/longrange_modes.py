@@ -39,7 +39,6 @@ PATH = [("Γ", [0, 0, 0]), ("X", [0.5, 0, 0.5]), ("W", [0.5, 0.25, 0.75]), ("K",
 def load_lif(data: Path):
     import phonopy
     from phonopy import Phonopy
-    from phonopy.file_IO import parse_BORN  # noqa: F401
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ph1 = phonopy.load(supercell_matrix=[2, 2, 2], primitive_matrix="P", unitcell_filename=data / "POSCAR-unitcell",

@@ -82,7 +82,6 @@ def ws_images(supercell: Supercell, *, tol: float = 1e-5) -> WSImages:
     """Wigner–Seitz images (see module docstring); the search runs over −2…2 of a Minkowski-reduced basis of
     the supercell lattice, which contains every shortest vector."""
     prim, sc = supercell.primitive, supercell.crystal
-    n = prim.n_atoms
     L = _reduced_basis(sc.cell)
     d = sc.positions[None, :, :] - prim.positions[:, None, :]  # (n, ns, 3)
     # wrap into the reduced cell first so that ±2 images suffice

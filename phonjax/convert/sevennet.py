@@ -91,7 +91,6 @@ def model_config(arch: dict, dtype: str = "float32"):
     """The phonjax :class:`ModelConfig` (SevenNet variants) of an architecture dict."""
     from phonjax.models.nequip.nn.config import ModelConfig
 
-    n = arch["num_layers"]
     radial = arch["radial_dims"]
     if any(len(set(d[1:-1])) > 1 for d in radial):
         raise UnsupportedFeature(f"radial MLP with unequal hidden widths {radial}")
@@ -144,7 +143,6 @@ def map_params(ck: SevenNetCheckpoint, config) -> dict:
 
     W = ck.weights
     dt = np.dtype(config.dtype)
-    T, F = len(config.type_names), config.type_embed_num_features
     a = ck.arch
     p = {"type_embed": {"weight": W["onehot_to_feature_x.linear.weight"].astype(dt)},
          "bessel_encode": {"bessel_weights": (W["edge_embedding.basis_function.coeffs"] * a["r_max"] / math.pi

@@ -54,7 +54,7 @@ def energy_offsets(model: TrainableModel, tparams, train: Dataset, how: str, log
         e_iso = model_energies(model, zero, frames, caps)
         for s, e in zip(species, e_iso):
             off[names.index(s)] = refs[s] - e
-        log(f"energy offsets from isolated-atom references: "
+        log("energy offsets from isolated-atom references: "
             + ", ".join(f"{s} {off[names.index(s)]:+.4f} eV" for s in species))
         return off
     if how == "isolated_atoms":

@@ -25,7 +25,7 @@ from phonjax.born import Born
 from phonjax.io.born import read_born
 from phonjax.longrange.dipole_labels import DipoleLabels, dipole_fc_in_cell, dipole_labels, long_range_record
 from phonjax.structure import Crystal, supercell_matrix
-from phonjax.train.data import Dataset, DatasetError, Frame
+from phonjax.train.data import Dataset, DatasetError
 
 __all__ = ["ShortRangeSetup", "load_short_range", "dipole_parts", "subtract", "add_back", "label_rms",
            "subtract_fc_reference", "model_record", "write_model_born", "apply_to_splits"]

@@ -88,7 +88,7 @@ def load_fc_reference(path: str | Path, *, force_sets: str | Path | None = None,
                                    "force_constants")
         kw["unitcell_filename"] = str(path)
         kw["supercell_matrix"] = supercell_matrix
-        kw["primitive_matrix"] = None
+        kw["primitive_matrix"] = "P"  # the cell as given (phonopy 4 reads None as "auto", a basis of its choosing)
     try:
         if is_yaml:
             ph = phonopy.load(str(path), produce_fc=True, symmetrize_fc=False, log_level=0, **kw)

@@ -59,6 +59,8 @@ class WSImages:
     lattice: (nR, 3) the distinct integer lattice vectors R = frac − (τ_j − τ_i) (primitive basis, float).
     index: (n, ns, m) int, the row of ``lattice`` of each image (0 for padding, whose weight is 0).
     dtau: (n, n, 3) τ_j − τ_i in primitive fractional coordinates.
+    half: (nH, 3) one of each pair ±R of ``lattice`` (first non-zero component positive, or R = 0);
+    half_row, half_sign: (nR,) every lattice[r] = half_sign[r] · half[half_row[r]] (see :func:`lattice_blocks`).
     """
 
     frac: np.ndarray
@@ -67,6 +69,9 @@ class WSImages:
     lattice: np.ndarray
     index: np.ndarray
     dtau: np.ndarray
+    half: np.ndarray
+    half_row: np.ndarray
+    half_sign: np.ndarray
 
 
 def _reduced_basis(L: np.ndarray) -> np.ndarray:
@@ -102,7 +107,8 @@ def ws_images(supercell: Supercell, *, tol: float = 1e-5) -> WSImages:
     R = np.rint(frac - dtau[:, supercell.s2p][:, :, None, :])
     R = np.where(k[..., None], R, 0.0)
     lattice, index = np.unique(R.reshape(-1, 3), axis=0, return_inverse=True)
-    return WSImages(frac, k / mult[..., None], mult, lattice, index.reshape(k.shape), dtau)
+    return WSImages(frac, k / mult[..., None], mult, lattice, index.reshape(k.shape), dtau,
+                    *_half_lattice(lattice))
 
 
 #: bytes of phase factors one q-chunk of the C(q) kernel may hold (cos and sin, float64)
@@ -126,7 +132,7 @@ def lattice_blocks(fc, supercell: Supercell, images: WSImages) -> np.ndarray:
     [(i, a, s2p(s), b)]; zero rows pad nH to a :func:`capacity_bucket` size."""
     n = supercell.primitive.n_atoms
     fc = np.asarray(fc, dtype=np.float64)
-    half, row, sign = _half_lattice(images.lattice)
+    half, row, sign = images.half, images.half_row, images.half_sign
     nr = capacity_bucket(len(half))
     F = np.zeros((2, nr, n, 3, n, 3))
     i, s, _ = np.nonzero(images.weight)
@@ -141,7 +147,7 @@ def lattice_blocks(fc, supercell: Supercell, images: WSImages) -> np.ndarray:
 
 def padded_lattice(images: WSImages) -> np.ndarray:
     """(nH_pad, 3) the half lattice of :func:`lattice_blocks` (R and −R as one row), zero padded as its rows."""
-    half = _half_lattice(images.lattice)[0]
+    half = images.half
     L = np.zeros((capacity_bucket(len(half)), 3))
     L[:len(half)] = half
     return L

@@ -143,12 +143,18 @@ def test_edge_chunked_messages_equal_unchunked(model, unchunked, chunk):
 
 
 def test_auto_edge_chunk_scales_with_model_width():
-    from phonjax.models.nequip.model import EDGE_CHUNK_SIZE, auto_edge_chunk
+    from phonjax.models.nequip.model import CPU_EDGE_CHUNK_BYTES, EDGE_CHUNK_SIZE, auto_edge_chunk
+    from phonjax.models.nequip.nn import irreps as I
 
-    assert auto_edge_chunk(CFG, 100) == 0  # tiny graph: one chunk
-    small = auto_edge_chunk(CFG, 10**6)
-    assert small > EDGE_CHUNK_SIZE  # a narrow model gets larger chunks than SevenNet-0's 4096
-    assert auto_edge_chunk(CFG, small) == 0 and auto_edge_chunk(CFG, small + 1) == small
+    for backend in ("cpu", "gpu"):
+        assert auto_edge_chunk(CFG, 100, backend) == 0  # tiny graph: one chunk
+        chunk = auto_edge_chunk(CFG, 10**6, backend)
+        assert auto_edge_chunk(CFG, chunk, backend) == 0 and auto_edge_chunk(CFG, chunk + 1, backend) == chunk
+    assert auto_edge_chunk(CFG, 10**6, "gpu") > EDGE_CHUNK_SIZE  # a narrow model: larger than SevenNet-0's 4096
+    # CPU: the largest power of two whose widest float32 messages fit the cache-sized budget
+    widest = max(I.dim(I.uvu_mid(L["irreps_in"], CFG.sh_irreps, L["conv_out"])) for L in CFG.layer_irreps())
+    chunk = auto_edge_chunk(CFG, 10**6, "cpu")
+    assert chunk & (chunk - 1) == 0 and chunk * 4 * widest <= CPU_EDGE_CHUNK_BYTES < 2 * chunk * 4 * widest
     with pytest.raises(ValueError, match="edge_chunk"):
         Model.init(CFG).bind(_crystal(), edge_chunk=-1, **CAPS)
     with pytest.raises(ValueError, match="edge_chunk"):

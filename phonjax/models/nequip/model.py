@@ -16,6 +16,7 @@ nequip version, type names, conversion date, weights used) and ``params/`` (orba
 from __future__ import annotations
 
 import datetime
+import math
 import json
 import os
 import shutil
@@ -94,21 +95,29 @@ class BoundEnergy:
                               self.edge_chunk)
 
 
-#: Edges per message chunk for a SevenNet-0-sized model (widest tensor-product output 3136 floats per edge,
-#: 5 layers); graphs with more edges are chunked by :func:`auto_edge_chunk` (memory and time: README, "Large
-#: supercells").
+#: Accelerators: edges per message chunk for a SevenNet-0-sized model (widest tensor-product output 3136 floats
+#: per edge, 5 layers), scaled by the model's width (memory; :mod:`phonjax.memory` grows it while it fits).
 EDGE_CHUNK_SIZE = 4096
 _EDGE_CHUNK_REFERENCE = 3136 * 5
+#: CPUs: bytes of one chunk's widest messages (as float32). The second-derivative kernels are memory-bound on a
+#: CPU: chunks whose messages stay cache-sized run the forward, tangent and reverse passes from cache, and the
+#: rematerialised forward costs less than the memory traffic it saves (measured: benchmarks/bench_vs_torch.py).
+CPU_EDGE_CHUNK_BYTES = 2**20
 
 
-def auto_edge_chunk(config: ModelConfig, n_edges: int) -> int:
-    """Edges per rematerialised message chunk for a graph with ``n_edges`` edges: 0 (no chunking) when the
-    graph fits in one chunk, else :data:`EDGE_CHUNK_SIZE` scaled by the model's per-edge width (widest
-    tensor-product output × layers) relative to SevenNet-0's, at least 256."""
+def auto_edge_chunk(config: ModelConfig, n_edges: int, backend: str | None = None) -> int:
+    """Edges per rematerialised message chunk for a graph with ``n_edges`` edges (0: one chunk, when the graph
+    is no larger). CPU (``backend`` None: JAX's default backend): the largest power of two whose widest
+    tensor-product messages fit :data:`CPU_EDGE_CHUNK_BYTES` (at least 16). Accelerators: :data:`EDGE_CHUNK_SIZE`
+    scaled by the model's per-edge width (widest tensor-product output × layers) relative to SevenNet-0's, at
+    least 256."""
     from phonjax.models.nequip.nn import irreps as I
 
     widest = max(I.dim(I.uvu_mid(L["irreps_in"], config.sh_irreps, L["conv_out"])) for L in config.layer_irreps())
-    chunk = max(256, int(EDGE_CHUNK_SIZE * _EDGE_CHUNK_REFERENCE / max(widest * config.num_layers, 1)))
+    if (backend or jax.default_backend()) == "cpu":
+        chunk = max(16, 1 << int(math.floor(math.log2(max(CPU_EDGE_CHUNK_BYTES / (4 * max(widest, 1)), 1)))))
+    else:
+        chunk = max(256, int(EDGE_CHUNK_SIZE * _EDGE_CHUNK_REFERENCE / max(widest * config.num_layers, 1)))
     return 0 if n_edges <= chunk else chunk
 
 

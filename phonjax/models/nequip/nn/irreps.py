@@ -67,6 +67,20 @@ def offsets(irreps: Irreps) -> list[int]:
     return out
 
 
+def split_blocks(x, sizes):
+    """x (..., Σ sizes) → [x[..., a:a+size] ...] as one ``jnp.split``, whose transpose is a single concatenate
+    (per-block slicing would transpose into one padded full-width add per block in every backward pass)."""
+    cuts = np.cumsum(sizes)[:-1].tolist()
+    return jnp.split(x, cuts, axis=-1) if cuts else [x]
+
+
+def irreps_blocks(x, irreps: Irreps):
+    """x (..., dim(irreps)) → [(..., mul, 2l+1) per block] (see :func:`split_blocks`)."""
+    batch = x.shape[:-1]
+    return [b.reshape(*batch, m, 2 * l + 1)
+            for b, (m, l, _) in zip(split_blocks(x, [m * (2 * l + 1) for m, l, _ in irreps]), irreps)]
+
+
 def sort_irreps(irreps: Irreps) -> tuple[Irreps, tuple[int, ...]]:
     """Torch e3nn ``Irreps.sort``: returns (sorted irreps, p) with p[i_old] = i_new."""
     order = sorted(range(len(irreps)), key=lambda i: ((irreps[i][1], irreps[i][2]), i, irreps[i][0]))
@@ -119,18 +133,16 @@ def linear_numel(irreps_in: Irreps, irreps_out: Irreps) -> int:
 def linear_apply(weight, x, irreps_in: Irreps, irreps_out: Irreps):
     """Torch ``o3.Linear`` (no bias) with its flat weight. x (..., dim_in) → (..., dim_out)."""
     ins = linear_instructions(irreps_in, irreps_out)
-    off_in = offsets(irreps_in)
     fan = [sum(irreps_in[i][0] for i, o2 in ins if o2 == o) for o in range(len(irreps_out))]
     blocks = [None] * len(irreps_out)
-    w_off = 0
     batch = x.shape[:-1]
-    for i, o in ins:
-        mi, l, _ = irreps_in[i]
+    xs = irreps_blocks(x, irreps_in)
+    Ws = split_blocks(weight, [irreps_in[i][0] * irreps_out[o][0] for i, o in ins])
+    for (i, o), Wf in zip(ins, Ws):
+        mi = irreps_in[i][0]
         mo = irreps_out[o][0]
-        d = 2 * l + 1
-        W = weight[w_off:w_off + mi * mo].reshape(mi, mo)
-        w_off += mi * mo
-        xi = x[..., off_in[i]:off_in[i] + mi * d].reshape(*batch, mi, d)
+        W = Wf.reshape(mi, mo)
+        xi = xs[i]
         y = jnp.einsum("...um,uw->...wm", xi, W, precision=HIGHEST) / math.sqrt(fan[o])
         blocks[o] = y if blocks[o] is None else blocks[o] + y
     out = []
@@ -165,20 +177,19 @@ def fctp_scalar_apply(weight, x, attrs, irreps_in1: Irreps, irreps_in2: Irreps, 
     if any(l != 0 or p != 1 for _, l, p in irreps_in2):
         raise IrrepsError("self-connection attributes must be even scalars (0e)")
     ins = fctp_instructions(irreps_in1, irreps_in2, irreps_out)
-    off1, off2 = offsets(irreps_in1), offsets(irreps_in2)
     fan = [sum(irreps_in1[a][0] * irreps_in2[b][0] for a, b, c2 in ins if c2 == c) for c in range(len(irreps_out))]
     blocks = [None] * len(irreps_out)
-    w_off = 0
     N = x.shape[0]
-    for a, b, c in ins:
-        m1, l, _ = irreps_in1[a]
+    xs = irreps_blocks(x, irreps_in1)
+    avs = split_blocks(attrs, [m for m, _, _ in irreps_in2])
+    Ws = split_blocks(weight, [irreps_in1[a][0] * irreps_in2[b][0] * irreps_out[c][0] for a, b, c in ins])
+    for (a, b, c), Wf in zip(ins, Ws):
+        m1 = irreps_in1[a][0]
         m2 = irreps_in2[b][0]
         mo = irreps_out[c][0]
-        d = 2 * l + 1
-        W = weight[w_off:w_off + m1 * m2 * mo].reshape(m1, m2, mo)
-        w_off += m1 * m2 * mo
-        xi = x[:, off1[a]:off1[a] + m1 * d].reshape(N, m1, d)
-        av = attrs[:, off2[b]:off2[b] + m2]
+        W = Wf.reshape(m1, m2, mo)
+        xi = xs[a]
+        av = avs[b]
         # contract the attributes first (cheap), then the features
         Wa = jnp.einsum("nv,uvw->nuw", av, W, precision=HIGHEST)
         y = jnp.einsum("num,nuw->nwm", xi, Wa, precision=HIGHEST) / math.sqrt(fan[c])
@@ -227,24 +238,20 @@ def uvu_apply(x_edge, sh, w, irreps_in: Irreps, irreps_sh: Irreps, irreps_out: I
     from e3nn_jax import clebsch_gordan
 
     ins, mid, mid_sorted, p = uvu_instructions(irreps_in, irreps_sh, irreps_out)
-    off_in, off_sh = offsets(irreps_in), offsets(irreps_sh)
     E = x_edge.shape[0]
     slots = [None] * len(mid)
-    w_off = 0
-    for i, j, k in ins:
+    xs = irreps_blocks(x_edge, irreps_in)
+    ys = split_blocks(sh, [m * (2 * l + 1) for m, l, _ in irreps_sh])
+    ws = split_blocks(w, [irreps_in[i][0] for i, _, _ in ins])
+    for (i, j, k), wk in zip(ins, ws):
         mul, l1, _ = irreps_in[i]
         _, l2, _ = irreps_sh[j]
         if irreps_sh[j][0] != 1:
             raise IrrepsError("edge spherical harmonics must have multiplicity 1")
         lo = mid[k][1]
-        d1, d2 = 2 * l1 + 1, 2 * l2 + 1
         cg = np.asarray(clebsch_gordan(l1, l2, lo)) * math.sqrt(2 * lo + 1)
         cg = jnp.asarray(cg, dtype=x_edge.dtype)
-        xi = x_edge[:, off_in[i]:off_in[i] + mul * d1].reshape(E, mul, d1)
-        yj = sh[:, off_sh[j]:off_sh[j] + d2]
-        wk = w[:, w_off:w_off + mul]
-        w_off += mul
-        xy = jnp.einsum("eui,ej,ijk->euk", xi, yj, cg, precision=HIGHEST)
+        xy = jnp.einsum("eui,ej,ijk->euk", xs[i], ys[j], cg, precision=HIGHEST)
         slots[p[k]] = (xy * wk[:, :, None]).reshape(E, mul * (2 * lo + 1))
     return jnp.concatenate(slots, axis=-1)
 

@@ -69,9 +69,8 @@ class _Weight(nn.Module):
 def _aggregate(x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, kind, irreps, n_nodes):
     """Σ_{j→i} TP_uvu(x_j, Y(r̂_ij); MLP(edge_emb_ij)) onto the receivers: (n_nodes, dim(mid))."""
     irr_in, sh_irr, conv_out = irreps
-    w_edge = _mlp(kind, w_mlp, edge_emb, "silu")
+    w_edge = jnp.where(edge_mask[:, None], _mlp(kind, w_mlp, edge_emb, "silu"), 0.0)  # padded edges: no message
     msg = I.uvu_apply(x[senders], sh, w_edge, irr_in, sh_irr, conv_out)
-    msg = jnp.where(edge_mask[:, None], msg, 0.0)
     return jax.ops.segment_sum(msg, receivers, num_segments=n_nodes)
 
 
@@ -90,7 +89,10 @@ def _aggregate_chunked(chunk, dim_mid, x, sh, edge_emb, senders, receivers, edge
         return a.reshape((n, chunk) + a.shape[1:])
 
     xs = (split(sh), split(edge_emb), split(senders), split(receivers), split(edge_mask, False))
-    body = jax.checkpoint(lambda c: _aggregate(x, *c, w_mlp, kind, irreps, n_nodes), prevent_cse=False)
+    import os
+    body = (lambda c: _aggregate(x, *c, w_mlp, kind, irreps, n_nodes))
+    if not os.environ.get("NOREMAT"):
+        body = jax.checkpoint(body, prevent_cse=False)
     acc, _ = jax.lax.scan(lambda acc, c: (acc + body(c), None), jnp.zeros((n_nodes, dim_mid), x.dtype), xs)
     return acc
 

@@ -66,20 +66,26 @@ class _Weight(nn.Module):
         return self.param("weight", _normal, (self.numel,), jnp.dtype(self.dtype))
 
 
+def _messages(x, sh, edge_emb, senders, edge_mask, w_mlp, kind, irreps):
+    """TP_uvu(x_j, Y(r̂_ij); MLP(edge_emb_ij)) per edge: (E, dim(mid)); padded edges give zero messages."""
+    irr_in, sh_irr, conv_out = irreps
+    w_edge = jnp.where(edge_mask[:, None], _mlp(kind, w_mlp, edge_emb, "silu"), 0.0)
+    return I.uvu_apply(x[senders], sh, w_edge, irr_in, sh_irr, conv_out)
+
+
 def _aggregate(x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, kind, irreps, n_nodes):
     """Σ_{j→i} TP_uvu(x_j, Y(r̂_ij); MLP(edge_emb_ij)) onto the receivers: (n_nodes, dim(mid))."""
-    irr_in, sh_irr, conv_out = irreps
-    w_edge = jnp.where(edge_mask[:, None], _mlp(kind, w_mlp, edge_emb, "silu"), 0.0)  # padded edges: no message
-    msg = I.uvu_apply(x[senders], sh, w_edge, irr_in, sh_irr, conv_out)
+    msg = _messages(x, sh, edge_emb, senders, edge_mask, w_mlp, kind, irreps)
     return jax.ops.segment_sum(msg, receivers, num_segments=n_nodes)
 
 
 def _aggregate_chunked(chunk, dim_mid, x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, kind, irreps,
                        n_nodes):
-    """:func:`_aggregate` over edge chunks of ``chunk`` edges in a ``lax.scan`` whose body is rematerialised
-    (``jax.checkpoint``): per-edge intermediates (radial weights, tensor-product paths) exist for one chunk
-    at a time in the forward, backward and forward-over-backward passes, so memory is O(nodes·features +
-    chunk·features) instead of O(edges·features). Same result up to the order of the float sums."""
+    """:func:`_aggregate` over edge chunks of ``chunk`` edges in a ``lax.scan``: each chunk's messages are
+    rematerialised (``jax.checkpoint``) and added onto the receivers of the carried sum in place, so per-edge
+    intermediates (radial weights, tensor-product paths) exist for one chunk at a time in the forward, backward
+    and forward-over-backward passes — memory O(nodes·features + chunk·features) instead of O(edges·features),
+    and work per step O(chunk·features), not O(nodes·features). Same result up to the order of the float sums."""
     E = senders.shape[0]
     n = -(-E // chunk)
     pad = n * chunk - E
@@ -88,12 +94,13 @@ def _aggregate_chunked(chunk, dim_mid, x, sh, edge_emb, senders, receivers, edge
         a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
         return a.reshape((n, chunk) + a.shape[1:])
 
+    msgs = jax.checkpoint(lambda c: _messages(x, c[0], c[1], c[2], c[4], w_mlp, kind, irreps), prevent_cse=False)
+
+    def step(acc, c):
+        return acc.at[c[3]].add(msgs(c)), None
+
     xs = (split(sh), split(edge_emb), split(senders), split(receivers), split(edge_mask, False))
-    import os
-    body = (lambda c: _aggregate(x, *c, w_mlp, kind, irreps, n_nodes))
-    if not os.environ.get("NOREMAT"):
-        body = jax.checkpoint(body, prevent_cse=False)
-    acc, _ = jax.lax.scan(lambda acc, c: (acc + body(c), None), jnp.zeros((n_nodes, dim_mid), x.dtype), xs)
+    acc, _ = jax.lax.scan(step, jnp.zeros((n_nodes, dim_mid), x.dtype), xs)
     return acc
 
 

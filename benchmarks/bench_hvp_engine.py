@@ -1,0 +1,136 @@
+"""Benchmark (issue 18, item 4): the HVP engine per Hessian row against torch nequip's double backward, in the
+SAME dtype, on the SAME weights.
+
+For each dtype (float32, float64) a random perturbed torch nequip model (tests/model_fixtures.py, "oam-l" = OAM-L
+layer sizes with 89 types, or "small") is built in that dtype and converted with
+``phonjax.convert.nequip.from_torch_module`` to a phonjax model of the same dtype. For each LiF N×N×N supercell:
+
+* torch (eager, warmed up 3 calls per shape): energy alone, energy+forces, the six home-cell Hessian rows by
+  double backward (one forward + create_graph gradient, one backward per row: the rows share the forward).
+* phonjax (jit, automatic edge chunks): energy alone, energy+forces, the six rows as one kernel of vmapped
+  Hessian-vector products (jvp of grad), and one HVP alone.
+* check: torch rows vs phonjax rows (same weights).
+
+Ratios are measured in the same run: ``rows_speedup`` = torch six rows / phonjax six rows (per row, both share
+their forward), ``hvp_over_ef`` = one row of the six / one energy+forces. Medians after warm-up; compile time
+(first call − best) separately. The supercells are smaller than the model's receptive field: timings only.
+
+    python benchmarks/bench_hvp_engine.py --arch oam-l --sizes 3 --repeats 2
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from _common import RESULTS, TorchSystem, block, lif_primitive, max_rss_mib, metadata, timed, write_json
+
+import jax  # noqa: E402
+
+from phonjax.force_constants import bound_energy, hvp_directions, hvp_kernel  # noqa: E402
+from phonjax.structure import Crystal, make_supercell  # noqa: E402
+
+TORCH_WARMUP = 3
+
+
+@jax.jit
+def _e(energy, positions, cell):
+    return energy(positions, cell)
+
+
+@jax.jit
+def _ef(energy, positions, cell):
+    return jax.value_and_grad(lambda x: energy(x, cell))(positions)
+
+
+def build(arch_name: str, dtype: str, seed: int = 0):
+    """(torch model in ``dtype``, phonjax model in ``dtype``) on the same weights."""
+    import model_fixtures as mf
+    from _common import arch
+    from phonjax.convert.nequip import from_torch_module
+    tm = mf.build_torch_model(arch(arch_name), seed=seed, dtype=dtype, zbl=True)
+    return tm, from_torch_module(tm, dtype=dtype, check=False)
+
+
+def bench(tag: str, tm, model, N: int, repeats: int) -> dict:
+    import jax.numpy as jnp
+    prim = Crystal.coerce(lif_primitive())
+    sc = make_supercell(prim, N)
+    n, ns = prim.n_atoms, sc.crystal.n_atoms
+    row = {"dtype": tag, "N": N, "n_atoms": ns, "n_rows": 3 * n}
+    energy = bound_energy(model, sc.crystal)
+    row["edge_chunk"], row["n_edges"] = int(energy.func.edge_chunk), int(energy.graph.n_edge_capacity)
+    pos, cell = jnp.asarray(sc.crystal.positions), jnp.asarray(sc.crystal.cell)
+    V = jnp.asarray(hvp_directions(sc)[0])
+    for key, fn in (("e", lambda: block(_e(energy, pos, cell))), ("ef", lambda: block(_ef(energy, pos, cell))),
+                    ("hvp1", lambda: block(hvp_kernel(energy, pos, cell, V[:1], "jvp", None))),
+                    ("rows", lambda: block(hvp_kernel(energy, pos, cell, V, "jvp", None)))):
+        r = timed(fn, repeats)
+        row[f"jax_{key}_s"], row[f"jax_{key}_compile_s"] = r["median_s"], r["compile_s_est"]
+        print(f"  {tag} N={N} phonjax {key}: {r['median_s']:.3f} s (compile {r['compile_s_est']:.1f} s)", flush=True)
+    h = np.asarray(r["out"])  # (3n, ns, 3): row (i, a) = H e_ia
+    ts = TorchSystem(tm, sc.crystal.to_ase())
+    t0 = time.perf_counter()
+    for key, fn in (("e", lambda: ts._energy(ts.data["pos"]).item()), ("ef", ts.energy_forces),
+                    ("rows", lambda: ts.rows([(i, a) for i in range(n) for a in range(3)]))):
+        r = timed(fn, repeats, warmup=TORCH_WARMUP if key != "rows" else 1)
+        row[f"torch_{key}_s"] = r["median_s"]
+        print(f"  {tag} N={N} torch {key}: {r['median_s']:.3f} s", flush=True)
+    row["torch_wall_s"] = time.perf_counter() - t0
+    row["torch_vs_jax_max_abs_rows"] = float(np.abs(np.asarray(r["out"]) - h).max())  # eV/Å²
+    row["rows_speedup"] = row["torch_rows_s"] / row["jax_rows_s"]
+    row["ef_speedup"] = row["torch_ef_s"] / row["jax_ef_s"]
+    row["e_speedup"] = row["torch_e_s"] / row["jax_e_s"]
+    row["jax_hvp_over_ef"] = row["jax_rows_s"] / row["n_rows"] / row["jax_ef_s"]
+    row["jax_hvp1_over_ef"] = row["jax_hvp1_s"] / row["jax_ef_s"]
+    row["torch_row_over_ef"] = row["torch_rows_s"] / row["n_rows"] / row["torch_ef_s"]
+    row["max_rss_MiB"] = max_rss_mib()
+    return row
+
+
+def plot(rows, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = [f"{r['dtype']} {r['N']}³" for r in rows]
+    x = np.arange(len(rows))
+    for k, (key, lab) in enumerate((("e", "energy"), ("ef", "energy+forces"), ("rows", "six rows / 6"))):
+        div = [r["n_rows"] if key == "rows" else 1 for r in rows]
+        ax.bar(x + (2 * k - 5) * 0.08, [r[f"torch_{key}_s"] / d for r, d in zip(rows, div)], 0.16, label=f"torch {lab}")
+        ax.bar(x + (2 * k - 4) * 0.08, [r[f"jax_{key}_s"] / d for r, d in zip(rows, div)], 0.16, label=f"phonjax {lab}")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("s")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=("small", "oam-l"), default="oam-l")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[3], help="LiF N×N×N supercells")
+    ap.add_argument("--dtypes", nargs="*", default=["float32", "float64"], choices=("float32", "float64"))
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--note", default="", help="what else ran on the machine")
+    args = ap.parse_args(argv)
+    out = RESULTS / f"hvp_engine_{args.arch}_{jax.default_backend()}.json"
+    meta = metadata({"arch": args.arch, "torch_mode": "eager", "note": args.note, "repeats": args.repeats})
+    rows = []
+    for dtype in args.dtypes:
+        tm, model = build(args.arch, dtype)
+        for N in args.sizes:
+            rows.append(bench(dtype.replace("float", "f"), tm, model, N, args.repeats))
+            write_json(out, meta, rows)  # after every size: a run cut short keeps what it measured
+    plot(rows, out.with_suffix(".png"), f"{args.arch}: torch double backward vs phonjax HVP, same weights, same dtype")
+    for r in rows:
+        print(f"{r['dtype']} {r['N']}³: rows torch {r['torch_rows_s']:.2f} s / phonjax {r['jax_rows_s']:.2f} s = "
+              f"{r['rows_speedup']:.2f}×; E+F {r['ef_speedup']:.2f}×; phonjax row/E+F {r['jax_hvp_over_ef']:.2f}, "
+              f"torch {r['torch_row_over_ef']:.2f}; |Δ| {r['torch_vs_jax_max_abs_rows']:.1e}")
+    print(f"wrote {out} and .png")
+
+
+if __name__ == "__main__":
+    main()

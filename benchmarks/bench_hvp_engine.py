@@ -118,11 +118,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = RESULTS / f"hvp_engine_{args.arch}_{jax.default_backend()}.json"
     meta = metadata({"arch": args.arch, "torch_mode": "eager", "note": args.note, "repeats": args.repeats})
-    rows = []
+    rows = []  # rows of earlier runs at other (dtype, N) are kept, each with its own date and note
+    if out.exists():
+        import json
+        old = json.loads(out.read_text())
+        rows = [dict(r, date=r.get("date", old["meta"].get("date")), note=r.get("note", old["meta"].get("note")))
+                for r in old["rows"]]
     for dtype in args.dtypes:
         tm, model = build(args.arch, dtype)
         for N in args.sizes:
-            rows.append(bench(dtype.replace("float", "f"), tm, model, N, args.repeats))
+            row = bench(dtype.replace("float", "f"), tm, model, N, args.repeats)
+            row.update(date=meta["date"], note=args.note)
+            rows = [r for r in rows if (r["dtype"], r["N"]) != (row["dtype"], N)] + [row]
             write_json(out, meta, rows)  # after every size: a run cut short keeps what it measured
     plot(rows, out.with_suffix(".png"), f"{args.arch}: torch double backward vs phonjax HVP, same weights, same dtype")
     for r in rows:

@@ -16,7 +16,6 @@ nequip version, type names, conversion date, weights used) and ``params/`` (orba
 from __future__ import annotations
 
 import datetime
-import math
 import json
 import os
 import shutil
@@ -101,7 +100,7 @@ EDGE_CHUNK_SIZE = 4096
 _EDGE_CHUNK_REFERENCE = 3136 * 5
 #: CPUs: bytes of one chunk's widest messages (as float32). The second-derivative kernels are memory-bound on a
 #: CPU: chunks whose messages stay cache-sized run the forward, tangent and reverse passes from cache, and the
-#: rematerialised forward costs less than the memory traffic it saves (measured: benchmarks/bench_vs_torch.py).
+#: rematerialised forward costs less than the memory traffic it saves (measured: benchmarks/bench_hvp_engine.py).
 CPU_EDGE_CHUNK_BYTES = 2**20
 
 
@@ -115,7 +114,8 @@ def auto_edge_chunk(config: ModelConfig, n_edges: int, backend: str | None = Non
 
     widest = max(I.dim(I.uvu_mid(L["irreps_in"], config.sh_irreps, L["conv_out"])) for L in config.layer_irreps())
     if (backend or jax.default_backend()) == "cpu":
-        chunk = max(16, 1 << int(math.floor(math.log2(max(CPU_EDGE_CHUNK_BYTES / (4 * max(widest, 1)), 1)))))
+        fit = CPU_EDGE_CHUNK_BYTES // (4 * max(widest, 1))  # edges whose float32 messages fit the budget
+        chunk = max(16, 1 << max(fit.bit_length() - 1, 0))
     else:
         chunk = max(256, int(EDGE_CHUNK_SIZE * _EDGE_CHUNK_REFERENCE / max(widest * config.num_layers, 1)))
     return 0 if n_edges <= chunk else chunk

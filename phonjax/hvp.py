@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from phonjax.fc_record import ForceConstantsError
+from phonjax.program_cache import cached_call
 from phonjax.structure import Supercell
 
 __all__ = ["hvp_map", "hvp_kernel", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
@@ -114,7 +115,8 @@ def hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, pr
 
     def run(block, chunk):
         if mesh is None:
-            return np.asarray(hvp_kernel(energy, pos, cell, jnp.asarray(block), mode, chunk))
+            return np.asarray(cached_call("hvp_kernel", hvp_kernel, energy, pos, cell, jnp.asarray(block),
+                                          mode=mode, chunk_size=chunk))
         return sharded_hvps(energy, pos, cell, block, mode, chunk, mesh)
 
     if progress is None:

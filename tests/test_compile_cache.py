@@ -1,5 +1,5 @@
 """The persistent compilation cache: a second process with the same cache directory compiles nothing (every
-XLA compilation is a cache read), gives bit-identical force constants and frequencies, and the control with the
+XLA compilation is a cache read) and traces no network (the exported program is read back), gives bit-identical force constants and frequencies, and the control with the
 cache disabled shows that the counters do see compilations."""
 import json
 import os
@@ -21,6 +21,13 @@ stats = CompileStats().start()
 import phonjax
 from ase.build import bulk
 from phonjax.models.nequip.model import Model
+import phonjax.models.nequip.model as pm
+traces = []
+_node_energies = pm.node_energies
+def counted(*a, **k):  # runs only while the network is traced
+    traces.append(1)
+    return _node_energies(*a, **k)
+pm.node_energies = counted
 from phonjax.models.nequip.nn.config import ModelConfig
 use = sys.argv[2] == "on"
 where = phonjax.enable_compile_cache(sys.argv[1]) if use else None
@@ -30,7 +37,7 @@ cfg = ModelConfig(type_names=("Li", "F"), r_max=3.2, feature_irreps_hidden=("4x0
 model = Model.init(cfg, seed=0)
 fc = phonjax.force_constants(model, bulk("LiF", "rocksalt", a=4.03), 2, allow_small_supercell=True)
 freqs = fc.frequencies(np.array([[0.0, 0.0, 0.0], [0.1, 0.2, 0.3], [0.5, 0.5, 0.0]]))
-print("RESULT " + json.dumps({"stats": stats.as_dict(), "dir": None if where is None else str(where),
+print("RESULT " + json.dumps({"stats": stats.as_dict(), "traces": len(traces), "dir": None if where is None else str(where),
                               "fc": np.asarray(fc.fc).ravel().tolist(), "freqs": np.asarray(freqs).ravel().tolist()}))
 """
 
@@ -63,6 +70,9 @@ def test_second_process_hits_the_cache(tmp_path):
         return s["cache_misses"] == 0 and s["cache_hits"] == s["backend_compiles"] > 0
 
     assert all_from_cache(w) and w["backend_compiles"] == c["backend_compiles"]
+    # nor traced: the force-constant kernel's program is read back (phonjax.program_cache), the network never
+    # traced in the warm process; the controls trace it
+    assert warm["traces"] == 0 and cold["traces"] > 0 and off["traces"] > 0
     # control with the cache disabled: the same compilations, none read or written — the warm criterion fails
     assert o["cache_hits"] == 0 and o["cache_misses"] == 0 and o["backend_compiles"] == c["backend_compiles"]
     assert not all_from_cache(o) and not all_from_cache(c)

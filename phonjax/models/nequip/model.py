@@ -284,25 +284,43 @@ def load_nequip(directory) -> Model:
             meta = json.loads((d / "metadata.json").read_text())
         except json.JSONDecodeError as e:
             raise ModelLoadError(f"{d / 'metadata.json'} is corrupt: {e}") from None
-    expected = jax.eval_shape(lambda: init_params(config))
+    expected = param_shapes(config)
     try:
         params = ocp.StandardCheckpointer().restore(d / "params")
     except Exception as e:  # orbax raises many types for damaged checkpoints
         raise ModelLoadError(f"cannot read parameters in {d / 'params'}: {type(e).__name__}: {str(e)[:200]}") from None
     try:
-        params = jax.tree_util.tree_map(lambda x, ref: _check_leaf(x, ref), params, expected)
+        params = jax.tree_util.tree_map(_check_leaf, params, expected, is_leaf=_is_shape)
     except ModelLoadError:
         raise
     except Exception:
         raise ModelLoadError(f"parameters in {d / 'params'} do not match config.yaml's architecture") from None
-    return Model(config, params, meta)
+    return Model(config, jax.device_put(params), meta)
+
+
+def param_shapes(config: ModelConfig) -> dict:
+    """The parameter tree ``config`` defines, as nested dicts with ``[shape, dtype]`` leaves (from
+    ``init_params`` traced abstractly; kept in the program cache, :mod:`phonjax.program_cache`, so a new process
+    need not trace the network to load a model)."""
+    from phonjax.program_cache import cached_json
+
+    def compute():
+        tree = jax.eval_shape(lambda: init_params(config))
+        return jax.tree_util.tree_map(lambda x: [list(x.shape), str(x.dtype)], tree)
+
+    return cached_json("param_shapes", (config,), compute)
+
+
+def _is_shape(x) -> bool:
+    return isinstance(x, list) and len(x) == 2 and isinstance(x[1], str)
 
 
 def _check_leaf(x, ref):
-    x = jnp.asarray(x)
-    if x.shape != ref.shape or x.dtype != ref.dtype:
-        raise ModelLoadError(f"parameter shape/dtype {x.shape} {x.dtype} does not match {ref.shape} {ref.dtype}")
-    if not bool(jnp.all(jnp.isfinite(x))):
+    x = np.asarray(x)
+    shape, dtype = tuple(ref[0]), np.dtype(ref[1])
+    if x.shape != shape or x.dtype != dtype:
+        raise ModelLoadError(f"parameter shape/dtype {x.shape} {x.dtype} does not match {shape} {dtype}")
+    if not np.all(np.isfinite(x)):
         raise ModelLoadError("parameters contain NaN/inf")
     return x
 

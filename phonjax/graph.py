@@ -15,6 +15,7 @@ Conventions (nequip's): ``receivers`` = edge_index[0] = the centre atom (message
 """
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Sequence
 
 import jax.numpy as jnp
@@ -68,6 +69,30 @@ class Graph(NamedTuple):
 bucket = capacity_bucket
 
 
+#: modules vesin imports only to accept their array types (torch: seconds to import)
+_VESIN_OPTIONAL = ("torch", "cupy")
+
+
+def _vesin_neighbor_list():
+    """vesin's NeighborList class. vesin imports torch and cupy eagerly, only to accept their tensors; phonjax
+    passes numpy arrays, so when vesin is imported first it is imported with those two hidden (torch-tensor input
+    to vesin is then off in this process; numpy input, which torch nequip's own neighbour lists use too, is
+    unchanged). Where torch is loaded already nothing is hidden."""
+    if "vesin" in sys.modules or "torch" in sys.modules:
+        from vesin import NeighborList
+        return NeighborList
+    hidden = [m for m in _VESIN_OPTIONAL if m not in sys.modules]
+    try:
+        for m in hidden:
+            sys.modules[m] = None  # `import m` raises ImportError while this is set
+        from vesin import NeighborList
+    finally:
+        for m in hidden:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]
+    return NeighborList
+
+
 def neighbor_list(positions, cell, r_max: float, pbc=True):
     """Full neighbour list within ``r_max`` (Å).
 
@@ -75,8 +100,7 @@ def neighbor_list(positions, cell, r_max: float, pbc=True):
     shifts S) with r_j − r_i + S @ cell shorter than r_max; pairs (i, i, 0) are excluded.
     Raises GraphError when two atoms are closer than MIN_DISTANCE (0.3 Å).
     """
-    from vesin import NeighborList
-
+    NeighborList = _vesin_neighbor_list()
     positions = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3)
     cell = np.ascontiguousarray(cell, dtype=np.float64).reshape(3, 3)
     if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(cell)):

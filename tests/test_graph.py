@@ -94,3 +94,20 @@ def test_edge_vectors_and_safe_padding_derivatives():
             d[a, b] = eps
             fd[a, b] = (f(pos, cell + d) - f(pos, cell - d)) / (2 * eps)
     np.testing.assert_allclose(np.asarray(gc), fd, atol=1e-7)
+
+
+def test_neighbor_list_does_not_import_torch():
+    """vesin imports torch eagerly (seconds) only to accept torch tensors: phonjax imports it with torch hidden
+    when torch is not loaded yet, and torch stays importable afterwards."""
+    import subprocess
+    import sys
+    child = ("import sys, numpy as np\n"
+             "from phonjax.graph import neighbor_list\n"
+             "i, j, S = neighbor_list(np.array([[0., 0, 0], [1, 1, 1]]), np.eye(3) * 3.0, 2.5)\n"
+             "print(len(i), 'torch' in sys.modules)\n"
+             "import importlib.util\n"
+             "print(importlib.util.find_spec('torch') is None or __import__('torch') is not None)\n")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    n, loaded, importable = out.stdout.split()
+    assert int(n) > 0 and loaded == "False" and importable == "True"

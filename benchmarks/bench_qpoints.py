@@ -8,7 +8,8 @@ constants vs supercell size.
    to ~6e-6 THz; phonjax reduces internally). phonjax two ways: ``dynmat.phonons`` with the correction built
    once (as phonopy's dynamical matrix holds its NAC data) and ``ForceConstants.frequencies`` (builds the
    correction per call); phonopy ``run_qpoints``; for the mesh also each code's own thermal-mesh path: phonopy
-   ``run_mesh`` (Γ-centred, point group + time reversal) and phonjax's time-reversal q list (``mesh_thermal``).
+   ``run_mesh`` (Γ-centred, point group + time reversal), phonjax's time-reversal q list and its point-group
+   reduction (``qmesh.irreducible_mesh``, what ``mesh_thermal`` uses), the reduction's own time included.
    Warm medians in the same process (compile reported separately), a per-stage profile of phonjax, and the
    agreement max |Δν| (THz) on the same q. Optionally also ``phonjax.sharding.sharded_frequencies``.
 2. Memory: for each LiF N×N×N supercell, a fresh subprocess computes home-cell force constants (small random
@@ -143,6 +144,14 @@ def throughput(nqs, repeats: int, sharded: bool, mesh: int | None = None) -> lis
             qtr = time_reversal_mesh((mesh,) * 3)[0]
             row["phonjax_time_reversal_mesh_s"] = timed(lambda: dynmat.phonons(fc, qtr, corr), repeats)["median_s"]
             row["phonjax_time_reversal_mesh_q"] = int(len(qtr))
+            from phonjax.qmesh import irreducible_mesh  # phonjax's own path since the point-group reduction
+
+            def ir_path():
+                qir = irreducible_mesh((mesh,) * 3, fc.primitive)[0]
+                return dynmat.phonons(fc, qir, corr)
+            row["phonjax_irreducible_mesh_s"] = timed(ir_path, repeats)["median_s"]  # reduction included
+            row["phonjax_irreducible_mesh_q"] = int(len(irreducible_mesh((mesh,) * 3, fc.primitive)[0]))
+            row["speedup_mesh_path"] = row["phonopy_run_mesh_symmetry_s"] / row["phonjax_irreducible_mesh_s"]
         row["phonjax_q_per_s"] = nq / row["phonjax_s"]
         row["phonopy_q_per_s"] = nq / row["phonopy_s"]
         row["speedup"] = row["phonopy_s"] / row["phonjax_s"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import units
+from .qmesh import MESH_LENGTH, default_mesh, irreducible_mesh, mesh_qpoints, time_reversal_mesh  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,6 @@ class ThermalProperties:
                              f"{self.temperatures.max()} K)")
         return {"T": float(self.temperatures[i]), "F": float(self.free_energy[i]), "S": float(self.entropy[i]),
                 "Cv": float(self.heat_capacity[i])}
-
-
-def mesh_qpoints(mesh) -> np.ndarray:
-    """Γ-centred mesh (n1·n2·n3, 3) in reduced coordinates, folded to (−1/2, 1/2] (phonopy's grid, unshifted)."""
-    mesh = tuple(int(m) for m in np.broadcast_to(np.asarray(mesh), (3,)))
-    if min(mesh) < 1:
-        raise ValueError(f"mesh must be three positive integers, got {mesh}")
-    axes = [(np.arange(m) + m // 2) % m - m // 2 for m in mesh]
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    return grid / np.asarray(mesh, float)
 
 
 def thermal_properties(frequencies, temperatures, weights=None, *, cutoff: float = 1e-3,
@@ -89,41 +80,21 @@ def thermal_properties(frequencies, temperatures, weights=None, *, cutoff: float
                              mesh=None if mesh is None else tuple(int(m) for m in mesh))
 
 
-#: Default q-mesh density of :func:`default_mesh`: n_i = ⌈MESH_LENGTH · |b_i|⌉ (Å; b_i without 2π).
-MESH_LENGTH = 25.0
-#: Default temperatures of ``phonjax predict``'s thermal table (K).
 DEFAULT_TEMPERATURES = np.arange(0.0, 1001.0, 10.0)
 
 
-def default_mesh(crystal, length: float = MESH_LENGTH) -> tuple[int, int, int]:
-    """Γ-centred mesh with ⌈length·|b_i|⌉ points along reciprocal vector b_i (1/Å, no 2π) of ``crystal``."""
-    rec = np.linalg.inv(np.asarray(crystal.cell, dtype=np.float64))       # columns: b_i (no 2π)
-    return tuple(max(1, int(np.ceil(length * np.linalg.norm(rec[:, i]) - 1e-9))) for i in range(3))
-
-
-def time_reversal_mesh(mesh) -> tuple[np.ndarray, np.ndarray]:
-    """(q (nq', 3), weights (nq',)) of :func:`mesh_qpoints` with q and −q merged (exact for real force
-    constants: D(−q) = D(q)*, same frequencies); weights sum to n1·n2·n3."""
-    mesh = np.asarray(tuple(int(m) for m in np.broadcast_to(np.asarray(mesh), (3,))))
-    q = mesh_qpoints(mesh)
-    k = np.round(q * mesh).astype(np.int64) % mesh                           # integer grid index
-    idx = (k[:, 0] * mesh[1] + k[:, 1]) * mesh[2] + k[:, 2]
-    mk = (-k) % mesh
-    midx = (mk[:, 0] * mesh[1] + mk[:, 1]) * mesh[2] + mk[:, 2]
-    keep = idx <= midx
-    return q[keep], np.where(idx[keep] == midx[keep], 1.0, 2.0)
-
-
 def mesh_thermal(fc, correction=None, mesh=None, temperatures=DEFAULT_TEMPERATURES, *,
-                 cutoff: float = 1e-3) -> ThermalProperties:
+                 cutoff: float = 1e-3, symmetry: bool = True, symprec: float = 1e-5) -> ThermalProperties:
     """Thermal properties of force constants ``fc`` (:class:`~phonjax.force_constants.ForceConstants`) on a
-    Γ-centred ``mesh`` (default :func:`default_mesh` of the primitive cell) with a prebuilt long-range
-    ``correction`` (the one the bands use; None: none). Γ is taken without a direction of approach (no
-    non-analytic term, as phonopy's mesh); q and −q are merged (:func:`time_reversal_mesh`)."""
+    Γ-centred ``mesh`` (default :func:`~phonjax.qmesh.default_mesh` of the primitive cell) with a prebuilt
+    long-range ``correction`` (the one the bands use; None: none). Γ is taken without a direction of approach
+    (no non-analytic term, as phonopy's mesh). The mesh is reduced by the primitive cell's point group and time
+    reversal (``symmetry``, as phonopy's ``run_mesh``; :func:`~phonjax.qmesh.irreducible_mesh`), or by time
+    reversal alone (``symmetry=False``: force constants without the crystal's symmetry)."""
     from phonjax.dynmat import phonons
 
     mesh = default_mesh(fc.primitive) if mesh is None else tuple(int(m) for m in np.broadcast_to(mesh, (3,)))
-    q, w = time_reversal_mesh(mesh)
+    q, w = irreducible_mesh(mesh, fc.primitive, symprec) if symmetry else time_reversal_mesh(mesh)
     return thermal_properties(phonons(fc, q, correction), temperatures, w, cutoff=cutoff, mesh=mesh)
 
 

@@ -53,7 +53,7 @@ def build(arch_name: str, dtype: str, seed: int = 0):
     return tm, from_torch_module(tm, dtype=dtype, check=False)
 
 
-def bench(tag: str, tm, model, N: int, repeats: int) -> dict:
+def bench(tag: str, tm, model, N: int, repeats: int, with_torch: bool = True) -> dict:
     import jax.numpy as jnp
     prim = Crystal.coerce(lif_primitive())
     sc = make_supercell(prim, N)
@@ -70,6 +70,11 @@ def bench(tag: str, tm, model, N: int, repeats: int) -> dict:
         row[f"jax_{key}_s"], row[f"jax_{key}_compile_s"] = r["median_s"], r["compile_s_est"]
         print(f"  {tag} N={N} phonjax {key}: {r['median_s']:.3f} s (compile {r['compile_s_est']:.1f} s)", flush=True)
     h = np.asarray(r["out"])  # (3n, ns, 3): row (i, a) = H e_ia
+    row["jax_hvp_over_ef"] = row["jax_rows_s"] / row["n_rows"] / row["jax_ef_s"]
+    row["jax_hvp1_over_ef"] = row["jax_hvp1_s"] / row["jax_ef_s"]
+    row["max_rss_MiB"] = max_rss_mib()
+    if not with_torch:
+        return row
     ts = TorchSystem(tm, sc.crystal.to_ase())
     t0 = time.perf_counter()
     for key, fn in (("e", lambda: ts._energy(ts.data["pos"]).item()), ("ef", ts.energy_forces),
@@ -82,11 +87,24 @@ def bench(tag: str, tm, model, N: int, repeats: int) -> dict:
     row["rows_speedup"] = row["torch_rows_s"] / row["jax_rows_s"]
     row["ef_speedup"] = row["torch_ef_s"] / row["jax_ef_s"]
     row["e_speedup"] = row["torch_e_s"] / row["jax_e_s"]
-    row["jax_hvp_over_ef"] = row["jax_rows_s"] / row["n_rows"] / row["jax_ef_s"]
-    row["jax_hvp1_over_ef"] = row["jax_hvp1_s"] / row["jax_ef_s"]
     row["torch_row_over_ef"] = row["torch_rows_s"] / row["n_rows"] / row["torch_ef_s"]
     row["max_rss_MiB"] = max_rss_mib()
     return row
+
+
+def extrapolate_torch(rows) -> None:
+    """Rows without torch timings (``--torch-max``) get ``torch_rows_s_extrapolated``: a power law t = c·n^p fitted
+    to the same dtype's measured torch rows (≥ 2 sizes), and the ratio to phonjax from it — marked as such."""
+    for r in rows:
+        if "torch_rows_s" in r:
+            continue
+        meas = [(x["n_atoms"], x["torch_rows_s"]) for x in rows if x["dtype"] == r["dtype"] and "torch_rows_s" in x]
+        if len(meas) < 2:
+            continue
+        p, logc = np.polyfit(np.log([m[0] for m in meas]), np.log([m[1] for m in meas]), 1)
+        r["torch_rows_s_extrapolated"] = float(np.exp(logc) * r["n_atoms"] ** p)
+        r["torch_extrapolation"] = {"power": float(p), "from_n_atoms": [m[0] for m in meas]}
+        r["rows_speedup_extrapolated"] = r["torch_rows_s_extrapolated"] / r["jax_rows_s"]
 
 
 def plot(rows, path, title):
@@ -94,6 +112,7 @@ def plot(rows, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 4))
+    rows = [r for r in rows if "torch_rows_s" in r]
     labels = [f"{r['dtype']} {r['N']}³" for r in rows]
     x = np.arange(len(rows))
     for k, (key, lab) in enumerate((("e", "energy"), ("ef", "energy+forces"), ("rows", "six rows / 6"))):
@@ -115,6 +134,8 @@ def main(argv=None):
     ap.add_argument("--dtypes", nargs="*", default=["float32", "float64"], choices=("float32", "float64"))
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--note", default="", help="what else ran on the machine")
+    ap.add_argument("--torch-max", type=int, default=None,
+                    help="sizes above this run phonjax only; torch is extrapolated from its measured sizes")
     args = ap.parse_args(argv)
     out = RESULTS / f"hvp_engine_{args.arch}_{jax.default_backend()}.json"
     meta = metadata({"arch": args.arch, "torch_mode": "eager", "note": args.note, "repeats": args.repeats})
@@ -127,12 +148,19 @@ def main(argv=None):
     for dtype in args.dtypes:
         tm, model = build(args.arch, dtype)
         for N in args.sizes:
-            row = bench(dtype.replace("float", "f"), tm, model, N, args.repeats)
+            with_torch = args.torch_max is None or N <= args.torch_max
+            row = bench(dtype.replace("float", "f"), tm, model, N, args.repeats, with_torch)
             row.update(date=meta["date"], note=args.note)
             rows = [r for r in rows if (r["dtype"], r["N"]) != (row["dtype"], N)] + [row]
+            extrapolate_torch(rows)
             write_json(out, meta, rows)  # after every size: a run cut short keeps what it measured
     plot(rows, out.with_suffix(".png"), f"{args.arch}: torch double backward vs phonjax HVP, same weights, same dtype")
     for r in rows:
+        if "torch_rows_s" not in r:
+            print(f"{r['dtype']} {r['N']}³: rows phonjax {r['jax_rows_s']:.2f} s, torch extrapolated "
+                  f"{r.get('torch_rows_s_extrapolated', float('nan')):.1f} s "
+                  f"({r.get('rows_speedup_extrapolated', float('nan')):.2f}×, extrapolated)")
+            continue
         print(f"{r['dtype']} {r['N']}³: rows torch {r['torch_rows_s']:.2f} s / phonjax {r['jax_rows_s']:.2f} s = "
               f"{r['rows_speedup']:.2f}×; E+F {r['ef_speedup']:.2f}×; phonjax row/E+F {r['jax_hvp_over_ef']:.2f}, "
               f"torch {r['torch_row_over_ef']:.2f}; |Δ| {r['torch_vs_jax_max_abs_rows']:.1e}")

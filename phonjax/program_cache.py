@@ -9,9 +9,9 @@ model nor e3nn-jax is traced again, and its compilation is then a read from the 
 
 On and off with the compile cache (one switch: :func:`phonjax.compile_cache.enable_compile_cache`); with the
 cache off, :func:`cached_call` is the plain jitted call. An entry is keyed by the kernel's name and static
-options, the tree structure, shapes and dtypes of its inputs, the jax/jaxlib versions, the backend, the jax
-settings that change tracing (x64, default matmul precision) and a fingerprint of phonjax's own source files —
-so a new phonjax, jax or model architecture never reuses an old program. An unreadable entry is traced again
+options, the tree structure, shapes and dtypes of its inputs, the backend, the jax settings that change tracing
+(x64, default matmul precision) and a fingerprint of phonjax's own source files and of the versions of jax,
+jaxlib, e3nn-jax, flax and numpy — so a new phonjax, library or model architecture never reuses an old program. An unreadable entry is traced again
 and rewritten. :func:`cached_json` keeps small derived values (e.g. a model's parameter shapes) the same way.
 """
 from __future__ import annotations
@@ -32,6 +32,8 @@ SUBDIR = "exported"
 
 #: what Python's default repr of an object shows (its address): such inputs are never cached
 _IDENTITY_REPR = " at 0x"
+#: libraries whose code ends up in a traced program
+_LIBRARIES = ("jax", "jaxlib", "e3nn-jax", "flax", "numpy")
 _CALLS: dict[str, Callable] = {}  # key → jitted call of the deserialized program (this process)
 _FINGERPRINT: list[str] = []
 
@@ -45,11 +47,18 @@ def program_cache_dir() -> Path | None:
 
 
 def source_fingerprint() -> str:
-    """sha256 of phonjax's own ``.py`` files (names and contents) with the jax/jaxlib versions; computed once."""
+    """sha256 of phonjax's own ``.py`` files (names and contents) with the versions of the libraries whose code a
+    traced program holds (jax, jaxlib, e3nn-jax, flax, numpy); computed once per process."""
     if not _FINGERPRINT:
-        import jaxlib
+        from importlib.metadata import PackageNotFoundError, version
 
-        h = hashlib.sha256(f"{jax.__version__}|{jaxlib.__version__}".encode())
+        def ver(name):
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "-"
+
+        h = hashlib.sha256("|".join(f"{n}={ver(n)}" for n in _LIBRARIES).encode())
         root = Path(__file__).resolve().parent
         for p in sorted(root.rglob("*.py")):
             h.update(str(p.relative_to(root)).encode())

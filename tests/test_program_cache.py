@@ -101,3 +101,13 @@ def test_json_values_kept(cache):
     assert len(calls) == 1
     pc.cached_json("v", ("other",), compute)
     assert len(calls) == 2
+
+
+def test_other_sources_or_libraries_trace_again(cache, monkeypatch):
+    w, x = _args()
+    pc.cached_call("k", _fn, w, x, scale=2.0)
+    pc.clear_memory()
+    monkeypatch.setattr(pc, "_FINGERPRINT", ["another phonjax or another e3nn-jax"])
+    out = pc.cached_call("k", _fn, w, x, scale=2.0)  # not the old entry: a second program is exported
+    assert len(list(cache.glob("k-*.jaxexport"))) == 2
+    np.testing.assert_allclose(np.asarray(out), np.asarray(jnp.tanh(x @ w) * 2.0), rtol=1e-12)

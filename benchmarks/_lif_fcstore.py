@@ -24,8 +24,29 @@ def sha_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def sc_tag(n) -> str:
+    """A supercell N (int) or (N1, N2, N3) as a file-name tag: '4' for 4³ (also (4, 4, 4)), '4x4x2' otherwise."""
+    v = np.atleast_1d(np.asarray(n, dtype=np.int64))
+    return str(int(v[0])) if np.all(v == v[0]) else "x".join(str(int(x)) for x in v)
+
+
+def sc_value(tag_or_matrix):
+    """N (int) for an N³ supercell, else [N1, N2, N3]: from a tag of :func:`sc_tag` or a diagonal 3×3 matrix."""
+    if isinstance(tag_or_matrix, str):
+        v = [int(x) for x in tag_or_matrix.split("x")]
+    else:
+        v = [int(x) for x in np.diag(np.asarray(tag_or_matrix))]
+    return v[0] if len(set(v)) == 1 else v
+
+
+def sc_text(n) -> str:
+    """'4³' or '4×4×2'."""
+    t = sc_tag(n)
+    return f"{t}³" if "x" not in t else t.replace("x", "×")
+
+
 def _worker(model_dir, n, out_npz, structure):
-    """Child process: force constants of structure at N×N×N, saved to out_npz."""
+    """Child process: force constants of structure at N×N×N (or N1×N2×N3), saved to out_npz."""
     import ase.io
     import phonjax  # noqa: F401
     from phonjax.force_constants import force_constants
@@ -37,7 +58,7 @@ def _worker(model_dir, n, out_npz, structure):
     prim = Crystal.from_ase(ase.io.read(str(structure)))
     t_load = time.perf_counter() - t
     t = time.perf_counter()
-    fc = force_constants(m, prim, int(n), symmetry=True, chunk_size=1, allow_small_supercell=True)
+    fc = force_constants(m, prim, n, symmetry=True, chunk_size=1, allow_small_supercell=True)
     t_fc = time.perf_counter() - t
     tmp = Path(str(out_npz) + ".tmp.npz")
     np.savez(tmp, fc=fc.fc, matrix=np.asarray(fc.supercell.matrix), fc_time_s=t_fc, load_time_s=t_load,
@@ -67,10 +88,10 @@ class FcStore:
         self.computed_now, self.from_cache = [], []
 
     def _key(self, minfo, structure, n):
-        return f"{minfo['name']}-{minfo['sha256'][:10]}-{sha_file(structure)[:8]}-N{n}"
+        return f"{minfo['name']}-{minfo['sha256'][:10]}-{sha_file(structure)[:8]}-N{sc_tag(n)}"
 
     def _fail_path(self, minfo, structure, n):
-        return self.cache / f"infeasible-{minfo['arch_sha256'][:10]}-{sha_file(structure)[:8]}-N{n}.json"
+        return self.cache / f"infeasible-{minfo['arch_sha256'][:10]}-{sha_file(structure)[:8]}-N{sc_tag(n)}.json"
 
     def infeasible(self, minfo, structure, n):
         p = self._fail_path(minfo, structure, n)
@@ -102,7 +123,7 @@ class FcStore:
         else:
             logf = self.cache / f"{key}.log"
             with open(logf, "w") as fh:
-                p = subprocess.Popen([sys.executable, __file__, minfo["dir"], str(n), str(npz), str(structure)],
+                p = subprocess.Popen([sys.executable, __file__, minfo["dir"], sc_tag(n), str(npz), str(structure)],
                                      stdout=fh, stderr=subprocess.STDOUT)
                 peak_kib = 0
                 while p.poll() is None:
@@ -155,4 +176,4 @@ class FcStore:
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4]))
+    _worker(sys.argv[1], sc_value(sys.argv[2]), sys.argv[3], Path(sys.argv[4]))

@@ -13,19 +13,20 @@ import time
 
 import numpy as np
 
-from _lif_fcstore import log, sha_file
+from _lif_fcstore import log, sc_tag, sha_file
+from phonjax.structure import supercell_matrix
 
 #: phonopy's default displacement (Å).
 DISTANCE = 0.01
 
 
-def _phonopy(prim, n: int):
+def _phonopy(prim, n):
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
 
     unit = PhonopyAtoms(cell=np.asarray(prim.cell), positions=np.asarray(prim.positions),
                         numbers=np.asarray(prim.numbers), masses=np.asarray(prim.masses))
-    return Phonopy(unit, supercell_matrix=np.eye(3, dtype=int) * n, primitive_matrix="P")
+    return Phonopy(unit, supercell_matrix=supercell_matrix(n), primitive_matrix="P")
 
 
 def _forces(ph, model: str) -> tuple[list, float]:
@@ -43,13 +44,13 @@ def _forces(ph, model: str) -> tuple[list, float]:
     return out, time.perf_counter() - t
 
 
-def fd_phonopy(prim, structure: Path, born_file: Path, n: int, cache: Path, model: str = "7net-0"):
-    """(phonopy.Phonopy with force constants and NAC, meta) for ``prim`` in an n×n×n supercell."""
+def fd_phonopy(prim, structure: Path, born_file: Path, n, cache: Path, model: str = "7net-0"):
+    """(phonopy.Phonopy with force constants and NAC, meta) for ``prim`` in an n×n×n (or N1×N2×N3) supercell."""
     from phonopy.file_IO import parse_BORN
 
     ph = _phonopy(prim, n)
     ph.generate_displacements(distance=DISTANCE)
-    key = f"fd-{model}-{sha_file(structure)[:8]}-N{n}"
+    key = f"fd-{model}-{sha_file(structure)[:8]}-N{sc_tag(n)}"
     npz, meta_p = cache / f"{key}.npz", cache / f"{key}.json"
     if npz.is_file() and meta_p.is_file():
         ph.force_constants = np.load(npz)["fc"]

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lif import ROOT, gamma_directions, load_inputs  # noqa: E402
-from _lif_fcstore import FcStore, log  # noqa: E402
+from _lif_fcstore import FcStore, log, sc_text, sc_value  # noqa: E402
 from _report_files import add_report_args, rewrite_markdown, write_report  # noqa: E402
 from lo_hump_study import path_metrics  # noqa: E402
 
@@ -85,12 +85,12 @@ def markdown(res: dict) -> str:
          f"(target ≤ 0.1 THz); rises = path points where the LO branch increases away from Γ (DFPT: none); LO max "
          "= largest LO error near Γ. Fit rms: residual of `recip-auto`'s one-Λ fit of the model's polar profile "
          "(fraction of the Γ splitting).", "",
-         "| crystal | rule | N³ (atoms) | FC time (s) | Λ* (1/Å) | fit rms | RMSE (THz) | LO shape | rises "
+         "| crystal | rule | supercell (atoms) | FC time (s) | Λ* (1/Å) | fit rms | RMSE (THz) | LO shape | rises "
          "(height) | LO max | tail removal: RMSE / shape / rises |", "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for c, rows in res["crystals"].items():
         for rule, r in rows.items():
             a, t = r["recip-auto"], r["tail removal"]
-            L.append(f"| {c} | {rule} | {r['n']}³ ({r['n_atoms']}) | {r['fc_time_s']:.0f} | {r['lambda']:.4f} | "
+            L.append(f"| {c} | {rule} | {sc_text(r['n'])} ({r['n_atoms']}) | {r['fc_time_s']:.0f} | {r['lambda']:.4f} | "
                      f"{r['fit_rms']:.4f} | {a['rmse_thz']:.3f} | {a['lo_shape_error_thz']:.3f} | "
                      f"{a['lo_rises']} ({a['lo_rise_height_thz']:.3f}) | {a['lo_max_error_thz']:.3f} | "
                      f"{t['rmse_thz']:.3f} / {t['lo_shape_error_thz']:.3f} / {t['lo_rises']} |")
@@ -106,7 +106,7 @@ def reading(res: dict) -> str:
 
     def fmt(c, r, rule):
         a = r[rule]["recip-auto"]
-        return f"{c} {r[rule]['n']}³: shape {a['lo_shape_error_thz']:.3f}, RMSE {a['rmse_thz']:.3f}"
+        return f"{c} {sc_text(r[rule]['n'])}: shape {a['lo_shape_error_thz']:.3f}, RMSE {a['rmse_thz']:.3f}"
 
     txt = ("With `recip-auto`, the cutoff-rule supercell gives the LO shape at least as close to DFPT as the "
            f"receptive-field one on {len(better)} of {len(rows)} crystals ("
@@ -148,16 +148,16 @@ def main(argv=None) -> int:
         prim, born, ref = load_inputs(d / "POSCAR", d / "BORN", d / "band.yaml")
         res["crystals"][c] = {}
         for rule in ("cutoff", "receptive"):
-            n = int(default_supercell(prim, float(model.r_max), receptive_field=model.receptive_field,
-                                      rule=rule)[0, 0])
+            n = sc_value(default_supercell(prim, float(model.r_max), receptive_field=model.receptive_field,
+                                           rule=rule))
             fc, meta = store.get(minfo, d / "POSCAR", n)
             if fc is None:
-                log(f"{c} {n}³: {meta.get('reason')}")
+                log(f"{c} {sc_text(n)}: {meta.get('reason')}")
                 continue
             fcobj = ForceConstants(make_supercell(prim, supercell_matrix(n)), fc, born, provenance="model")
             r = evaluate(fcobj, ref) | {"n": n, "n_atoms": int(meta["n_atoms"]), "fc_time_s": meta["fc_time_s"]}
             res["crystals"][c][rule] = r
-            log(f"{c} {rule} {n}³: shape {r['recip-auto']['lo_shape_error_thz']:.3f} "
+            log(f"{c} {rule} {sc_text(n)}: shape {r['recip-auto']['lo_shape_error_thz']:.3f} "
                 f"RMSE {r['recip-auto']['rmse_thz']:.3f} fit rms {r['fit_rms']:.4f}")
     res["wall_s"] = time.time() - t0
     res["reading"] = reading(res)

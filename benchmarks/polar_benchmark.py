@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lif import ROOT, gamma_directions, load_inputs  # noqa: E402
-from _lif_fcstore import FcStore, log  # noqa: E402
+from _lif_fcstore import FcStore, log, sc_value  # noqa: E402
 from _polar_eval import evaluate, thermal_at  # noqa: E402
 
 #: The method label of today's practice in the results.
@@ -58,12 +58,12 @@ def find_crystals(examples: Path, names=None) -> tuple[list, list]:
 
 
 def supercells(prim, minfo: dict, override: int | None) -> dict:
-    """{'used', 'rule', 'cutoff_rule', 'cli_default'} supercell N per rule."""
+    """{'used', 'rule', 'cutoff_rule', 'cli_default'} supercell per rule: N (N³) or [N1, N2, N3]."""
     from phonjax.predict import default_supercell
 
-    cut = int(default_supercell(prim, minfo["r_max"], rule="cutoff")[0, 0])
-    rec = int(default_supercell(prim, minfo["r_max"], rule="receptive",
-                                receptive_field=minfo["receptive_field_A"])[0, 0])
+    cut = sc_value(default_supercell(prim, minfo["r_max"], rule="cutoff"))
+    rec = sc_value(default_supercell(prim, minfo["r_max"], rule="receptive",
+                                     receptive_field=minfo["receptive_field_A"]))
     used = override or cut
     return {"used": used, "rule": "--supercell" if override else "cutoff (2·r_max)", "cutoff_rule": cut,
             "cli_default_receptive": rec}

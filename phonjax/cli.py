@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None,
                    help="phonjax model directory (default: the default model's cache, SevenNet-l3i5)")
     p.add_argument("--supercell", nargs="+", type=int, default=None, action=_SupercellAction,
-                   help="N, N N N or 9 integers, over the cell as given (default: smallest N³ of the primitive "
+                   help="N, N N N or 9 integers, over the cell as given (default: smallest N1×N2×N3 of the primitive "
                         "cell by --supercell-rule)")
     p.add_argument("--no-primitive", action="store_true",
                    help="keep a non-primitive (conventional) cell as given (default: reduce it to its primitive "
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-small-supercell", action="store_true",
                    help="accept a supercell narrower than the model's cutoff sphere (force constants then alias)")
     p.add_argument("--supercell-rule", choices=SUPERCELL_RULES, default="auto",
-                   help="without --supercell: smallest N³ whose width reaches the model's receptive field "
+                   help="without --supercell: smallest N1×N2×N3 whose widths reach the model's receptive field "
                         "(layers·r_max) or its cutoff sphere (2·r_max); auto (default): cutoff where --lr resolves "
                         "to recip-auto (a model with Born data), else receptive")
     p.add_argument("--edge-chunk", type=_int_at_least(0), default=None,

@@ -12,7 +12,6 @@ the band structure and the Γ frequencies. q_direction is in reduced coordinates
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import math
 from pathlib import Path
 import time
 
@@ -101,7 +100,10 @@ class PredictResult:
 
 def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int | None = None,
                       receptive_field: float | None = None) -> np.ndarray:
-    """Smallest N·I (3×3) whose supercell widths (distance between opposite faces) all reach a length:
+    """Smallest diagonal supercell diag(N1, N2, N3) whose widths (distance between opposite faces; N_i times the
+    cell's width along lattice vector i) all reach a length, each axis on its own — a near-isotropic supercell
+    (N³ for cubic and fcc/bcc primitive cells; wurtzite AlN, c ≈ 1.6 a: 4×4×2 for 10 Å, not 4×4×4, whose 20 Å
+    along c holds the model's interactions farther along c than in-plane, so that no one range fits them):
 
     * ``rule="cutoff"``: 2·cutoff — the smallest supercell that holds the model's cutoff sphere (no atom sees
       its own image within r_max); force constants beyond it are folded.
@@ -118,8 +120,8 @@ def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int
             length = max(length, float(reach))
     rec = np.linalg.inv(crystal.cell)
     width = 1.0 / np.linalg.norm(rec, axis=0)
-    n = max(1, int(math.ceil(length / width.min() - 1e-9)))
-    return np.eye(3, dtype=np.int64) * n
+    n = np.maximum(1, np.ceil(length / width - 1e-9)).astype(np.int64)
+    return np.diag(n)
 
 
 def resolve_model(model, bar=None):

@@ -100,10 +100,9 @@ class PredictResult:
 
 def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int | None = None,
                       receptive_field: float | None = None) -> np.ndarray:
-    """Smallest diagonal supercell diag(N1, N2, N3) whose widths (distance between opposite faces; N_i times the
-    cell's width along lattice vector i) all reach a length, each axis on its own — a near-isotropic supercell
-    (N³ for cubic and fcc/bcc primitive cells; wurtzite AlN, c ≈ 1.6 a: 4×4×2 for 10 Å, not 4×4×4, whose 20 Å
-    along c holds the model's interactions farther along c than in-plane, so that no one range fits them):
+    """Smallest diag(N1, N2, N3) whose widths (N_i × the cell's width along lattice vector i) all reach a length,
+    each axis on its own: N³ for cubic cells; wurtzite AlN 4×4×2 for 10 Å (4³ reaches 20 Å along c only, and
+    one long-range Λ then no longer fits every direction, reports/polar.md):
 
     * ``rule="cutoff"``: 2·cutoff — the smallest supercell that holds the model's cutoff sphere (no atom sees
       its own image within r_max); force constants beyond it are folded.
@@ -118,8 +117,7 @@ def default_supercell(crystal: Crystal, cutoff: float, *, rule: str, layers: int
         reach = receptive_field if receptive_field is not None else (int(layers) * cutoff if layers else None)
         if reach is not None:
             length = max(length, float(reach))
-    rec = np.linalg.inv(crystal.cell)
-    width = 1.0 / np.linalg.norm(rec, axis=0)
+    width = 1.0 / np.linalg.norm(np.linalg.inv(crystal.cell), axis=0)  # distance between opposite faces
     n = np.maximum(1, np.ceil(length / width - 1e-9)).astype(np.int64)
     return np.diag(n)
 

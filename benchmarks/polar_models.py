@@ -22,6 +22,8 @@ import sys
 import time
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _lif_fcstore import sc_text  # noqa: E402
 #: name → checkpoint path inside the sevenn wheel (relative to sevenn/pretrained_potentials)
 CHECKPOINTS = {"SevenNet-0": "SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
                "SevenNet-0-22May2024": "SevenNet_0__22May2024/checkpoint_sevennet_0.pth",
@@ -103,7 +105,7 @@ def markdown(summary: dict) -> str:
              "FC wall: the force constants' own time in a child process (compilation included), with the load "
              "average when they were computed: the machine was shared, so compare the models' costs as rough "
              "ratios only.", "",
-             "| model | parameters | crystal | N³ | FC wall (s) [load] | RMSE auto (THz) | TO(Γ) | LO(Γ) | LO shape (THz) | "
+             "| model | parameters | crystal | supercell | FC wall (s) [load] | RMSE auto (THz) | TO(Γ) | LO(Γ) | LO shape (THz) | "
              "RMSE none (THz) |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in summary["models"].items():
         if m.get("refused"):
@@ -112,7 +114,7 @@ def markdown(summary: dict) -> str:
         for cname, r in m["crystals"].items():
             def f(v, fmt):
                 return "—" if v is None else format(v, fmt)
-            lines.append(f"| {name} | {m['n_params']:,} | {cname} | {r['supercell']} | {f(r['fc_wall_s'], '.0f')} "
+            lines.append(f"| {name} | {m['n_params']:,} | {cname} | {sc_text(r['supercell'])} | {f(r['fc_wall_s'], '.0f')} "
                          f"[{f(r.get('fc_load_avg'), '.1f')}] | "
                          f"{f(r['auto_rmse_thz'], '.3f')} | {f(r['auto_to_rel'], '+.1%')} | {f(r['auto_lo_rel'], '+.1%')} | "
                          f"{f(r['auto_lo_shape_error_thz'], '.3f')} | {f(r['none_rmse_thz'], '.3f')} |")

@@ -126,7 +126,8 @@ def _setup(result: dict) -> list[str]:
         fds = "–" if fd is None else (f"{fd['n_displacements']}, {fd['fd_time_s']:.0f} s ({fd['load_avg']:.1f})"
                                       + (" cached" if fd.get("from_cache") else ""))
         cfg = c["dfpt"].get("config", {})
-        out.append(f"| {name} | {sc_text(sc['used'])} ({sc['rule']}; receptive rule {sc_text(sc['cli_default_receptive'])}) | "
+        rec = sc_text(sc["cli_default_receptive"])
+        out.append(f"| {name} | {sc_text(sc['used'])} ({sc['rule']}; receptive rule {rec}) | "
                    f"{fc['n_atoms']} | {fc['fc_time_s']:.0f} s ({fc['load_avg']:.1f}) | {fds} | "
                    f"{cfg.get('qgrid')} / {cfg.get('epsil_kpts') or 'the phonon k-grid'} |")
     return out

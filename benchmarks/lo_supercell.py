@@ -90,7 +90,8 @@ def markdown(res: dict) -> str:
     for c, rows in res["crystals"].items():
         for rule, r in rows.items():
             a, t = r["recip-auto"], r["tail removal"]
-            L.append(f"| {c} | {rule} | {sc_text(r['n'])} ({r['n_atoms']}) | {r['fc_time_s']:.0f} | {r['lambda']:.4f} | "
+            L.append(f"| {c} | {rule} | {sc_text(r['n'])} ({r['n_atoms']}) | {r['fc_time_s']:.0f} | "
+                     f"{r['lambda']:.4f} | "
                      f"{r['fit_rms']:.4f} | {a['rmse_thz']:.3f} | {a['lo_shape_error_thz']:.3f} | "
                      f"{a['lo_rises']} ({a['lo_rise_height_thz']:.3f}) | {a['lo_max_error_thz']:.3f} | "
                      f"{t['rmse_thz']:.3f} / {t['lo_shape_error_thz']:.3f} / {t['lo_rises']} |")

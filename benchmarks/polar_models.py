@@ -105,7 +105,8 @@ def markdown(summary: dict) -> str:
              "FC wall: the force constants' own time in a child process (compilation included), with the load "
              "average when they were computed: the machine was shared, so compare the models' costs as rough "
              "ratios only.", "",
-             "| model | parameters | crystal | supercell | FC wall (s) [load] | RMSE auto (THz) | TO(Γ) | LO(Γ) | LO shape (THz) | "
+             "| model | parameters | crystal | supercell | FC wall (s) [load] | RMSE auto (THz) | TO(Γ) | LO(Γ) | "
+             "LO shape (THz) | "
              "RMSE none (THz) |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in summary["models"].items():
         if m.get("refused"):
@@ -114,7 +115,8 @@ def markdown(summary: dict) -> str:
         for cname, r in m["crystals"].items():
             def f(v, fmt):
                 return "—" if v is None else format(v, fmt)
-            lines.append(f"| {name} | {m['n_params']:,} | {cname} | {sc_text(r['supercell'])} | {f(r['fc_wall_s'], '.0f')} "
+            lines.append(f"| {name} | {m['n_params']:,} | {cname} | {sc_text(r['supercell'])} | "
+                         f"{f(r['fc_wall_s'], '.0f')} "
                          f"[{f(r.get('fc_load_avg'), '.1f')}] | "
                          f"{f(r['auto_rmse_thz'], '.3f')} | {f(r['auto_to_rel'], '+.1%')} | {f(r['auto_lo_rel'], '+.1%')} | "
                          f"{f(r['auto_lo_shape_error_thz'], '.3f')} | {f(r['none_rmse_thz'], '.3f')} |")

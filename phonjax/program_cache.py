@@ -11,8 +11,8 @@ On and off with the compile cache (one switch: :func:`phonjax.compile_cache.enab
 cache off, :func:`cached_call` is the plain jitted call. An entry is keyed by the kernel's name and static
 options, the tree structure, shapes and dtypes of its inputs, the backend, the jax settings that change tracing
 (x64, default matmul precision) and a fingerprint of phonjax's own source files and of the versions of jax,
-jaxlib, e3nn-jax, flax and numpy — so a new phonjax, library or model architecture never reuses an old program. An unreadable entry is traced again
-and rewritten. :func:`cached_json` keeps small derived values (e.g. a model's parameter shapes) the same way.
+jaxlib, e3nn-jax, flax and numpy — so a new phonjax, library or model architecture never reuses an old program.
+An unreadable entry is traced again and rewritten. :func:`cached_json` keeps small derived values (e.g. a model's parameter shapes) the same way.
 """
 from __future__ import annotations
 

@@ -99,7 +99,8 @@ def test_default_supercell_rules(tmp_path):
         default_supercell(prim, 5.0, rule="biggest")
     # each axis on its own: wurtzite AlN, in-plane width a·sin 120° = 2.708 Å, along c 5.013 Å
     wz = Crystal.from_ase(bulk("AlN", "wurtzite", a=3.127, c=5.013))
-    np.testing.assert_array_equal(default_supercell(wz, 5.0, rule="cutoff"), np.diag([4, 4, 2]))  # ⌈10/2.708⌉, ⌈10/5.013⌉
+    # ⌈10/2.708⌉, ⌈10/5.013⌉
+    np.testing.assert_array_equal(default_supercell(wz, 5.0, rule="cutoff"), np.diag([4, 4, 2]))
     np.testing.assert_array_equal(default_supercell(wz, 5.0, layers=5, rule="receptive"), np.diag([10, 10, 5]))
     cfg = ModelConfig(type_names=("Li", "F"), r_max=2.3, feature_irreps_hidden=("4x0e+4x1o", "4x0e+2x1o", "4x0e"),
                       radial_mlp_depth=(1, 1, 1), radial_mlp_width=(8, 8, 8), avg_num_neighbors=6.0,

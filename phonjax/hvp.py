@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from phonjax.fc_record import ForceConstantsError
 from phonjax.program_cache import cached_call
 from phonjax.structure import Supercell
+from phonjax.xla_options import kernel_jit
 
 __all__ = ["hvp_map", "hvp_kernel", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
            "hvps", "sharded_hvps", "resolve_mesh"]
@@ -63,18 +64,18 @@ def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | No
     return jax.lax.map(jax.vmap(one), chunks).reshape(directions.shape)
 
 
-@partial(jax.jit, static_argnames=("mode", "chunk_size"))
+@partial(kernel_jit, static_argnames=("mode", "chunk_size"))
 def hvp_kernel(energy, positions, cell, directions, mode: str, chunk_size: int | None):
     """(n_dir, N, 3) Hessian-vector products H·v (eV/Å²·Å per unit v)."""
     return hvp_map(energy, positions, cell, directions, mode, chunk_size)
 
 
-@partial(jax.jit, static_argnames=("mode", "chunk_size"))
+@partial(kernel_jit, static_argnames=("mode", "chunk_size"))
 def hvp_kernel_batch(energy, positions, cell, directions, mode: str, chunk_size: int | None):
     return jax.vmap(lambda e, p, c: hvp_map(e, p, c, directions, mode, chunk_size))(energy, positions, cell)
 
 
-@jax.jit
+@kernel_jit
 def hessian_kernel(energy, positions, cell):
     return jax.hessian(lambda x: energy(x, cell))(positions)
 
@@ -142,8 +143,8 @@ def _hvp_kernel(mesh: Mesh, axis: str, mode: str, chunk: int | None):
         def local(energy, pos, cell, directions):
             return hvp_map(energy, pos, cell, directions, mode, chunk)
 
-        _KERNELS[key] = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(), P(axis)),
-                                              out_specs=P(axis), check_vma=False))
+        _KERNELS[key] = kernel_jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(), P(axis)),
+                                                 out_specs=P(axis), check_vma=False))
     return _KERNELS[key]
 
 

@@ -128,7 +128,8 @@ def cached_call(name: str, fn: Callable, *args, **static) -> Any:
             except ImportError:  # jax's serializer needs flatbuffers (a phonjax dependency); without it: uncached
                 return fn(*args, **static)
             _atomic_write(path, data)
-        call = _CALLS[key] = jax.jit(exp.call)
+        from phonjax.xla_options import kernel_compiler_options
+        call = _CALLS[key] = jax.jit(exp.call, compiler_options=kernel_compiler_options())
     return call(*leaves)
 
 

@@ -30,16 +30,17 @@ import jax  # noqa: E402
 
 from phonjax.force_constants import bound_energy, hvp_directions, hvp_kernel  # noqa: E402
 from phonjax.structure import Crystal, make_supercell  # noqa: E402
+from phonjax.xla_options import kernel_jit  # noqa: E402  (the engine's compile options, as hvp_kernel's)
 
 TORCH_WARMUP = 3
 
 
-@jax.jit
+@kernel_jit
 def _e(energy, positions, cell):
     return energy(positions, cell)
 
 
-@jax.jit
+@kernel_jit
 def _ef(energy, positions, cell):
     return jax.value_and_grad(lambda x: energy(x, cell))(positions)
 

@@ -1,4 +1,4 @@
-"""XLA compile options of phonjax's kernels: the one place that decides them.
+"""XLA compile options of phonjax's kernels (force constants, model energy/forces, training steps): one home.
 
 On CPU, jaxlib's XLA lowers many small ops into YNNPACK fusions, each a YNN subgraph that is rebuilt whenever
 the executable is loaded — also from the persistent compilation cache. A NequIP force-constant kernel holds

@@ -18,6 +18,7 @@ from phonjax.train.loss import combine, error_sums, loss_counts, loss_sums
 from phonjax.train.model_api import Batch, TrainableModel, predict, total_energies
 from phonjax.train.optim import ema_update
 from phonjax.train.parallel import AXIS, DataParallel, data_parallel
+from phonjax.xla_options import kernel_jit
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,8 @@ def build_steps(model: TrainableModel, loss_cfg, optimizer, ema_decay: float | N
         return {"params": params, "opt_state": opt_state, "ema": ema, "rng": key,
                 "step": state["step"] + 1}, terms
 
-    return (jax.jit(train_step, in_shardings=(rep, split, rep), out_shardings=rep),
-            jax.jit(data_eval, in_shardings=(rep, split), out_shardings=rep))
+    return (kernel_jit(train_step, in_shardings=(rep, split, rep), out_shardings=rep),
+            kernel_jit(data_eval, in_shardings=(rep, split), out_shardings=rep))
 
 
 def build_fc_eval(model: TrainableModel, fc: FcTerm):
@@ -104,7 +105,7 @@ def build_fc_eval(model: TrainableModel, fc: FcTerm):
             return total_energies(model, tp, fc.batch, pos, fc.batch.cells)[0]
         return fc_loss_padded(e_of_pos, fc.batch.positions, fc.rows, fc.fc, dirs, fc.n_super)
 
-    return jax.jit(fc_eval)
+    return kernel_jit(fc_eval)
 
 
 def init_state(optimizer, tparams, seed: int) -> dict:

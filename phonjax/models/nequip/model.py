@@ -36,6 +36,7 @@ from phonjax.models.nequip.nn.config import ModelConfig, UnsupportedFeature  # n
 from phonjax.models import ModelLoadError
 from phonjax.models.nequip import FAMILY
 from phonjax.models.nequip.nn.nequip import NequIP, init_params
+from phonjax.xla_options import kernel_jit
 
 __all__ = ["Model", "ModelConfig", "load_nequip", "graph_energies", "UnknownSpeciesError", "ModelLoadError",
            "UnsupportedFeature", "FAMILY"]
@@ -62,7 +63,7 @@ def graph_energies(config: ModelConfig, params, graph: Graph, positions, cells):
     return jax.ops.segment_sum(e, graph.node_graph, num_segments=graph.n_graphs)
 
 
-@partial(jax.jit, static_argnums=(0, 5))
+@partial(kernel_jit, static_argnums=(0, 5))
 def _energy_single(config, params, graph, positions, cell, edge_chunk=0):
     n = graph.n_node_capacity
     k = positions.shape[0]
@@ -70,7 +71,7 @@ def _energy_single(config, params, graph, positions, cell, edge_chunk=0):
     return jnp.sum(node_energies(config, params, graph, pos, cell, edge_chunk))
 
 
-@partial(jax.jit, static_argnums=0)
+@partial(kernel_jit, static_argnums=0)
 def _energy_forces_stress(config, params, graph, positions, cell):
     def f(pos, strain):
         sym = 0.5 * (strain + strain.T)

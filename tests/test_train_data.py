@@ -155,6 +155,14 @@ def test_shipped_config_loads():
     assert c.data.valid_fraction == pytest.approx(0.2)
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs")
+                                        .glob("finetune_*.yaml")))
+def test_every_shipped_finetune_config_loads(name):
+    """No unknown key or bad value in any finetune config the README points to (they are read strictly)."""
+    c = load_finetune_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert c.training.max_epochs >= 1
+
+
 def test_energy_offsets_from_isolated_atoms(tmp_path):
     """δ_t = E_iso^DFT − E_model(isolated atom): for the toy model E(isolated) = shift[t]."""
     from phonjax.train.data import Dataset

@@ -20,6 +20,7 @@ their forward), ``hvp_over_ef`` = one row of the six / one energy+forces. Median
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import time
 
 import numpy as np
@@ -137,8 +138,11 @@ def main(argv=None):
     ap.add_argument("--note", default="", help="what else ran on the machine")
     ap.add_argument("--torch-max", type=int, default=None,
                     help="sizes above this run phonjax only; torch is extrapolated from its measured sizes")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results file (default: benchmarks/results/hvp_engine_<arch>_<backend>.json; rows of "
+                         "earlier runs in it are kept unless remeasured)")
     args = ap.parse_args(argv)
-    out = RESULTS / f"hvp_engine_{args.arch}_{jax.default_backend()}.json"
+    out = args.out or RESULTS / f"hvp_engine_{args.arch}_{jax.default_backend()}.json"
     meta = metadata({"arch": args.arch, "torch_mode": "eager", "note": args.note, "repeats": args.repeats})
     rows = []  # rows of earlier runs at other (dtype, N) are kept, each with its own date and note
     if out.exists():

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import jax
 
+from phonjax.xla_options import kernel_compiler_options
+
 __all__ = ["cached_call", "cached_json", "program_cache_dir", "source_fingerprint", "clear_memory"]
 
 #: the subdirectory of the compile cache that holds exported programs
@@ -128,7 +130,6 @@ def cached_call(name: str, fn: Callable, *args, **static) -> Any:
             except ImportError:  # jax's serializer needs flatbuffers (a phonjax dependency); without it: uncached
                 return fn(*args, **static)
             _atomic_write(path, data)
-        from phonjax.xla_options import kernel_compiler_options
         call = _CALLS[key] = jax.jit(exp.call, compiler_options=kernel_compiler_options())
     return call(*leaves)
 

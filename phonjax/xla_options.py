@@ -14,16 +14,18 @@ from functools import lru_cache
 
 import jax
 
-__all__ = ["NO_YNN", "kernel_compiler_options", "kernel_jit"]
+__all__ = ["NO_YNN", "accepted", "kernel_compiler_options", "kernel_jit"]
 
 #: YNNPACK fusions off (an empty list of fusion types replaces jaxlib's default list)
 NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 @lru_cache(maxsize=None)
-def _accepted(backend: str) -> bool:
-    try:  # an unknown option fails at compile time: probe once with a trivial program
-        jax.jit(lambda x: x + 1, compiler_options=NO_YNN).lower(jax.numpy.float32(0)).compile()
+def accepted(backend: str, options: tuple) -> bool:
+    """Whether this jaxlib compiles with ``options`` ((name, value) pairs) on ``backend``; probed once with a
+    trivial program (an unknown option fails at compile time)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(jax.numpy.float32(0)).compile()
         return True
     except Exception:  # noqa: BLE001 - jaxlib raises several types for an unknown option
         return False
@@ -32,7 +34,7 @@ def _accepted(backend: str) -> bool:
 def kernel_compiler_options() -> dict | None:
     """The compile options for phonjax's kernels on the default backend (None: jaxlib's defaults)."""
     backend = jax.default_backend()
-    if backend != "cpu" or not _accepted(backend):
+    if backend != "cpu" or not accepted(backend, tuple(NO_YNN.items())):
         return None
     return dict(NO_YNN)
 

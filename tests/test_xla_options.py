@@ -9,7 +9,7 @@ import pytest
 from phonjax import program_cache as pc
 from phonjax.compile_cache import disable_compile_cache, enable_compile_cache
 from phonjax.hvp import hvp_kernel
-from phonjax.xla_options import NO_YNN, kernel_compiler_options, kernel_jit
+from phonjax.xla_options import NO_YNN, accepted, kernel_compiler_options, kernel_jit
 
 YNN = "__ynn_fusion"
 cpu_only = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the options are CPU-only")
@@ -42,9 +42,14 @@ def _ynn_count(jitted, *args, **kw) -> int:
     return jitted.lower(*args, **kw).compile().as_text().count(YNN)
 
 
-@cpu_only
-def test_options_on_cpu():
-    assert kernel_compiler_options() == NO_YNN
+def test_an_option_this_jaxlib_lacks_is_dropped():
+    """A jaxlib without the option (older or newer) must get no options rather than fail every compilation."""
+    backend = jax.default_backend()
+    assert not accepted(backend, (("xla_cpu_no_such_option_of_phonjax", ""),))
+    with pytest.raises(Exception):  # what the probe protects the kernels from
+        jax.jit(lambda x: x + 1, compiler_options={"xla_cpu_no_such_option_of_phonjax": ""}).lower(1.0).compile()
+    if backend == "cpu":
+        assert accepted(backend, tuple(NO_YNN.items())) == (kernel_compiler_options() == NO_YNN)
 
 
 @cpu_only

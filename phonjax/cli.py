@@ -134,6 +134,8 @@ def _convert(args) -> None:
 
             if args.src is None or args.out is None:
                 raise ValueError("usage: phonjax convert nequip SRC --out DIR")
+            if args.modal is not None:
+                raise ValueError("--modal is for multi-fidelity SevenNet checkpoints, not nequip models")
             model = convert_nequip(args.src, args.out, dtype=args.dtype, overwrite=args.overwrite)
         else:
             from phonjax.models import converter
@@ -143,15 +145,17 @@ def _convert(args) -> None:
             if args.out is None:
                 from phonjax.defaults import default_model_dir
                 args.out = default_model_dir()
-            model = convert_sevennet(args.src, args.out, dtype=args.dtype or "float32", overwrite=args.overwrite)
+            model = convert_sevennet(args.src, args.out, dtype=args.dtype or "float32", overwrite=args.overwrite,
+                                     modal=args.modal)
     except FileExistsError:
         raise ValueError(f"{args.out} exists and is not empty; pass --overwrite to replace it") from None
     print(f"wrote {args.out} ({model.describe() if hasattr(model, 'describe') else type(model).__name__})")
 
 
 _CONVERT_HELP = """Sources: a nequip package (.nequip.zip from `nequip-package build`), a nequip Lightning checkpoint (.ckpt) or a
-SevenNet checkpoint (.pth, or a name of one shipped with the sevenn package: 7net-0, 7net-0_22May2024, 7net-l3i5;
-default: the default model, 7net-l3i5).
+SevenNet checkpoint (.pth, or a name of one shipped with the sevenn package: 7net-0, 7net-0_22May2024, 7net-l3i5,
+7net-mf-0; default: the default model, 7net-l3i5). A multi-fidelity SevenNet (7net-mf-0) is converted at one
+fidelity, --modal (default: the checkpoint's own, PBE for 7net-mf-0).
 
 Safety: a torch package (.nequip.zip) runs its own bundled Python code when it is loaded — phonjax cannot prevent
 that. Convert only packages from sources you trust. Checkpoints (.ckpt, .pth) are read weights-only: a file that
@@ -288,11 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=("nequip", "sevennet"))
     p.add_argument("src", nargs="?", type=Path, default=None,
                    help=".nequip.zip (runs its own code: trusted sources only) / .ckpt / SevenNet .pth, or a "
-                        "pretrained SevenNet name: 7net-l3i5 (default), 7net-0, 7net-0_22May2024")
+                        "pretrained SevenNet name: 7net-l3i5 (default), 7net-0, 7net-0_22May2024, 7net-mf-0")
     p.add_argument("out_pos", nargs="?", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=None, help="output model directory")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None, help="network dtype (default: source's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output directory")
+    p.add_argument("--modal", default=None, metavar="FIDELITY",
+                   help="multi-fidelity SevenNet only: the fidelity to convert (7net-mf-0: PBE (default) or R2SCAN)")
     p.set_defaults(func=_convert)
 
     _add_qe_commands(sub)

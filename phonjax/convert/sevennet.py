@@ -87,9 +87,31 @@ def uvu_torch_to_phonjax_columns(conv_module) -> np.ndarray:
 
 
 # -- mapping onto phonjax ----------------------------------------------------------------------------
-def model_config(arch: dict, dtype: str = "float32"):
-    """The phonjax :class:`ModelConfig` (SevenNet variants) of an architecture dict."""
+def modality_index(arch: dict, modal: str | None) -> int | None:
+    """Index of the fidelity ``modal`` of a multi-fidelity architecture (None: its default), None for a
+    single-fidelity one (where a ``modal`` is refused)."""
+    names = arch.get("modal_names", ())
+    if not names:
+        if modal is not None:
+            raise ConversionError(f"--modal {modal}: this checkpoint has a single fidelity")
+        return None
+    if modal is None:
+        modal = arch.get("default_modal")
+        if modal is None:
+            raise ConversionError(f"a multi-fidelity checkpoint without a default: choose --modal from {list(names)}")
+    match = [i for i, n in enumerate(names) if n.lower() == str(modal).lower()]
+    if not match:
+        raise ConversionError(f"--modal {modal}: not a fidelity of this checkpoint (one of {list(names)})")
+    return match[0]
+
+
+def model_config(arch: dict, dtype: str = "float32", modal: str | None = None):
+    """The phonjax :class:`ModelConfig` (SevenNet variants) of an architecture dict; ``modal``: the fidelity of a
+    multi-fidelity checkpoint (default: its own default)."""
     from phonjax.models.nequip.nn.config import ModelConfig
+
+    mi = modality_index(arch, modal)
+    onehot = () if mi is None else tuple(float(i == mi) for i in range(len(arch["modal_names"])))
 
     radial = arch["radial_dims"]
     if any(len(set(d[1:-1])) > 1 for d in radial):
@@ -118,7 +140,8 @@ def model_config(arch: dict, dtype: str = "float32"):
         per_type_energy_shifts_trainable=arch["shift_scale_trainable"],
         zbl=False, embedding="one_hot_linear", self_connection="linear", radial_mlp="e3nn_fcnet",
         cutoff=arch["cutoff"], cutoff_on=arch["r_on"], message_norm="linear", parity_labels="all_even",
-        sh_normalize=arch["sh_normalize"],
+        sh_normalize=arch["sh_normalize"], modal_onehot=onehot,
+        modal_linears=arch.get("modal_linears", ()) if onehot else (),
         **({"polynomial_cutoff_p": arch["poly_p"]} if arch["poly_p"] is not None else {}),
     )
 
@@ -136,6 +159,10 @@ def map_params(ck: SevenNetCheckpoint, config) -> dict:
     {t}_self_interaction_2.linear.weight                → layer{t}_convnet/conv/linear_2/weight
     reduce_input_to_hidden / reduce_hidden_to_energy    → per_atom_energy_readout/weight_0 / weight_1
     rescale_atomic_energy.scale / .shift                → per_type_energy_scale_shift/scales / shifts (f64)
+
+    Multi-fidelity (config.modal_onehot): the linears that take the fidelity one-hot keep their weights as they
+    are (their inputs gain the same Mx0e block, :class:`ModelConfig`); a modality-wise shift or scale (M, T) is
+    its row of the chosen fidelity.
     """
     import jax
 
@@ -163,10 +190,19 @@ def map_params(ck: SevenNetCheckpoint, config) -> dict:
         }}
     r_in, r_h, r_out = a["readout_dims"]
     p["per_atom_energy_readout"] = {
-        "weight_0": W["reduce_input_to_hidden.linear.weight"].reshape(r_in, r_h).astype(dt),
+        "weight_0": W["reduce_input_to_hidden.linear.weight"].reshape(-1, r_h).astype(dt),
         "weight_1": W["reduce_hidden_to_energy.linear.weight"].reshape(r_h, r_out).astype(dt)}
-    p["per_type_energy_scale_shift"] = {"scales": W["rescale_atomic_energy.scale"].astype(np.float64),
-                                        "shifts": W["rescale_atomic_energy.shift"].astype(np.float64)}
+    n_modal = len(config.modal_onehot)
+    mi = config.modal_onehot.index(1.0) if n_modal else None
+    rows = {k: W[f"rescale_atomic_energy.{k}"] for k in ("scale", "shift")}
+    dropped = 0
+    for k, v in rows.items():
+        if a.get(f"modal_wise_{k}") and mi is not None:
+            if v.ndim != 2 or v.shape[0] != n_modal:
+                raise ConversionError(f"modality-wise {k} of shape {v.shape} for {n_modal} fidelities")
+            rows[k], dropped = v[mi], dropped + v.size - v[mi].size
+    p["per_type_energy_scale_shift"] = {"scales": rows["scale"].astype(np.float64),
+                                        "shifts": rows["shift"].astype(np.float64)}
     # every leaf must match the phonjax architecture exactly (names, shapes, dtypes)
     expected = jax.eval_shape(lambda: init_params(config))
     flat_p = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(p)[0]}
@@ -181,39 +217,46 @@ def map_params(ck: SevenNetCheckpoint, config) -> dict:
             and not k.endswith("convolution.convolution.weight") and not k.endswith("gate.mul.weight")
             and not k.endswith("convolution.denominator")}
     n_mapped = sum(int(np.size(v)) for v in flat_p.values())
-    n_used = sum(int(np.size(W[k])) for k in used)
+    n_used = sum(int(np.size(W[k])) for k in used) - dropped
     if n_mapped != n_used:
         raise ConversionError(f"{n_used} torch weights but {n_mapped} phonjax parameters")
     return p
 
 
-def from_checkpoint(ck: SevenNetCheckpoint, dtype: str = "float32"):
-    """In-memory phonjax :class:`Model` of a read checkpoint (``dtype`` "float32" or "float64")."""
+def from_checkpoint(ck: SevenNetCheckpoint, dtype: str = "float32", modal: str | None = None):
+    """In-memory phonjax :class:`Model` of a read checkpoint (``dtype`` "float32" or "float64"; ``modal``: the
+    fidelity of a multi-fidelity checkpoint, default its own default, e.g. "PBE" for SevenNet-MF-0)."""
     import jax.numpy as jnp
     import jax
 
     from phonjax.models.nequip.model import Model
 
-    config = model_config(ck.arch, dtype)
+    config = model_config(ck.arch, dtype, modal)
     params = jax.tree_util.tree_map(jnp.asarray, map_params(ck, config))
     name, theory = KNOWN_CHECKPOINTS.get(ck.sha256, ("SevenNet", None))
+    mi = modality_index(ck.arch, modal)
+    fidelity = {} if mi is None else {"modality": ck.arch["modal_names"][mi]}
+    if fidelity:
+        theory = f"{fidelity['modality']} fidelity of the multi-fidelity training data"
     meta = dict(source="sevennet", model_name=name,
                 source_file=Path(ck.source).name, source_sha256=ck.sha256, sevenn_version=ck.sevenn_version,
                 checkpoint_version=ck.checkpoint_version, source_dtype="float32", license="MIT (sevenn)",
                 level_of_theory=theory,
                 n_params_torch=int(sum(p.numel() for p in ck.torch_model.parameters())),
-                message="SevenNet checkpoint weights (no EMA in SevenNet checkpoints)")
+                message="SevenNet checkpoint weights (no EMA in SevenNet checkpoints)", **fidelity)
     return Model(config, params, meta)
 
 
 def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overwrite: bool = False,
-                     check: bool = True):
+                     check: bool = True, modal: str | None = None):
     """Convert a SevenNet checkpoint (a file or a name of :data:`PRETRAINED`; default: the default model's,
     :data:`phonjax.defaults.DEFAULT_MODEL`, from the installed ``sevenn``) into the
     phonjax model directory ``out`` (default :func:`default_model_dir`). Returns the :class:`Model`.
 
     check: compare energy/forces with torch (float64) on a small two-species crystal before writing
     (bounds: 1e-5 eV/atom and 1e-5 eV/Å for float32, 1e-9 for float64); ConversionError otherwise.
+    modal: the fidelity of a multi-fidelity checkpoint (SevenNet-MF-0: "PBE" — its default — or "R2SCAN");
+    it is fixed in the converted model (metadata ``modality``).
     """
     t0 = time.perf_counter()
     checkpoint = checkpoint_path(checkpoint)  # a file, or one of sevenn's pretrained names ("7net-l3i5", ...)
@@ -221,10 +264,10 @@ def convert_sevennet(checkpoint=None, out=None, *, dtype: str = "float32", overw
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     ck = read_checkpoint(checkpoint)
-    model = from_checkpoint(ck, dtype)
+    model = from_checkpoint(ck, dtype, modal)
     meta = dict(model.metadata)
     if check:
-        errs = self_check(ck.torch_model, model)
+        errs = self_check(ck.torch_model, model, meta.get("modality"))
         tol = 1e-5 if dtype == "float32" else 1e-9
         if not (errs["energy_per_atom"] <= tol and errs["forces"] <= tol):
             raise ConversionError(f"converted model disagrees with torch: {errs}")
@@ -246,18 +289,20 @@ def default_model_dir() -> Path:
     return _d()
 
 
-def self_check(torch_model, model) -> dict:
-    """|ΔE|/atom and max |ΔF| between torch (float64) and ``model`` on a rattled rock-salt LiF-like cell."""
+def self_check(torch_model, model, modal: str | None = None) -> dict:
+    """|ΔE|/atom and max |ΔF| between torch (float64, fidelity ``modal``) and ``model`` on a rattled rock-salt
+    LiF-like cell."""
     from ase.build import bulk
 
     picks = [s for s in ("Li", "F") if s in model.type_names] or list(model.type_names[:1])
     atoms = bulk("NaCl", "rocksalt", a=4.06).repeat((1, 1, 2))
     atoms.set_chemical_symbols([picks[i % len(picks)] for i in range(len(atoms))])
     atoms.positions += np.random.default_rng(0).normal(0, 0.05, atoms.positions.shape)
-    return compare_energy_forces(lambda at: torch_energy_forces_stress(torch_model, at, "float64")[:2], model, atoms)
+    return compare_energy_forces(lambda at: torch_energy_forces_stress(torch_model, at, "float64", modal)[:2],
+                                 model, atoms)
 
 
-__all__ = ["convert_sevennet", "default_model_dir", "from_checkpoint", "read_checkpoint",
+__all__ = ["convert_sevennet", "default_model_dir", "from_checkpoint", "modality_index", "read_checkpoint",
            "load_torch_model", "architecture", "model_config", "map_params", "default_checkpoint",
            "torch_energy_forces_stress", "torch_model_as", "uvu_torch_to_phonjax_columns", "self_check", "SevenNetCheckpoint",
            "ConversionError", "UnsupportedFeature"]

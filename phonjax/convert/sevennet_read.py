@@ -24,6 +24,8 @@ SEVENNET_0_SHA256 = "7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f8
 #: sha256 of the checkpoints the sevenn wheel ships → (model name, level of theory of the training data)
 KNOWN_CHECKPOINTS = {
     SEVENNET_0_SHA256: ("SevenNet-0", "PBE/PBE+U (MPtrj)"),
+    "81791329b37d445f46b531578c182c41792d98c7814222c9e5dde276402225fd": ("SevenNet-MF-0",
+                                                                         "the chosen fidelity (modality)"),
     "5d389fafd512e6ae2830d74d0b66ffc49a55d3832653ff8e7bf7f1343013c1d1": ("SevenNet-0 (22May2024)",
                                                                          "PBE/PBE+U (MPtrj)"),
     "a7ff190d41efe5b8317a03d20a468e4036a1a3e64e0b14fdbab64ac3f4bfc09d": ("SevenNet-l3i5", "PBE/PBE+U (MPtrj)"),
@@ -163,7 +165,9 @@ def architecture(model, config: dict) -> dict:
 
     Keys: type_names (tuple of symbols, index = sevenn's one-hot index), r_max, cutoff ("xplor" | "polynomial"),
     r_on (XPLOR), poly_p (polynomial), num_bessels, sh_irreps, sh_normalize, embed_width, hidden_irreps (per
-    layer, gate outputs), radial_dims (per layer), avg_num_neigh (per layer, messages divided by it), readout_dims, layer_modules (names).
+    layer, gate outputs), radial_dims (per layer), avg_num_neigh (per layer, messages divided by it), readout_dims,
+    modal_names (multi-fidelity models' modalities by index, else ()) and, for those, default_modal, modal_linears,
+    modal_wise_shift, modal_wise_scale.
     """
     mods = model._modules
     n_layer = _check_config(config, mods)
@@ -184,9 +188,11 @@ def architecture(model, config: dict) -> dict:
             raise UnsupportedFeature("convolution tensor product other than weighted uvu")
     readout_dims = _readout_dims(mods["reduce_input_to_hidden"].linear, mods["reduce_hidden_to_energy"].linear)
     rs = mods["rescale_atomic_energy"]
-    if type(rs).__name__ != "SpeciesWiseRescale":
-        raise UnsupportedFeature(f"energy rescale {type(rs).__name__} (only SpeciesWiseRescale)")
-    return dict(
+    modal = _modalities(model, config, n_layer)
+    if type(rs).__name__ != ("ModalWiseRescale" if modal["modal_names"] else "SpeciesWiseRescale"):
+        raise UnsupportedFeature(f"energy rescale {type(rs).__name__} (only SpeciesWiseRescale, and "
+                                 "ModalWiseRescale in a multi-fidelity model)")
+    return dict(**modal,
         type_names=tuple(names), **edge, num_bessels=int(ee.basis_function.num_basis),
         embed_width=embed_width, hidden_irreps=tuple(hidden), radial_dims=tuple(radial),
         avg_num_neigh=tuple(denom), readout_dims=tuple(int(x) for x in readout_dims), num_layers=n_layer,
@@ -204,9 +210,8 @@ def _check_config(config: dict, mods) -> int:
         raise UnsupportedFeature(f"SevenNet model type {g('_model_type')!r}")
     if g("interaction_type", "nequip") != "nequip":
         raise UnsupportedFeature(f"SevenNet interaction_type {g('interaction_type')!r}")
-    if g("use_modality", False):
-        raise UnsupportedFeature("multi-fidelity (modal) SevenNet models, e.g. SevenNet-MF-0, are not supported; "
-                                 "use 7net-l3i5 or 7net-0")
+    if g("use_modality", False) and g("use_modal_node_embedding", False):
+        raise UnsupportedFeature("multi-fidelity SevenNet with a modal node embedding (use_modal_node_embedding)")
     if g("use_bias_in_linear", False):
         raise UnsupportedFeature("use_bias_in_linear=True")
     if g("readout_as_fcn", False):
@@ -224,9 +229,39 @@ def _check_config(config: dict, mods) -> int:
     return n_layer
 
 
+def _modalities(model, config: dict, n_layer: int) -> dict:
+    """{modal_names (by one-hot index; () for a single-fidelity model), default_modal, modal_linears (phonjax
+    names of the linears that take the fidelity one-hot: ModelConfig.modal_linears), modal_wise_shift,
+    modal_wise_scale} of a SevenNet model, checked against its built modules."""
+    g = config.get
+    if not g("use_modality", False):
+        return {"modal_names": ()}
+    modal_map = dict(getattr(model, "modal_map", None) or g("_modal_map") or {})
+    names = [None] * len(modal_map)
+    for name, idx in modal_map.items():
+        names[int(idx)] = str(name)
+    if not names or None in names or len(names) != int(g("_number_of_modalities", len(names))):
+        raise ConversionError(f"inconsistent modal map {modal_map}")
+    flags = {"linear_1": ("use_modal_self_inter_intro", [f"{t}_self_interaction_1" for t in range(n_layer)]),
+             "linear_2": ("use_modal_self_inter_outro", [f"{t}_self_interaction_2" for t in range(n_layer)]),
+             "readout": ("use_modal_output_block", ["reduce_input_to_hidden"])}
+    linears = []
+    for lin, (flag, keys) in flags.items():
+        for k in keys:
+            if int(getattr(model._modules[k], "num_modalities", 0)) not in ((len(names),) if g(flag) else (0, 1)):
+                raise ConversionError(f"{k}: modal inputs disagree with {flag}={g(flag)}")
+        if g(flag):
+            linears.append(lin)
+    default = g("default_modal")
+    return {"modal_names": tuple(names), "default_modal": default if default in names else None,
+            "modal_linears": tuple(linears), "modal_wise_shift": bool(g("use_modal_wise_shift", False)),
+            "modal_wise_scale": bool(g("use_modal_wise_scale", False))}
+
+
 def _check_module_sequence(mods, n_layer: int) -> None:
     """The model's modules must be exactly SevenNet's E3 sequence with ``n_layer`` interaction blocks."""
-    expected = ["edge_embedding", "onehot_idx_to_onehot", "onehot_to_feature_x"]
+    expected = ["edge_embedding", "onehot_idx_to_onehot"] + (["one_hot_modality"] if "one_hot_modality" in mods
+                                                              else []) + ["onehot_to_feature_x"]
     for t in range(n_layer):
         expected += [f"{t}_{n}" for n in ("self_connection_intro", "self_interaction_1", "convolution",
                                           "self_interaction_2", "self_connection_outro", "equivariant_gate")]

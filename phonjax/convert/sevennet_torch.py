@@ -76,10 +76,11 @@ def torch_model_as(torch_model, dtype: str = "float64"):
     return m
 
 
-def torch_energy_forces_stress(torch_model, atoms, dtype: str = "float64"):
+def torch_energy_forces_stress(torch_model, atoms, dtype: str = "float64", modal: str | None = None):
     """(E eV, F (n, 3) eV/Å, stress (3, 3) eV/Å³ ASE convention) of a sevenn model on ``atoms``, run in
     ``dtype`` (see :func:`torch_model_as`; float32 is what SevenNetCalculator does). The graph is sevenn's
-    own (``unlabeled_atoms_to_graph``, ASE neighbour list)."""
+    own (``unlabeled_atoms_to_graph``, ASE neighbour list); ``modal``: the fidelity of a multi-fidelity model,
+    set as sevenn's SevenNetCalculator(modal=...) does."""
     import warnings
 
     import torch
@@ -96,7 +97,16 @@ def torch_energy_forces_stress(torch_model, atoms, dtype: str = "float64"):
     m.set_is_batch_data(False)
     d = unlabeled_atoms_to_graph(atoms, float(m.cutoff), with_shift=False)
     d = {k: (v if k == KEY.INFO else su.dtype_correct(v, float_dtype=tdt)) for k, v in d.items()}
-    out = m(AtomGraphData(**d))
+    data = AtomGraphData(**d)
+    if modal is not None:
+        modal_map = getattr(m, "modal_map", None) or {}
+        if modal not in modal_map:
+            raise ConversionError(f"modal {modal!r}: not one of this model's fidelities {list(modal_map)}")
+        if getattr(m, "eval_modal_map", False):
+            data[KEY.DATA_MODALITY] = modal
+        else:
+            data[KEY.MODAL_TYPE] = torch.tensor(modal_map[modal], dtype=torch.int64)
+    out = m(data)
     e = float(out[KEY.PRED_TOTAL_ENERGY].detach().double().item())
     f = out[KEY.PRED_FORCE].detach().double().numpy()
     v = -out[KEY.PRED_STRESS].detach().double().numpy()  # xx yy zz xy yz zx

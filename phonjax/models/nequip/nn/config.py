@@ -25,6 +25,9 @@ VARIANTS = {"embedding": ("learned", "one_hot_linear"), "self_connection": ("fct
             "message_norm": ("sqrt", "linear"), "parity_labels": ("nequip", "all_even"),
             "sh_normalize": (True, False)}
 
+#: linears that can take the fidelity one-hot as extra scalar inputs (``ModelConfig.modal_linears``)
+MODAL_LINEARS = ("linear_1", "linear_2", "readout")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -64,6 +67,10 @@ class ModelConfig:
     cutoff_on: XPLOR switching start r_on (Å), required for cutoff="xplor".
     sh_normalize: True (nequip, SevenNet ≥ 2024-07: spherical harmonics of the unit edge vector) | False
       (SevenNet-0 of 22 May 2024: of the edge vector itself, i.e. |r|^l·Y_l(r̂), component normalisation).
+    modal_onehot: SevenNet multi-fidelity (SevenNet-MF-0): the fidelity one-hot of the chosen modality, e.g.
+      (0.0, 1.0) for MF-0's "PBE", appended as M extra scalar (Mx0e) inputs to the linears named in
+      modal_linears ("linear_1": self_interaction_1, "linear_2": self_interaction_2, "readout": the readout's
+      first layer), as sevenn's IrrepsLinear does; () (the default): a single-fidelity model.
     """
 
     type_names: tuple[str, ...]
@@ -103,6 +110,8 @@ class ModelConfig:
     parity_labels: str = "nequip"
     cutoff_on: float | None = None
     sh_normalize: bool = True
+    modal_onehot: tuple[float, ...] = ()
+    modal_linears: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "type_names", tuple(self.type_names))
@@ -110,6 +119,8 @@ class ModelConfig:
         object.__setattr__(self, "radial_mlp_depth", tuple(int(x) for x in self.radial_mlp_depth))
         object.__setattr__(self, "radial_mlp_width", tuple(int(x) for x in self.radial_mlp_width))
         object.__setattr__(self, "readout_hidden", tuple(int(x) for x in self.readout_hidden))
+        object.__setattr__(self, "modal_onehot", tuple(float(x) for x in self.modal_onehot))
+        object.__setattr__(self, "modal_linears", tuple(self.modal_linears))
         for name in ("per_type_energy_scales", "per_type_energy_shifts", "zbl_species"):
             v = getattr(self, name)
             if v is not None:
@@ -162,6 +173,17 @@ class ModelConfig:
                 raise ValueError(f"{name} has {len(v)} entries for {nt} types")
         if isinstance(self.avg_num_neighbors, tuple) and len(self.avg_num_neighbors) not in (1, nt):
             raise ValueError(f"avg_num_neighbors has {len(self.avg_num_neighbors)} entries for {nt} types")
+        self._validate_modal()
+
+    def _validate_modal(self) -> None:
+        oh, lin = self.modal_onehot, self.modal_linears
+        if bool(oh) != bool(lin):
+            raise ValueError("modal_onehot and modal_linears go together (both empty for a single-fidelity model)")
+        if oh and (len(oh) < 2 or sorted(oh) != [0.0] * (len(oh) - 1) + [1.0]):
+            raise ValueError(f"modal_onehot must be a one-hot vector of ≥ 2 modalities, got {oh}")
+        bad = [x for x in lin if x not in MODAL_LINEARS]
+        if bad or len(set(lin)) != len(lin):
+            raise ValueError(f"modal_linears {lin}: each at most once, from {list(MODAL_LINEARS)}")
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -210,6 +232,10 @@ class ModelConfig:
                             use_sc=self.convnet_sc and (k > 0 or self.sc_first_layer), resnet=resnet))
             prev = layer_out
         return out
+
+    def modal_irreps(self, linear: str) -> tuple:
+        """The extra scalar inputs ((M, 0, 1),) that ``linear`` (one of :data:`MODAL_LINEARS`) takes, or ()."""
+        return ((len(self.modal_onehot), 0, 1),) if linear in self.modal_linears else ()
 
     def replace(self, **kw) -> "ModelConfig":
         return replace(self, **kw)

@@ -66,6 +66,14 @@ class _Weight(nn.Module):
         return self.param("weight", _normal, (self.numel,), jnp.dtype(self.dtype))
 
 
+def _with_modal(x, cfg: ModelConfig, linear: str):
+    """x (..., d) with the fidelity one-hot appended as scalars where ``linear`` takes it (SevenNet-MF), else x."""
+    if linear not in cfg.modal_linears:
+        return x
+    oh = jnp.broadcast_to(jnp.asarray(cfg.modal_onehot, x.dtype), (*x.shape[:-1], len(cfg.modal_onehot)))
+    return jnp.concatenate([x, oh], axis=-1)
+
+
 def _messages(x, sh, edge_emb, senders, edge_mask, w_mlp, kind, irreps):
     """TP_uvu(x_j, Y(r̂_ij); MLP(edge_emb_ij)) per edge: (E, dim(mid)); padded edges give zero messages."""
     irr_in, sh_irr, conv_out = irreps
@@ -127,8 +135,9 @@ class InteractionBlock(nn.Module):
             attr_irr = ((cfg.num_node_attrs, 0, 1),)
             w_sc = _Weight(I.fctp_numel(irr_in, attr_irr, conv_out), dt, name="sc")()
             sc = I.fctp_scalar_apply(w_sc, h, attrs, irr_in, attr_irr, conv_out)
-        w1 = _Weight(I.linear_numel(irr_in, irr_in), dt, name="linear_1")()
-        x = I.linear_apply(w1, h, irr_in, irr_in)
+        irr_1 = irr_in + cfg.modal_irreps("linear_1")
+        w1 = _Weight(I.linear_numel(irr_1, irr_in), dt, name="linear_1")()
+        x = I.linear_apply(w1, _with_modal(h, cfg, "linear_1"), irr_1, irr_in)
         norm = jnp.asarray(cfg.avg_num_neighbors_norm(), x.dtype)
         x = x * (norm[0] if norm.shape[0] == 1 else norm[species][:, None])
         numel = I.uvu_numel(irr_in, sh_irr, conv_out)
@@ -141,8 +150,9 @@ class InteractionBlock(nn.Module):
             x = _aggregate_chunked(self.edge_chunk, I.dim(mid), *args)
         else:
             x = _aggregate(*args)
-        w2 = _Weight(I.linear_numel(mid, conv_out), dt, name="linear_2")()
-        x = I.linear_apply(w2, x, mid, conv_out)
+        mid_2 = mid + cfg.modal_irreps("linear_2")
+        w2 = _Weight(I.linear_numel(mid_2, conv_out), dt, name="linear_2")()
+        x = I.linear_apply(w2, _with_modal(x, cfg, "linear_2"), mid_2, conv_out)
         if sc is not None:
             x = x + sc
         return x
@@ -217,9 +227,9 @@ class NequIP(nn.Module):
                 h, attrs, species, sh, edge_emb, senders, receivers, edge_mask)
         # -- readout and per-type scale/shift (float64)
         n_in = I.num_irreps(I.parse_irreps(cfg.feature_irreps_hidden[-1]))
-        dims = (n_in,) + tuple(cfg.readout_hidden) + (1,)
+        dims = (n_in + I.dim(cfg.modal_irreps("readout")),) + tuple(cfg.readout_hidden) + (1,)
         w_out = _MLPWeights(dims, cfg.dtype, name="per_atom_energy_readout")()
-        e = _mlp("nequip", w_out, h, cfg.readout_nonlinearity)[:, 0]
+        e = _mlp("nequip", w_out, _with_modal(h, cfg, "readout"), cfg.readout_nonlinearity)[:, 0]
         scales, shifts = _ScaleShift(cfg, name="per_type_energy_scale_shift")()
         e = shifts[species] + scales[species] * e.astype(jnp.float64)
         # -- ZBL

@@ -75,7 +75,8 @@ def run_one(name: str, work: Path) -> dict:
            "epsil_kpts": list(cfg.epsil_kpts or cfg.pw.kpts), "qgrid": list(cfg.qgrid),
            "epsilon_inf": diel.epsilon.tolist(), "max_abs_d_epsilon": float(np.abs(diel.epsilon - eps_ref).max()),
            "max_abs_d_zstar_e": float(np.abs(diel.zstar - z_ref).max()),
-           "neutrality_violation_e": float(diel.violation), "load_avg_start": load0, "load_avg_end": os.getloadavg()}
+           "neutrality_violation_e": float(diel.violation), "load_avg_start": load0, "load_avg_end": os.getloadavg(),
+           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     add_ratios(row)
     print(f"{name}: born {wall:.0f} s vs DFPT {row['dfpt_qe_s']:.0f} s ({row['dfpt_over_born']:.0f}×; without its "
           f"vc-relax {row['dfpt_without_relax_over_born']:.0f}×); "
@@ -111,7 +112,9 @@ def main(argv=None) -> int:
         raise SystemExit("no crystal with examples/<X>/dfpt/dfpt.json, BORN and configs/dfpt_<x>.yaml")
     meta = metadata({"note": args.note})
     work = Path(tempfile.mkdtemp(prefix="phonjax-born-"))
-    rows = []
+    # rows of crystals not in this run are kept (each row records its own date and load)
+    old = json.loads(args.out.read_text()).get("rows", []) if args.out.is_file() else []
+    rows = [r for r in old if r.get("crystal") not in names]
     try:
         for name in names:
             rows.append(run_one(name, work))

@@ -96,7 +96,7 @@ def test_multi_fidelity_parity_with_torch_at_each_fidelity():
     for modal in ("PBE", "R2SCAN"):
         refs[modal] = torch_energy_forces_stress(ck.torch_model, atoms, "float64", modal)
         model = models[modal] = from_checkpoint(ck, "float64", modal)
-        assert model.metadata["modality"] == modal
+        assert model.metadata["modality"] == modal and f"(fidelity {modal})" in model.describe()
         assert len(model.config.modal_onehot) == 2 and set(model.config.modal_linears) == {
             "linear_1", "linear_2", "readout"}
         err = _errors(refs[modal], model.energy_forces_stress(atoms, graph=model.graph(atoms, **CAPS)), len(atoms))

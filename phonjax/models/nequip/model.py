@@ -164,6 +164,8 @@ class Model:
 
         variants = [f"{k}={getattr(c, k)}" for k, ok in VARIANTS.items() if getattr(c, k) != ok[0]]
         family = self.metadata.get("model_name") or ("NequIP-family" if variants else "NequIP")
+        if c.modal_onehot:
+            family += f" (fidelity {self.metadata.get('modality') or c.modal_onehot.index(1.0)})"
         return (f"{family} {c.num_layers} layers, SH {c.irreps_edge_sh}, r_max {c.r_max} Å, {len(c.type_names)} types, "
                 f"{self.n_params():,} parameters, {c.dtype}{', ZBL' if c.zbl else ''}"
                 + (f" ({', '.join(variants)})" if variants else "")

@@ -120,11 +120,15 @@ def test_modal_on_a_single_fidelity_checkpoint_is_one_line():
     with pytest.raises(ConversionError, match="single fidelity"):
         modality_index({"modal_names": ()}, "PBE")
     assert modality_index({"modal_names": ()}, None) is None
+    from phonjax.models.nequip.nn.config import ModelConfig
+
+    base = dict(type_names=("H",), r_max=4.0, feature_irreps_hidden=("4x0e",), radial_mlp_depth=(1,),
+                radial_mlp_width=(4,), avg_num_neighbors=4.0)
+    ModelConfig(**base, modal_onehot=(0.0, 1.0), modal_linears=("linear_1",))  # valid
     with pytest.raises(ValueError, match="one-hot"):
-        from phonjax.models.nequip.nn.config import ModelConfig
-        ck_cfg = dict(type_names=("H",), r_max=4.0, feature_irreps_hidden=("4x0e",), radial_mlp_depth=(1,),
-                      radial_mlp_width=(4,), avg_num_neighbors=4.0)
-        ModelConfig(**ck_cfg, modal_onehot=(1.0, 1.0), modal_linears=("linear_1",))
+        ModelConfig(**base, modal_onehot=(1.0, 1.0), modal_linears=("linear_1",))
+    with pytest.raises(ValueError, match="go together"):
+        ModelConfig(**base, modal_onehot=(0.0, 1.0))
 
 
 def test_pretrained_names_resolve_and_unknown_ones_are_one_line():

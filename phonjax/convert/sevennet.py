@@ -234,8 +234,8 @@ def from_checkpoint(ck: SevenNetCheckpoint, dtype: str = "float32", modal: str |
     config = model_config(ck.arch, dtype, modal)
     params = jax.tree_util.tree_map(jnp.asarray, map_params(ck, config))
     name, theory = KNOWN_CHECKPOINTS.get(ck.sha256, ("SevenNet", None))
-    mi = modality_index(ck.arch, modal)
-    fidelity = {} if mi is None else {"modality": ck.arch["modal_names"][mi]}
+    oh = config.modal_onehot
+    fidelity = {"modality": ck.arch["modal_names"][oh.index(1.0)]} if oh else {}
     if fidelity:
         theory = f"{fidelity['modality']} fidelity of the multi-fidelity training data"
     meta = dict(source="sevennet", model_name=name,

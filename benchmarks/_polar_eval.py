@@ -33,7 +33,8 @@ def path_metrics(freqs, ref) -> dict:
                         "lo_pred_thz": s.lo_gamma[0], "lo_ref_thz": s.lo_gamma[1],
                         "to_rel": (s.to_gamma[0] - s.to_gamma[1]) / s.to_gamma[1],
                         "lo_rel": (s.lo_gamma[0] - s.lo_gamma[1]) / s.lo_gamma[1],
-                        "lo_shape_error_thz": s.lo_shape_error, "lo_max_error_thz": s.lo_max_error,
+                        "lo_shape_error_thz": s.lo_shape_error, "to_shape_error_thz": s.to_shape_error,
+                        "lo_max_error_thz": s.lo_max_error,
                         "lo_rises": s.lo_rises[0], "lo_rises_ref": s.lo_rises[1],
                         "lo_rise_height_thz": s.lo_rise_height[0], "lo_rise_height_ref_thz": s.lo_rise_height[1]})
     summ = summarize(segs)
@@ -49,6 +50,7 @@ def path_metrics(freqs, ref) -> dict:
             "lo_rise_height_thz": summ.get("lo_rise_height_pred_thz"),
             "lo_rise_height_ref_thz": summ.get("lo_rise_height_ref_thz"),
             "lo_shape_error_thz": summ.get("lo_shape_error_thz"),
+            "to_shape_error_thz": summ.get("to_shape_error_thz"),
             "acoustic_near_gamma_thz": a["acoustic_near_gamma_thz"],
             "omega_max_thz": float(f.max()), "omega_max_ref_thz": float(fr.max()),
             "n_imaginary_modes": a["n_imaginary_modes"], "per_direction": per_dir}

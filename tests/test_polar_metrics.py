@@ -17,10 +17,11 @@ def _path():
     return q, d, (11, 3, 11), (("GAMMA", "X"), ("X", "U"), ("K", "GAMMA"))
 
 
-def _bands(lo):
+def _bands(lo, to=None):
     nq = len(lo)
     ac = np.linspace(0, 1, nq)[:, None] * np.array([1.0, 1.0, 2.0])
-    return np.column_stack([ac, np.full(nq, 8.0), np.full(nq, 8.0), lo])
+    to = np.full(nq, 8.0) if to is None else to
+    return np.column_stack([ac, to, to, lo])
 
 
 def test_shape_vs_shift_and_rises():
@@ -43,6 +44,19 @@ def test_shape_vs_shift_and_rises():
     assert m_hump["lo_rises_pred"] == 2 and m_hump["lo_rises_ref"] == 0
     assert m_hump["lo_rise_height_pred_thz"] == pytest.approx(h, rel=1e-9)
     assert m_hump["n_gamma_segments"] == 2
+    assert m_hump["to_shape_error_thz"] < 1e-12                      # the transverse branches are DFPT's
+
+
+def test_to_shape_is_the_models_own_dispersion():
+    q, d, seg, lab = _path()
+    s = np.abs(d - np.where(np.arange(len(d)) < 14, 0.0, 2.2))
+    lo = 18.0 - 2.0 * s**2
+    to_ref = 8.0 - 1.0 * s**2
+    to_pred = 7.0 + 3.0 * s**2                                       # shifted (ignored) and bent upwards
+    m = summarize(near_gamma_metrics(q, d, _bands(lo, to_pred), _bands(lo, to_ref), seg, lab))
+    # window s ≤ 0.15 holds s = 0 and 0.1: bend (3 + 1)·0.1²
+    assert m["to_shape_error_thz"] == pytest.approx(4.0 * 0.1**2, rel=1e-9)
+    assert m["lo_shape_error_thz"] < 1e-12
 
 
 def test_bad_input():

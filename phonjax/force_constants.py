@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from phonjax.fc_record import FcReport, ForceConstants, ForceConstantsError
-from phonjax.hvp import (hvp_directions, hvp_kernel, hvp_kernel_batch, hvp_map, hessian_kernel, hvps,
-                         pad_directions, resolve_mesh)
+from phonjax.hvp import (active_edges, hvp_directions, hvp_kernel, hvp_kernel_batch, hvp_map, hessian_kernel, hvps,
+                         pad_directions, resolve_hvp_mode, resolve_mesh)
 from phonjax.fc_symmetrize import (ASR_MODES, apply_asr, asr_violation, finalize_fc, permutation_partner,
                                    permutation_violation, symmetrize_fc)
 from phonjax.structure import Crystal, Supercell, make_supercell, supercell_matrix
@@ -41,7 +41,7 @@ __all__ = ["ForceConstants", "FcReport", "ForceConstantsError", "force_constants
            "permutation_partner", "finalize_fc", "ASR_MODES", "model_provenance", "bound_energy", "hvp_map",
            "pad_directions", "as_supercell", "per_structure", "results_from_hvps", "hvp_kernel"]
 
-MODES = ("jvp", "linearize", "hessian")
+MODES = ("auto", "jvp", "linearize", "edge", "hessian")
 
 
 def model_provenance(model_or_energy_fn) -> str:
@@ -184,7 +184,7 @@ def _plan_memory(model, crystal, n_dir: int, edge_chunk, chunk_size, memory_budg
     return energy, plan.chunk_size, plan
 
 
-def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", chunk_size="auto",
+def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "auto", chunk_size="auto",
                     symmetry: bool = True, symmetrize: bool = True, asr: str | None = "phonopy", born=None,
                     symprec: float = 1e-5, allow_small_supercell: bool = False,
                     edge_chunk: int | None = None, memory_budget=None,
@@ -193,7 +193,8 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
 
     model_or_energy_fn: object with ``bind(crystal) -> energy(positions, cell)`` or ``energy_fn(positions, cell,
     numbers)`` (eV).  atoms: primitive cell (Crystal / ase.Atoms).  supercell: N, (N1, N2, N3), a 3×3 integer
-    matrix M (supercell cell = M @ cell) or a :class:`Supercell`.  mode: "jvp" | "linearize" | "hessian".
+    matrix M (supercell cell = M @ cell) or a :class:`Supercell`.  mode: "auto" | "jvp" | "linearize" | "edge" |
+    "hessian" ("auto": :func:`phonjax.hvp.resolve_hvp_mode` — "edge" for a phonjax NequIP model, else "jvp").
     chunk_size: directions per ``lax.map`` step (None: all vmapped at once; "auto": as many as the memory
     allows, see :mod:`phonjax.memory`, which also picks ``edge_chunk`` when that is None).  memory_budget: bytes
     (or "12G") the automatic choice may plan with (None: ``$PHONJAX_MEMORY_BUDGET`` or the free host/device
@@ -228,14 +229,16 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "jvp", 
         if symmetry:
             from phonjax.symmetry import plan_rows
             plan = plan_rows(sc, symprec=symprec)
-        V, _, _ = hvp_directions(sc, plan)
+        V, atoms_moved, _ = hvp_directions(sc, plan)
         mesh = resolve_mesh(mesh)
         energy, chunk_size, mem = _plan_memory(model_or_energy_fn, sc.crystal, len(V), edge_chunk, chunk_size,
                                                memory_budget, 1 if mesh is None else int(mesh.devices.size))
+        mode = resolve_hvp_mode(mode, energy)
+        active = active_edges(energy.graph, np.unique(atoms_moved)) if mode == "edge" else None
         cap = _node_capacity(energy, ns)
         pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
         Vc = np.stack([_pad_atoms(v, cap) for v in V]) if cap > ns else V
-        h = hvps(energy, pos, cell, Vc, mode, chunk_size, progress, mesh)[:, :ns]
+        h = hvps(energy, pos, cell, Vc, mode, chunk_size, progress, mesh, active)[:, :ns]
         raw = _rows_from_hvps(h, sc, plan)
         n_hvp = len(V)
     fc, rep = finalize_fc(raw, sc, symmetrize=symmetrize, asr=asr, mode=mode, n_hvp=n_hvp,
@@ -255,14 +258,19 @@ def _stackable(energies) -> bool:
     return all(s == shapes[0] for s in shapes)
 
 
-def force_constants_batch(model_or_energy_fn, structures: Sequence, supercell, *, mode: str = "jvp",
+def force_constants_batch(model_or_energy_fn, structures: Sequence, supercell, *, mode: str = "auto",
                           chunk_size: int | None = None, symmetrize: bool = True, asr: str | None = "phonopy",
                           vmap: bool = True) -> list[ForceConstants]:
     """Force constants of many structures. ``supercell``: one spec for all, or a list (one per structure, e.g.
     several supercell sizes). Structures whose supercells have the same shape (atoms, energy pytree leaves)
     are evaluated in one vmapped kernel call; others one by one (compiled kernels are reused when shapes
-    repeat). Returns a list in input order."""
+    repeat). mode "auto" is "jvp" here ("edge" takes one structure's edges; use :func:`force_constants`).
+    Returns a list in input order."""
     _check_mode(mode)
+    if mode == "edge":
+        raise ForceConstantsError("mode 'edge' is for one structure at a time (force_constants); batches use "
+                                  "'auto' (= 'jvp') or 'linearize'")
+    mode = "jvp" if mode == "auto" else mode
     if mode == "hessian":
         return [force_constants(model_or_energy_fn, s, sc, mode=mode, symmetrize=symmetrize, asr=asr)
                 for s, sc in zip(structures, per_structure(supercell, len(structures)))]

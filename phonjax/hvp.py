@@ -24,7 +24,8 @@ from phonjax.program_cache import cached_call
 from phonjax.structure import Supercell
 from phonjax.xla_options import kernel_jit
 
-__all__ = ["hvp_map", "hvp_kernel", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
+__all__ = ["hvp_map", "hvp_kernel", "hvp_edge_kernel", "active_edges", "supports_edge_mode", "resolve_hvp_mode",
+           "HVP_MODES", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
            "hvps", "sharded_hvps", "resolve_mesh"]
 
 
@@ -50,11 +51,26 @@ def gather(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None):
-    grad = jax.grad(lambda x: energy(x, cell))
-    if mode == "linearize":
+def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | None, active=None):
+    """(n_dir, N, 3) products of ``directions``. Mode "edge" needs ``active`` (:func:`active_edges`) and an
+    energy that accepts ``edge_delta`` (``energy.func.edge_split``): each direction is carried into the edges
+    it moves (those of the displaced atoms) as a separate small input, so the tangent never enters the
+    network's other edges' geometry — the same product, with the geometric terms of A edges instead of all."""
+    if mode == "edge":
+        idx, mask, snd, rcv = active
+        zero = jnp.zeros(idx.shape + (3,), positions.dtype)
+
+        def grad_at(d):
+            return jax.grad(lambda x: energy(x, cell, (idx, mask, d)))(positions)
+
+        def one(v):
+            return jax.jvp(grad_at, (zero,), (v[snd] - v[rcv],))[1]
+    elif mode == "linearize":
+        grad = jax.grad(lambda x: energy(x, cell))
         _, one = jax.linearize(grad, positions)
     else:
+        grad = jax.grad(lambda x: energy(x, cell))
+
         def one(v):
             return jax.jvp(grad, (positions,), (v,))[1]
     if chunk_size is None:
@@ -66,8 +82,52 @@ def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | No
 
 @partial(kernel_jit, static_argnames=("mode", "chunk_size"))
 def hvp_kernel(energy, positions, cell, directions, mode: str, chunk_size: int | None):
-    """(n_dir, N, 3) Hessian-vector products H·v (eV/Å²·Å per unit v)."""
+    """(n_dir, N, 3) Hessian-vector products H·v (eV/Å²·Å per unit v); modes "jvp", "linearize"."""
     return hvp_map(energy, positions, cell, directions, mode, chunk_size)
+
+
+@partial(kernel_jit, static_argnames=("chunk_size",))
+def hvp_edge_kernel(energy, positions, cell, directions, active, chunk_size: int | None):
+    """:func:`hvp_kernel` in mode "edge" (``active``: :func:`active_edges` of the displaced atoms)."""
+    return hvp_map(energy, positions, cell, directions, "edge", chunk_size, active)
+
+
+def supports_edge_mode(energy) -> bool:
+    """Whether a bound energy (a jax Partial) takes moved edges as a separate input (mode "edge")."""
+    return bool(getattr(getattr(energy, "func", None), "edge_split", False)) and getattr(energy, "graph",
+                                                                                          None) is not None
+
+
+#: the Hessian-vector-product modes of :func:`hvps` ("hessian" is :func:`hessian_kernel`'s)
+HVP_MODES = ("jvp", "linearize", "edge")
+
+
+def resolve_hvp_mode(mode: str, energy) -> str:
+    """The one home of the choice: "auto" → "edge" for an energy that takes moved edges as a separate input
+    (a phonjax NequIP Model's; the cheaper product), else "jvp"; "edge" for any other energy is refused."""
+    if mode == "auto":
+        return "edge" if supports_edge_mode(energy) else "jvp"
+    if mode == "edge" and not supports_edge_mode(energy):
+        raise ForceConstantsError("mode 'edge' needs a phonjax NequIP model (its energy takes the displaced "
+                                  "atoms' edges as a separate input); use mode='jvp' for this energy")
+    return mode
+
+
+def active_edges(graph, atoms) -> tuple:
+    """(idx, mask, senders[idx], receivers[idx]) of the real edges with an end on one of ``atoms`` (the
+    displaced atoms of the directions), padded by :func:`phonjax.buckets.capacity_bucket` (padding: edge 0,
+    masked), as int32/bool device arrays."""
+    from phonjax.buckets import capacity_bucket
+
+    snd, rcv = np.asarray(graph.senders), np.asarray(graph.receivers)
+    on = np.isin(snd, atoms) | np.isin(rcv, atoms)
+    idx = np.flatnonzero(on & np.asarray(graph.edge_mask))
+    n = capacity_bucket(len(idx))
+    mask = np.zeros(n, bool)
+    mask[:len(idx)] = True
+    idx = np.concatenate([idx, np.zeros(n - len(idx), idx.dtype)]).astype(np.int32)
+    return (jnp.asarray(idx), jnp.asarray(mask), jnp.asarray(snd[idx].astype(np.int32)),
+            jnp.asarray(rcv[idx].astype(np.int32)))
 
 
 @partial(kernel_jit, static_argnames=("mode", "chunk_size"))
@@ -104,7 +164,7 @@ def pad_directions(V: np.ndarray, chunk_size: int | None) -> tuple[np.ndarray, i
 
 
 def hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, progress,
-         mesh=None) -> np.ndarray:
+         mesh=None, active=None) -> np.ndarray:
     """(n_dir, n_super, 3) products H·V, on the default device or with the directions split over ``mesh``'s
     devices (:func:`sharded_hvps`; ``chunk_size`` is then per device). Without ``progress``: one kernel call
     (``chunk_size``: lax.map inside it). With ``progress(done, total)``: batches of ``chunk_size`` directions
@@ -116,9 +176,12 @@ def hvps(energy, pos, cell, V: np.ndarray, mode: str, chunk_size: int | None, pr
 
     def run(block, chunk):
         if mesh is None:
+            if mode == "edge":
+                return np.asarray(cached_call("hvp_edge_kernel", hvp_edge_kernel, energy, pos, cell,
+                                              jnp.asarray(block), active, chunk_size=chunk))
             return np.asarray(cached_call("hvp_kernel", hvp_kernel, energy, pos, cell, jnp.asarray(block),
                                           mode=mode, chunk_size=chunk))
-        return sharded_hvps(energy, pos, cell, block, mode, chunk, mesh)
+        return sharded_hvps(energy, pos, cell, block, mode, chunk, mesh, active)
 
     if progress is None:
         return run(Vp if mesh is None else V, c)[:len(V)]
@@ -140,15 +203,16 @@ _KERNELS: dict = {}
 def _hvp_kernel(mesh: Mesh, axis: str, mode: str, chunk: int | None):
     key = (mesh, axis, mode, chunk)
     if key not in _KERNELS:
-        def local(energy, pos, cell, directions):
-            return hvp_map(energy, pos, cell, directions, mode, chunk)
+        def local(energy, pos, cell, directions, active):
+            return hvp_map(energy, pos, cell, directions, mode, chunk, active)
 
-        _KERNELS[key] = kernel_jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(), P(axis)),
+        _KERNELS[key] = kernel_jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(), P(axis), P()),
                                                  out_specs=P(axis), check_vma=False))
     return _KERNELS[key]
 
 
-def sharded_hvps(energy, positions, cell, directions, mode: str, chunk_size: int | None, mesh: Mesh) -> np.ndarray:
+def sharded_hvps(energy, positions, cell, directions, mode: str, chunk_size: int | None, mesh: Mesh,
+                 active=None) -> np.ndarray:
     """(n_dir, N, 3) Hessian-vector products of one structure with the directions (n_dir, N, 3) split over
     ``mesh``'s devices: the energy (a pytree, see :func:`phonjax.force_constants.bound_energy`), positions and
     cell are replicated, each device runs :func:`hvp_map` on its own block of directions (``chunk_size`` per
@@ -166,5 +230,5 @@ def sharded_hvps(energy, positions, cell, directions, mode: str, chunk_size: int
     Vp[:nd] = V
     shard = NamedSharding(mesh, P(axis))
     d = jax.make_array_from_callback(Vp.shape, shard, lambda idx: Vp[idx])
-    out = _hvp_kernel(mesh, axis, mode, chunk_size)(energy, jnp.asarray(positions), jnp.asarray(cell), d)
+    out = _hvp_kernel(mesh, axis, mode, chunk_size)(energy, jnp.asarray(positions), jnp.asarray(cell), d, active)
     return gather(out)[:nd]

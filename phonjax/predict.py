@@ -302,7 +302,7 @@ def _finish(fc, spec, *, npoints, reference, out_dir, timings, progress, extra=N
 
 def predict(structure, model=None, supercell=None, *, born=None, lr: str = "auto", ewald_lambda=None,
             leak_region=None, lo_projection: bool = False, q_direction=None, npoints: int = 101, reference=None,
-            symmetry: bool = True, mode: str = "jvp", chunk_size="auto", out_dir="out",
+            symmetry: bool = True, mode: str = "auto", chunk_size="auto", out_dir="out",
             progress: bool = True, allow_small_supercell: bool = False,
             edge_chunk: int | None = None, supercell_rule: str = "auto", primitive: bool = True) -> PredictResult:
     """Phonon dispersion of ``structure`` (path any ASE format / Atoms / Crystal, primitive cell preferred) with

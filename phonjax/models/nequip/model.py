@@ -48,12 +48,20 @@ class UnknownSpeciesError(ValueError):
 
 
 # -- pure energy functions ------------------------------------------------------------------------
-def node_energies(config: ModelConfig, params, graph: Graph, positions, cells, edge_chunk: int = 0):
+def node_energies(config: ModelConfig, params, graph: Graph, positions, cells, edge_chunk: int = 0,
+                  edge_delta=None):
     """Per-atom energies (N,) eV (zero on padding nodes). positions (N, 3) Å, cells (3, 3) or (G, 3, 3).
-    edge_chunk > 0: messages in rematerialised chunks of that many edges (memory, not numerics)."""
+    edge_chunk > 0: messages in rematerialised chunks of that many edges (memory, not numerics).
+    edge_delta: None or (idx (A,) int, mask (A,) bool, δ (A, 3) Å): the edges ``idx`` moved by δ, computed as
+    the network's ``active`` edges (same energy; derivatives in δ touch only those edges)."""
     _, vec_safe = edge_vectors(graph, positions, cells)
+    active = None
+    if edge_delta is not None:
+        idx, mask, delta = edge_delta
+        vec_a = jnp.where(mask[:, None], vec_safe[idx] + delta, vec_safe[idx])
+        active = (idx, mask, vec_a)
     e = NequIP(config, edge_chunk).apply({"params": params}, vec_safe, graph.species, graph.senders,
-                                         graph.receivers, graph.edge_mask)
+                                         graph.receivers, graph.edge_mask, active)
     return jnp.where(graph.node_mask, e, 0.0)
 
 
@@ -64,11 +72,11 @@ def graph_energies(config: ModelConfig, params, graph: Graph, positions, cells):
 
 
 @partial(kernel_jit, static_argnums=(0, 5))
-def _energy_single(config, params, graph, positions, cell, edge_chunk=0):
+def _energy_single(config, params, graph, positions, cell, edge_chunk=0, edge_delta=None):
     n = graph.n_node_capacity
     k = positions.shape[0]
     pos = jnp.zeros((n, 3), positions.dtype).at[:k].set(positions)
-    return jnp.sum(node_energies(config, params, graph, pos, cell, edge_chunk))
+    return jnp.sum(node_energies(config, params, graph, pos, cell, edge_chunk, edge_delta))
 
 
 @partial(kernel_jit, static_argnums=0)
@@ -90,9 +98,12 @@ class BoundEnergy:
     config: ModelConfig
     edge_chunk: int = 0
 
-    def __call__(self, params, graph, positions, cell):
+    #: accepts ``edge_delta`` (moved edges as a separate, sparse input; :func:`node_energies`)
+    edge_split = True
+
+    def __call__(self, params, graph, positions, cell, edge_delta=None):
         return _energy_single(self.config, params, graph, jnp.asarray(positions), jnp.asarray(cell),
-                              self.edge_chunk)
+                              self.edge_chunk, edge_delta)
 
 
 #: Accelerators: edges per message chunk for a SevenNet-0-sized model (widest tensor-product output 3136 floats

@@ -112,6 +112,17 @@ def _aggregate_chunked(chunk, dim_mid, x, sh, edge_emb, senders, receivers, edge
     return acc
 
 
+def _active_correction(x, sh, edge_emb, senders, receivers, active, w_mlp, kind, irreps, n_nodes):
+    """Messages of the active edges at their own geometry minus the same at the bound geometry, onto the
+    receivers: zero in value whenever the two geometries agree, while derivatives with respect to the active
+    geometry flow only through these few edges (see :class:`NequIP`'s ``active``)."""
+    idx, mask, sh_a, emb_a = active
+    snd = senders[idx]
+    d = (_messages(x, sh_a, emb_a, snd, mask, w_mlp, kind, irreps)
+         - _messages(x, sh[idx], edge_emb[idx], snd, mask, w_mlp, kind, irreps))
+    return jax.ops.segment_sum(d, receivers[idx], num_segments=n_nodes)
+
+
 class InteractionBlock(nn.Module):
     """nequip ``InteractionBlock`` (convolution) of one layer. ``edge_chunk`` > 0: messages in rematerialised
     chunks of that many edges (:func:`_aggregate_chunked`; an execution choice, parameters unchanged)."""
@@ -121,7 +132,7 @@ class InteractionBlock(nn.Module):
     edge_chunk: int = 0
 
     @nn.compact
-    def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask):
+    def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask, active=None):
         cfg = self.config
         L = cfg.layer_irreps()[self.layer]
         irr_in, conv_out, sh_irr = L["irreps_in"], L["conv_out"], cfg.sh_irreps
@@ -146,10 +157,14 @@ class InteractionBlock(nn.Module):
         mid = I.uvu_mid(irr_in, sh_irr, conv_out)
         args = (x, sh, edge_emb, senders, receivers, edge_mask, w_mlp, cfg.radial_mlp, (irr_in, sh_irr, conv_out),
                 n_nodes)
+        x_in = x
         if 0 < self.edge_chunk < senders.shape[0]:
             x = _aggregate_chunked(self.edge_chunk, I.dim(mid), *args)
         else:
             x = _aggregate(*args)
+        if active is not None:
+            x = x + _active_correction(x_in, sh, edge_emb, senders, receivers, active, w_mlp, cfg.radial_mlp,
+                                       (irr_in, sh_irr, conv_out), n_nodes)
         mid_2 = mid + cfg.modal_irreps("linear_2")
         w2 = _Weight(I.linear_numel(mid_2, conv_out), dt, name="linear_2")()
         x = I.linear_apply(w2, _with_modal(x, cfg, "linear_2"), mid_2, conv_out)
@@ -164,10 +179,10 @@ class ConvNetLayer(nn.Module):
     edge_chunk: int = 0
 
     @nn.compact
-    def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask):
+    def __call__(self, h, attrs, species, sh, edge_emb, senders, receivers, edge_mask, active=None):
         L = self.config.layer_irreps()[self.layer]
         x = InteractionBlock(self.config, self.layer, self.edge_chunk, name="conv")(
-            h, attrs, species, sh, edge_emb, senders, receivers, edge_mask)
+            h, attrs, species, sh, edge_emb, senders, receivers, edge_mask, active)
         x = I.gate_apply(x, L["scalars"], L["gates"], L["gated"], L["acts_scalars"], L["acts_gates"])
         if L["resnet"]:
             x = h + x
@@ -181,13 +196,18 @@ class NequIP(nn.Module):
     indices, senders/receivers (E,), edge_mask (E,) bool. Padded nodes must be masked by the caller.
     edge_chunk > 0 computes messages in rematerialised chunks of that many edges (memory-lean second
     derivatives of large supercells; same parameters, same energies up to float summation order).
+    active: None, or (idx (A,) int, mask (A,) bool, vec_a (A, 3)) — a second geometry for the edges ``idx``:
+    each such edge's messages (and ZBL term) are evaluated at ``vec_a`` instead of ``vec_safe[idx]``, written as
+    the bound-geometry value plus a difference over the A edges only. With vec_a = vec_safe[idx] + δ the energy
+    equals the one at the moved edges, and derivatives in δ touch A edges instead of every edge (the
+    Hessian-vector product of one displaced atom, :mod:`phonjax.hvp` mode "edge").
     """
 
     config: ModelConfig
     edge_chunk: int = 0
 
     @nn.compact
-    def __call__(self, vec_safe, species, senders, receivers, edge_mask):
+    def __call__(self, vec_safe, species, senders, receivers, edge_mask, active=None):
         cfg = self.config
         mdt = jnp.dtype(cfg.dtype)
         T = len(cfg.type_names)
@@ -200,8 +220,6 @@ class NequIP(nn.Module):
             emb = _Embed(T, cfg.type_embed_num_features, cfg.dtype, name="type_embed")()
             attrs = h0 = emb[species]
         # -- edges: SH and radial basis in float64, then model dtype
-        from e3nn_jax import spherical_harmonics
-
         sh_irr = cfg.sh_irreps
         ls = [l for _, l, _ in sh_irr]
         if ls != list(range(len(ls))) or any(p != ((-1) ** l if cfg.parity_labels == "nequip" else 1)
@@ -209,22 +227,18 @@ class NequIP(nn.Module):
             raise ValueError(f"edge SH irreps {cfg.irreps_edge_sh} do not fit parity_labels={cfg.parity_labels!r}")
         # values are those of the natural-parity SH (all_even only relabels them)
         sh_str = "+".join(f"{l}{'e' if l % 2 == 0 else 'o'}" for l in ls)
-        sh = spherical_harmonics(sh_str, vec_safe, normalize=cfg.sh_normalize,
-                                 normalization="component").array.astype(mdt)
-        r = jnp.sqrt(jnp.sum(vec_safe * vec_safe, axis=-1))  # (E,) float64
-        xn = (r * (1.0 / cfg.r_max))[:, None]
         bw = _BesselWeights(cfg.num_bessels, name="bessel_encode")()
-        bessel = bessel_basis(xn, bw).astype(mdt)
-        if cfg.cutoff == "xplor":
-            cut = xplor_cutoff(r, cfg.cutoff_on, cfg.r_max)[:, None].astype(mdt)
-        else:
-            cut = polynomial_cutoff(xn, cfg.polynomial_cutoff_p).astype(mdt)
-        edge_emb = (bessel * cut) * jnp.asarray(cfg.factor, mdt)
+        sh, edge_emb, r, xn = _edge_geometry(cfg, sh_str, bw, vec_safe, mdt)
+        act = None
+        if active is not None:
+            idx, amask, vec_a = active
+            sh_a, emb_a, r_a, xn_a = _edge_geometry(cfg, sh_str, bw, vec_a, mdt)
+            act = (idx, amask, sh_a, emb_a)
         # -- convolutions
         h = h0
         for k in range(cfg.num_layers):
             h = ConvNetLayer(cfg, k, self.edge_chunk, name=f"layer{k}_convnet")(
-                h, attrs, species, sh, edge_emb, senders, receivers, edge_mask)
+                h, attrs, species, sh, edge_emb, senders, receivers, edge_mask, act)
         # -- readout and per-type scale/shift (float64)
         n_in = I.num_irreps(I.parse_irreps(cfg.feature_irreps_hidden[-1]))
         dims = (n_in + I.dim(cfg.modal_irreps("readout")),) + tuple(cfg.readout_hidden) + (1,)
@@ -236,11 +250,32 @@ class NequIP(nn.Module):
         if cfg.zbl:
             species_names = cfg.zbl_species or cfg.type_names
             Z = jnp.asarray([_ATOMIC_NUMBERS[s] for s in species_names], jnp.float64)
-            ez = zbl_edge_energy(Z[species[receivers]], Z[species[senders]], r, xn[:, 0],
-                                 cfg.zbl_polynomial_cutoff_p, cfg.zbl_coulomb, mdt)
-            ez = jnp.where(edge_mask, ez, 0.0)
-            e = e + jax.ops.segment_sum(ez, receivers, num_segments=e.shape[0])
+            def zbl(snd, rcv, rr, xx, m):
+                ez = zbl_edge_energy(Z[species[rcv]], Z[species[snd]], rr, xx[:, 0], cfg.zbl_polynomial_cutoff_p,
+                                     cfg.zbl_coulomb, mdt)
+                return jax.ops.segment_sum(jnp.where(m, ez, 0.0), rcv, num_segments=e.shape[0])
+
+            e = e + zbl(senders, receivers, r, xn, edge_mask)
+            if active is not None:
+                e = e + (zbl(senders[idx], receivers[idx], r_a, xn_a, amask)
+                         - zbl(senders[idx], receivers[idx], r[idx], xn[idx], amask))
         return e
+
+
+def _edge_geometry(cfg: ModelConfig, sh_str: str, bw, vec, mdt):
+    """(sh (E, dim), edge_emb (E, num_bessels) in the model dtype, r (E,) and r/r_max (E, 1) float64) of edge
+    vectors ``vec`` (E, 3) float64: spherical harmonics and cut-off radial basis, computed in float64."""
+    from e3nn_jax import spherical_harmonics
+
+    sh = spherical_harmonics(sh_str, vec, normalize=cfg.sh_normalize, normalization="component").array.astype(mdt)
+    r = jnp.sqrt(jnp.sum(vec * vec, axis=-1))
+    xn = (r * (1.0 / cfg.r_max))[:, None]
+    bessel = bessel_basis(xn, bw).astype(mdt)
+    if cfg.cutoff == "xplor":
+        cut = xplor_cutoff(r, cfg.cutoff_on, cfg.r_max)[:, None].astype(mdt)
+    else:
+        cut = polynomial_cutoff(xn, cfg.polynomial_cutoff_p).astype(mdt)
+    return sh, (bessel * cut) * jnp.asarray(cfg.factor, mdt), r, xn
 
 
 class _Embed(nn.Module):

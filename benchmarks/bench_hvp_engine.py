@@ -8,7 +8,8 @@ layer sizes with 89 types, or "small") is built in that dtype and converted with
 * torch (eager, warmed up 3 calls per shape): energy alone, energy+forces, the six home-cell Hessian rows by
   double backward (one forward + create_graph gradient, one backward per row: the rows share the forward).
 * phonjax (jit, automatic edge chunks): energy alone, energy+forces, the six rows as one kernel of vmapped
-  Hessian-vector products (jvp of grad), and one HVP alone.
+  Hessian-vector products and one HVP alone, in the engine's default mode "edge" (the displaced atoms' edges as
+  a separate input, :mod:`phonjax.hvp`) and in mode "jvp" (jvp of grad over every edge; keys ``*_jvp``).
 * check: torch rows vs phonjax rows (same weights).
 
 Ratios are measured in the same run: ``rows_speedup`` = torch six rows / phonjax six rows (per row, both share
@@ -30,6 +31,7 @@ from _common import RESULTS, TorchSystem, block, lif_primitive, max_rss_mib, met
 import jax  # noqa: E402
 
 from phonjax.force_constants import bound_energy, hvp_directions, hvp_kernel  # noqa: E402
+from phonjax.hvp import active_edges, hvp_edge_kernel  # noqa: E402
 from phonjax.structure import Crystal, make_supercell  # noqa: E402
 from phonjax.xla_options import kernel_jit  # noqa: E402  (the engine's compile options, as hvp_kernel's)
 
@@ -65,15 +67,26 @@ def bench(tag: str, tm, model, N: int, repeats: int, with_torch: bool = True) ->
     row["edge_chunk"], row["n_edges"] = int(energy.func.edge_chunk), int(energy.graph.n_edge_capacity)
     pos, cell = jnp.asarray(sc.crystal.positions), jnp.asarray(sc.crystal.cell)
     V = jnp.asarray(hvp_directions(sc)[0])
+    act = active_edges(energy.graph, np.arange(n))
+    row["n_active_edges"] = int(np.sum(np.asarray(act[1])))
+    out = {}
     for key, fn in (("e", lambda: block(_e(energy, pos, cell))), ("ef", lambda: block(_ef(energy, pos, cell))),
-                    ("hvp1", lambda: block(hvp_kernel(energy, pos, cell, V[:1], "jvp", None))),
-                    ("rows", lambda: block(hvp_kernel(energy, pos, cell, V, "jvp", None)))):
+                    ("hvp1_jvp", lambda: block(hvp_kernel(energy, pos, cell, V[:1], "jvp", None))),
+                    ("rows_jvp", lambda: block(hvp_kernel(energy, pos, cell, V, "jvp", None))),
+                    ("hvp1", lambda: block(hvp_edge_kernel(energy, pos, cell, V[:1], act, None))),
+                    ("rows", lambda: block(hvp_edge_kernel(energy, pos, cell, V, act, None)))):
         r = timed(fn, repeats)
+        out[key] = r["out"]
         row[f"jax_{key}_s"], row[f"jax_{key}_compile_s"] = r["median_s"], r["compile_s_est"]
         print(f"  {tag} N={N} phonjax {key}: {r['median_s']:.3f} s (compile {r['compile_s_est']:.1f} s)", flush=True)
-    h = np.asarray(r["out"])  # (3n, ns, 3): row (i, a) = H e_ia
+    h = np.asarray(out["rows"])  # (3n, ns, 3): row (i, a) = H e_ia
+    row["edge_vs_jvp_max_abs_rows"] = float(np.abs(h - np.asarray(out["rows_jvp"])).max())  # eV/Å²
     row["jax_hvp_over_ef"] = row["jax_rows_s"] / row["n_rows"] / row["jax_ef_s"]
     row["jax_hvp1_over_ef"] = row["jax_hvp1_s"] / row["jax_ef_s"]
+    row["jax_hvp_over_ef_jvp"] = row["jax_rows_jvp_s"] / row["n_rows"] / row["jax_ef_s"]
+    row["jax_hvp1_over_ef_jvp"] = row["jax_hvp1_jvp_s"] / row["jax_ef_s"]
+    row["edge_speedup_rows"] = row["jax_rows_jvp_s"] / row["jax_rows_s"]
+    row["edge_speedup_hvp1"] = row["jax_hvp1_jvp_s"] / row["jax_hvp1_s"]
     row["max_rss_MiB"] = max_rss_mib()
     if not with_torch:
         return row
@@ -87,6 +100,7 @@ def bench(tag: str, tm, model, N: int, repeats: int, with_torch: bool = True) ->
     row["torch_wall_s"] = time.perf_counter() - t0
     row["torch_vs_jax_max_abs_rows"] = float(np.abs(np.asarray(r["out"]) - h).max())  # eV/Å²
     row["rows_speedup"] = row["torch_rows_s"] / row["jax_rows_s"]
+    row["rows_speedup_jvp"] = row["torch_rows_s"] / row["jax_rows_jvp_s"]
     row["ef_speedup"] = row["torch_ef_s"] / row["jax_ef_s"]
     row["e_speedup"] = row["torch_e_s"] / row["jax_e_s"]
     row["torch_row_over_ef"] = row["torch_rows_s"] / row["n_rows"] / row["torch_ef_s"]

@@ -117,9 +117,11 @@ def _active_correction(x, sh, edge_emb, senders, receivers, active, w_mlp, kind,
     receivers: zero in value whenever the two geometries agree, while derivatives with respect to the active
     geometry flow only through these few edges (see :class:`NequIP`'s ``active``)."""
     idx, mask, sh_a, emb_a = active
-    snd = senders[idx]
-    d = (_messages(x, sh_a, emb_a, snd, mask, w_mlp, kind, irreps)
-         - _messages(x, sh[idx], edge_emb[idx], snd, mask, w_mlp, kind, irreps))
+    snd, a = senders[idx], idx.shape[0]
+    # one tensor-product call over both geometries (2A edges): one more instance in the compiled program, not two
+    m = _messages(x, jnp.concatenate([sh_a, sh[idx]]), jnp.concatenate([emb_a, edge_emb[idx]]),
+                  jnp.concatenate([snd, snd]), jnp.concatenate([mask, mask]), w_mlp, kind, irreps)
+    d = m[:a] - m[a:]
     return jax.ops.segment_sum(d, receivers[idx], num_segments=n_nodes)
 
 

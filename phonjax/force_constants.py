@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phonjax.fc_record import FcReport, ForceConstants, ForceConstantsError
-from phonjax.hvp import (active_edges, hvp_directions, hvp_kernel, hvp_kernel_batch, hvp_map, hessian_kernel, hvps,
+from phonjax.hvp import (hvp_directions, hvp_kernel, hvp_kernel_batch, hvp_map, hessian_kernel, hvps,
                          pad_directions, resolve_hvp_mode, resolve_mesh)
 from phonjax.fc_symmetrize import (ASR_MODES, apply_asr, asr_violation, finalize_fc, permutation_partner,
                                    permutation_violation, symmetrize_fc)
@@ -194,7 +194,8 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "auto",
     model_or_energy_fn: object with ``bind(crystal) -> energy(positions, cell)`` or ``energy_fn(positions, cell,
     numbers)`` (eV).  atoms: primitive cell (Crystal / ase.Atoms).  supercell: N, (N1, N2, N3), a 3×3 integer
     matrix M (supercell cell = M @ cell) or a :class:`Supercell`.  mode: "auto" | "jvp" | "linearize" | "edge" |
-    "hessian" ("auto": :func:`phonjax.hvp.resolve_hvp_mode` — "edge" for a phonjax NequIP model, else "jvp").
+    "hessian" ("auto": :func:`phonjax.hvp.resolve_hvp_mode` — "edge" for a phonjax NequIP model whose displaced
+    atoms' edges are a small share of all, else "jvp").
     chunk_size: directions per ``lax.map`` step (None: all vmapped at once; "auto": as many as the memory
     allows, see :mod:`phonjax.memory`, which also picks ``edge_chunk`` when that is None).  memory_budget: bytes
     (or "12G") the automatic choice may plan with (None: ``$PHONJAX_MEMORY_BUDGET`` or the free host/device
@@ -233,8 +234,7 @@ def force_constants(model_or_energy_fn, atoms, supercell, *, mode: str = "auto",
         mesh = resolve_mesh(mesh)
         energy, chunk_size, mem = _plan_memory(model_or_energy_fn, sc.crystal, len(V), edge_chunk, chunk_size,
                                                memory_budget, 1 if mesh is None else int(mesh.devices.size))
-        mode = resolve_hvp_mode(mode, energy)
-        active = active_edges(energy.graph, np.unique(atoms_moved)) if mode == "edge" else None
+        mode, active = resolve_hvp_mode(mode, energy, np.unique(atoms_moved))
         cap = _node_capacity(energy, ns)
         pos = jnp.asarray(_pad_atoms(sc.crystal.positions, cap))
         Vc = np.stack([_pad_atoms(v, cap) for v in V]) if cap > ns else V

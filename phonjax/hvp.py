@@ -25,7 +25,7 @@ from phonjax.structure import Supercell
 from phonjax.xla_options import kernel_jit
 
 __all__ = ["hvp_map", "hvp_kernel", "hvp_edge_kernel", "active_edges", "supports_edge_mode", "resolve_hvp_mode",
-           "HVP_MODES", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
+           "HVP_MODES", "EDGE_MODE_MAX_FRACTION", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
            "hvps", "sharded_hvps", "resolve_mesh"]
 
 
@@ -102,15 +102,28 @@ def supports_edge_mode(energy) -> bool:
 HVP_MODES = ("jvp", "linearize", "edge")
 
 
-def resolve_hvp_mode(mode: str, energy) -> str:
-    """The one home of the choice: "auto" → "edge" for an energy that takes moved edges as a separate input
-    (a phonjax NequIP Model's; the cheaper product), else "jvp"; "edge" for any other energy is refused."""
-    if mode == "auto":
-        return "edge" if supports_edge_mode(energy) else "jvp"
-    if mode == "edge" and not supports_edge_mode(energy):
-        raise ForceConstantsError("mode 'edge' needs a phonjax NequIP model (its energy takes the displaced "
-                                  "atoms' edges as a separate input); use mode='jvp' for this energy")
-    return mode
+#: "auto" takes mode "edge" when the displaced atoms' edges are at most this fraction of all edges: above it the
+#: products' geometric terms over those edges save little, and the "edge" kernel compiles longer (README, *Speed of
+#: the HVP engine*)
+EDGE_MODE_MAX_FRACTION = 0.125
+
+
+def resolve_hvp_mode(mode: str, energy, atoms) -> tuple[str, tuple | None]:
+    """(mode, active edges or None) for products that displace ``atoms`` — the one home of the choice: "auto" →
+    "edge" for an energy that takes moved edges as a separate input (a phonjax NequIP model's) when their edges
+    are at most :data:`EDGE_MODE_MAX_FRACTION` of all, else "jvp"; "edge" for any other energy is refused."""
+    if mode not in ("auto", "edge"):
+        return mode, None
+    if not supports_edge_mode(energy):
+        if mode == "edge":
+            raise ForceConstantsError("mode 'edge' needs a phonjax NequIP model (its energy takes the displaced "
+                                      "atoms' edges as a separate input); use mode='jvp' for this energy")
+        return "jvp", None
+    active = active_edges(energy.graph, atoms)
+    n_real = int(np.sum(np.asarray(energy.graph.edge_mask)))
+    if mode == "auto" and int(np.sum(np.asarray(active[1]))) > EDGE_MODE_MAX_FRACTION * n_real:
+        return "jvp", None
+    return "edge", active
 
 
 def active_edges(graph, atoms) -> tuple:

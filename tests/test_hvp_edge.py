@@ -8,7 +8,7 @@ import pytest
 from ase.build import bulk
 
 from phonjax.force_constants import ForceConstantsError, force_constants
-from phonjax.hvp import resolve_hvp_mode
+from phonjax.hvp import EDGE_MODE_MAX_FRACTION, resolve_hvp_mode
 from phonjax.potentials import rock_salt_potential
 from phonjax.structure import Crystal, make_supercell
 from phonjax.testing import count_compilations
@@ -30,7 +30,7 @@ def _rattled(seed=2, amp=0.05):
     return at
 
 
-@pytest.mark.parametrize("zbl,edge_chunk", [(False, 0), (True, 0), (False, 16)])
+@pytest.mark.parametrize("zbl,edge_chunk", [(False, 0), (True, 16)])
 def test_edge_mode_equals_hessian(zbl, edge_chunk):
     model = _model(zbl)
     at = _rattled()                                   # P1 after rattling: every row computed
@@ -62,9 +62,14 @@ def test_edge_mode_with_site_symmetry_matches_jvp():
 def test_auto_mode_resolution_and_refusal():
     model = _model(False)
     at = bulk("LiF", "rocksalt", a=4.03)
-    energy = model.bind(make_supercell(Crystal.from_ase(at), 2).crystal)
-    assert resolve_hvp_mode("auto", energy) == "edge"
-    assert resolve_hvp_mode("jvp", energy) == "jvp"
+    small = model.bind(make_supercell(Crystal.from_ase(at), 2).crystal)     # 2 of 16 atoms: 1/4 of the edges
+    large = model.bind(make_supercell(Crystal.from_ase(at), 3).crystal)     # 2 of 54: under EDGE_MODE_MAX_FRACTION
+    assert resolve_hvp_mode("auto", small, [0, 1]) == ("jvp", None)
+    mode, active = resolve_hvp_mode("auto", large, [0, 1])
+    n_real = int(np.sum(np.asarray(large.graph.edge_mask)))
+    assert mode == "edge" and 0 < int(np.sum(np.asarray(active[1]))) <= EDGE_MODE_MAX_FRACTION * n_real
+    assert resolve_hvp_mode("edge", small, [0, 1])[0] == "edge"            # asked for: taken at any share
+    assert resolve_hvp_mode("jvp", large, [0, 1]) == ("jvp", None)
     pot, nacl = rock_salt_potential(), bulk("NaCl", "rocksalt", a=5.64)
     fc_auto = force_constants(pot, nacl, 2, allow_small_supercell=True)          # a plain energy: "auto" → jvp
     fc_jvp = force_constants(pot, nacl, 2, mode="jvp", allow_small_supercell=True)

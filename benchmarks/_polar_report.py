@@ -148,7 +148,7 @@ def _targets(crystals: dict) -> list[str]:
         line += (f"; LO shape near Γ {am['lo_shape_error_thz']:.3f} THz (target ≤ {LO_SHAPE_TARGET}: "
                  f"{'met' if ok else 'MISSED'})")
         if not ok and am.get("to_shape_error_thz") is not None:
-            line += (f" — the model's own optical dispersion near Γ, which the correction does not act on, is off by "
+            line += (" — the model's own optical dispersion near Γ, which the correction does not act on, is off by "
                      f"{am['to_shape_error_thz']:.3f} THz (TO shape)")
         out.append(line)
     return out

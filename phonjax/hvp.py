@@ -25,7 +25,7 @@ from phonjax.structure import Supercell
 from phonjax.xla_options import kernel_jit
 
 __all__ = ["hvp_map", "hvp_kernel", "hvp_edge_kernel", "active_edges", "supports_edge_mode", "resolve_hvp_mode",
-           "HVP_MODES", "EDGE_MODE_MAX_FRACTION", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
+           "EDGE_MODE_MAX_FRACTION", "hvp_kernel_batch", "hessian_kernel", "hvp_directions", "pad_directions",
            "hvps", "sharded_hvps", "resolve_mesh"]
 
 
@@ -96,10 +96,6 @@ def supports_edge_mode(energy) -> bool:
     """Whether a bound energy (a jax Partial) takes moved edges as a separate input (mode "edge")."""
     return bool(getattr(getattr(energy, "func", None), "edge_split", False)) and getattr(energy, "graph",
                                                                                           None) is not None
-
-
-#: the Hessian-vector-product modes of :func:`hvps` ("hessian" is :func:`hessian_kernel`'s)
-HVP_MODES = ("jvp", "linearize", "edge")
 
 
 #: "auto" takes mode "edge" when the displaced atoms' edges are at most this fraction of all edges: above it the

@@ -65,14 +65,13 @@ def hvp_map(energy, positions, cell, directions, mode: str, chunk_size: int | No
 
         def one(v):
             return jax.jvp(grad_at, (zero,), (v[snd] - v[rcv],))[1]
-    elif mode == "linearize":
-        grad = jax.grad(lambda x: energy(x, cell))
-        _, one = jax.linearize(grad, positions)
     else:
         grad = jax.grad(lambda x: energy(x, cell))
-
-        def one(v):
-            return jax.jvp(grad, (positions,), (v,))[1]
+        if mode == "linearize":
+            _, one = jax.linearize(grad, positions)
+        else:
+            def one(v):
+                return jax.jvp(grad, (positions,), (v,))[1]
     if chunk_size is None:
         return jax.vmap(one)(directions)
     nd = directions.shape[0]

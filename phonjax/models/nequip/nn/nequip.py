@@ -112,17 +112,15 @@ def _aggregate_chunked(chunk, dim_mid, x, sh, edge_emb, senders, receivers, edge
     return acc
 
 
-def _active_correction(x, sh, edge_emb, senders, receivers, active, w_mlp, kind, irreps, n_nodes):
+def _active_correction(x, active, w_mlp, kind, irreps, n_nodes):
     """Messages of the active edges at their own geometry minus the same at the bound geometry, onto the
     receivers: zero in value whenever the two geometries agree, while derivatives with respect to the active
-    geometry flow only through these few edges (see :class:`NequIP`'s ``active``)."""
-    idx, mask, sh_a, emb_a = active
-    snd, a = senders[idx], idx.shape[0]
-    # one tensor-product call over both geometries (2A edges): one more instance in the compiled program, not two
-    m = _messages(x, jnp.concatenate([sh_a, sh[idx]]), jnp.concatenate([emb_a, edge_emb[idx]]),
-                  jnp.concatenate([snd, snd]), jnp.concatenate([mask, mask]), w_mlp, kind, irreps)
-    d = m[:a] - m[a:]
-    return jax.ops.segment_sum(d, receivers[idx], num_segments=n_nodes)
+    geometry flow only through these few edges (see :class:`NequIP`'s ``active``). ``active``: (receivers (A,),
+    and over 2A edges — moved geometry first, then bound — sh, edge_emb, senders, mask), one tensor-product call."""
+    rcv, sh2, emb2, snd2, mask2 = active
+    m = _messages(x, sh2, emb2, snd2, mask2, w_mlp, kind, irreps)
+    a = rcv.shape[0]
+    return jax.ops.segment_sum(m[:a] - m[a:], rcv, num_segments=n_nodes)
 
 
 class InteractionBlock(nn.Module):
@@ -165,8 +163,7 @@ class InteractionBlock(nn.Module):
         else:
             x = _aggregate(*args)
         if active is not None:
-            x = x + _active_correction(x_in, sh, edge_emb, senders, receivers, active, w_mlp, cfg.radial_mlp,
-                                       (irr_in, sh_irr, conv_out), n_nodes)
+            x = x + _active_correction(x_in, active, w_mlp, cfg.radial_mlp, (irr_in, sh_irr, conv_out), n_nodes)
         mid_2 = mid + cfg.modal_irreps("linear_2")
         w2 = _Weight(I.linear_numel(mid_2, conv_out), dt, name="linear_2")()
         x = I.linear_apply(w2, _with_modal(x, cfg, "linear_2"), mid_2, conv_out)
@@ -235,7 +232,9 @@ class NequIP(nn.Module):
         if active is not None:
             idx, amask, vec_a = active
             sh_a, emb_a, r_a, xn_a = _edge_geometry(cfg, sh_str, bw, vec_a, mdt)
-            act = (idx, amask, sh_a, emb_a)
+            # both geometries of the active edges side by side, gathered once for every layer
+            act = (receivers[idx], jnp.concatenate([sh_a, sh[idx]]), jnp.concatenate([emb_a, edge_emb[idx]]),
+                   jnp.concatenate([senders[idx]] * 2), jnp.concatenate([amask] * 2))
         # -- convolutions
         h = h0
         for k in range(cfg.num_layers):
@@ -252,6 +251,7 @@ class NequIP(nn.Module):
         if cfg.zbl:
             species_names = cfg.zbl_species or cfg.type_names
             Z = jnp.asarray([_ATOMIC_NUMBERS[s] for s in species_names], jnp.float64)
+
             def zbl(snd, rcv, rr, xx, m):
                 ez = zbl_edge_energy(Z[species[rcv]], Z[species[snd]], rr, xx[:, 0], cfg.zbl_polynomial_cutoff_p,
                                      cfg.zbl_coulomb, mdt)
